@@ -1,0 +1,73 @@
+"""The `recsys` command: one entry point, subcommands contributed by packages.
+
+Each subcommand lives in the package that owns it and is imported lazily, so
+the CLI works with only some packages installed (a catalog image has no
+torch): a missing package gives a clear message instead of an ImportError.
+A contributing module exposes ``register(subparsers) -> None`` that adds its
+parsers and sets ``func`` (``(args) -> int``) on each of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand group -> (module, package a user installs to get it, help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("recsys_core.data.cli", "recsys-core", "fetch, inspect and generate MovieLens data sets"),
+    "catalog": ("recsys_catalog.cli", "recsys-catalog", "catalog database: migrate, load, serve"),
+    "train": ("recsys_embedder.training.cli", "recsys-embedder[train]", "train PinSage and two-tower"),
+    "evaluate": ("recsys_embedder.evaluation.cli", "recsys-embedder[train]", "offline evaluation"),
+    "retriever": ("recsys_retriever.cli", "recsys-retriever", "vector store: load, describe, serve"),
+    "embedder": ("recsys_embedder.cli", "recsys-embedder", "embedder: serve, export"),
+    "gateway": ("recsys_gateway.cli", "recsys-gateway", "gateway: serve"),
+    "stack": ("recsys_core.stack", "recsys-core", "the whole stack: up, down, status"),
+    "client": ("recsys_core.client_cli", "recsys-core", "call the gateway: recommend, similar, ..."),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description="recsys: a gRPC movie recommender")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, dist, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if missing and (module_name.startswith(missing) or missing.split(".")[0] in module_name):
+                # The contributing package is not installed (or not written yet).
+                p = sub.add_parser(name, help=f"{help_text} (needs {dist})")
+                p.set_defaults(func=_missing(name, dist))
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _missing(name: str, dist: str):  # type: ignore[no-untyped-def]
+    def run(_args: argparse.Namespace) -> int:
+        print(f"recsys {name}: not available, install {dist}", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
