@@ -635,7 +635,7 @@ def read_dataset(
                 rating_file,
                 None,
                 f"missing in {path}: this data set holds no ratings "
-                "(pass metadata_only=True to read only movies and users)",
+                "(load with metadata_only=True, or --metadata-only, to read only movies and users)",
             )
         else:
             inter = _read_ratings(

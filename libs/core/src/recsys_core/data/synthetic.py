@@ -130,7 +130,7 @@ def _sample_pairs(
         need = n_ratings - keys.size
         if need <= 0:
             break
-        draw = int(need * 1.3) + 16
+        draw = int(need * 2) + 16
         new = rng.choice(n_users, size=draw, p=activity) * n_movies + rng.choice(
             n_movies, size=draw, p=popularity
         )
