@@ -1,0 +1,353 @@
+"""Catalog logic: validation, limits, defaults and the rules of each operation.
+
+No grpc and no driver here: the service talks to a ``CatalogStore`` (the PostgreSQL store in
+production, a fake in unit tests) and raises the kit's domain errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+from urllib.parse import urlparse
+
+from recsys_core.errors import InvalidArgument, NotFound
+
+from recsys_catalog.model import (
+    RATING_MAX,
+    RATING_MIN,
+    CatalogInfo,
+    History,
+    Movie,
+    MovieFilter,
+    Rating,
+    RecordResult,
+    SearchHit,
+    UnknownMovies,
+    UnknownUsers,
+    UpsertResult,
+    User,
+)
+
+MAX_BATCH_IDS = 1000
+MAX_QUERY_CHARS = 200
+DEFAULT_SEARCH_LIMIT = 10
+MAX_SEARCH_LIMIT = 100
+MAX_SAMPLE = 100
+MAX_SAMPLE_EXCLUDE = 10_000
+MAX_POPULAR = 1000
+MAX_POPULAR_EXCLUDE = 100_000
+MAX_FILTER_GENRES = 32
+DEFAULT_HISTORY_LIMIT = 1000
+MAX_HISTORY_LIMIT = 10_000
+MAX_EVENTS = 1000
+MAX_UPSERT = 1000
+DEFAULT_PAGE = 1000
+MAX_PAGE = 5000
+MAX_TITLE_CHARS = 500
+YEAR_MIN, YEAR_MAX = 1870, 2100
+FUTURE_SLACK = dt.timedelta(minutes=5)
+GENRE_SEP = "\x1f"
+CACHE_TTL_S = 30.0
+
+
+class CatalogStore(Protocol):
+    """What the service needs from storage (``store.PgStore`` implements it)."""
+
+    async def get_movies(self, movie_ids: Sequence[int]) -> dict[int, Movie]: ...
+    async def search_movies(self, query: str, limit: int) -> list[SearchHit]: ...
+    async def sample_movies(
+        self, n: int, seed: int, min_ratings: int, flt: MovieFilter, exclude_ids: Sequence[int]
+    ) -> list[Movie]: ...
+    async def popular_most_rated(
+        self, k: int, flt: MovieFilter, exclude_ids: Sequence[int]
+    ) -> list[tuple[Movie, float]]: ...
+    async def popular_bayesian(
+        self, k: int, flt: MovieFilter, exclude_ids: Sequence[int], prior_weight: float, prior_mean: float
+    ) -> list[tuple[Movie, float]]: ...
+    async def global_rating_mean(self) -> float | None: ...
+    async def list_movies(self, after_id: int, page_size: int) -> list[Movie]: ...
+    async def upsert_movies(self, movies: Sequence[Movie]) -> UpsertResult: ...
+    async def genres(self) -> tuple[str, ...]: ...
+    async def get_users(self, user_ids: Sequence[int]) -> dict[int, User]: ...
+    async def histories(self, user_ids: Sequence[int], limit: int) -> dict[int, History]: ...
+    async def record_ratings(
+        self, events: Sequence[Rating], create_missing_users: bool
+    ) -> tuple[set[tuple[int, int]], list[int]]: ...
+    async def describe(self) -> CatalogInfo: ...
+
+
+def _check_ids(ids: Sequence[int], field: str, max_n: int = MAX_BATCH_IDS) -> None:
+    if not ids:
+        raise InvalidArgument(f"{field}: at least one id is required", field=field)
+    if len(ids) > max_n:
+        raise InvalidArgument(f"{field}: at most {max_n} ids per call, got {len(ids)}", field=field)
+    for i, v in enumerate(ids):
+        if v <= 0:
+            raise InvalidArgument(f"{field}[{i}]: ids must be > 0, got {v}", field=f"{field}[{i}]")
+
+
+def _limit(value: int, field: str, default: int, maximum: int) -> int:
+    if value == 0:
+        return default
+    if not 1 <= value <= maximum:
+        raise InvalidArgument(f"{field}: must be 1..{maximum} (0 = {default}), got {value}", field=field)
+    return value
+
+
+def _dedup(ids: Sequence[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
+
+
+def _valid_rating(value: float) -> bool:
+    return (
+        math.isfinite(value)
+        and RATING_MIN <= value <= RATING_MAX
+        and math.isclose(value * 2, round(value * 2), abs_tol=1e-6)
+    )
+
+
+def _valid_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+class CatalogService:
+    def __init__(
+        self,
+        store: CatalogStore,
+        *,
+        bayes_prior_weight: float = 25.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._store = store
+        self._prior_weight = bayes_prior_weight
+        self._clock = clock
+        self._genres: tuple[frozenset[str], float] | None = None
+        self._mean: tuple[float, float] | None = None
+
+    # --- movies ------------------------------------------------------------------------------
+
+    async def get_movies(self, movie_ids: Sequence[int]) -> tuple[list[Movie], list[int]]:
+        """Found movies in request order (duplicates repeated) and missing ids (deduplicated)."""
+        _check_ids(movie_ids, "movie_ids")
+        found = await self._store.get_movies(_dedup(movie_ids))
+        movies = [found[i] for i in movie_ids if i in found]
+        missing = [i for i in _dedup(movie_ids) if i not in found]
+        return movies, missing
+
+    async def search_movies(self, query: str, limit: int) -> list[SearchHit]:
+        text = " ".join(query.split())
+        if not text:
+            raise InvalidArgument("query: must not be empty or blank", field="query")
+        if len(text) > MAX_QUERY_CHARS:
+            raise InvalidArgument(f"query: at most {MAX_QUERY_CHARS} characters", field="query")
+        n = _limit(limit, "limit", DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
+        return await self._store.search_movies(text, n)
+
+    async def sample_movies(
+        self, n: int, seed: int, min_ratings: int, flt: MovieFilter, exclude_ids: Sequence[int]
+    ) -> list[Movie]:
+        if not 1 <= n <= MAX_SAMPLE:
+            raise InvalidArgument(f"n: must be 1..{MAX_SAMPLE}, got {n}", field="n")
+        if min_ratings < 0:
+            raise InvalidArgument("min_ratings: must be >= 0", field="min_ratings")
+        if len(exclude_ids) > MAX_SAMPLE_EXCLUDE:
+            raise InvalidArgument(f"exclude_ids: at most {MAX_SAMPLE_EXCLUDE} ids", field="exclude_ids")
+        await self._check_filter(flt)
+        if seed == 0:
+            seed = random.SystemRandom().randrange(1, 2**62)
+        return await self._store.sample_movies(n, seed, min_ratings, flt, _dedup(exclude_ids))
+
+    async def get_popular(
+        self, k: int, flt: MovieFilter, exclude_ids: Sequence[int], most_rated: bool
+    ) -> list[tuple[Movie, float]]:
+        """Most rated, or (default) best Bayesian average with the catalog mean as prior."""
+        if not 1 <= k <= MAX_POPULAR:
+            raise InvalidArgument(f"k: must be 1..{MAX_POPULAR}, got {k}", field="k")
+        if len(exclude_ids) > MAX_POPULAR_EXCLUDE:
+            raise InvalidArgument(f"exclude_ids: at most {MAX_POPULAR_EXCLUDE} ids", field="exclude_ids")
+        await self._check_filter(flt)
+        exclude = _dedup(exclude_ids)
+        if most_rated:
+            return await self._store.popular_most_rated(k, flt, exclude)
+        mean = await self._global_mean()
+        return await self._store.popular_bayesian(k, flt, exclude, self._prior_weight, mean)
+
+    async def list_movies(self, after_id: int, page_size: int) -> tuple[list[Movie], int]:
+        """A page of movies with movie_id > after_id and the next after_id (0 = last page)."""
+        if after_id < 0:
+            raise InvalidArgument("after_id: must be >= 0", field="after_id")
+        size = _limit(page_size, "page_size", DEFAULT_PAGE, MAX_PAGE)
+        rows = await self._store.list_movies(after_id, size + 1)
+        if len(rows) > size:
+            page = rows[:size]
+            return page, page[-1].movie_id
+        return rows, 0
+
+    async def upsert_movies(self, movies: Sequence[Movie]) -> UpsertResult:
+        if not movies:
+            raise InvalidArgument("movies: at least one movie is required", field="movies")
+        if len(movies) > MAX_UPSERT:
+            raise InvalidArgument(f"movies: at most {MAX_UPSERT} per call", field="movies")
+        seen: set[int] = set()
+        clean: list[Movie] = []
+        for i, m in enumerate(movies):
+            f = f"movies[{i}]"
+            if m.movie_id <= 0:
+                raise InvalidArgument(f"{f}.movie_id: must be > 0", field=f"{f}.movie_id")
+            if m.movie_id in seen:
+                raise InvalidArgument(f"{f}.movie_id: {m.movie_id} appears twice", field=f"{f}.movie_id")
+            seen.add(m.movie_id)
+            title = m.title.strip()
+            if not title or len(title) > MAX_TITLE_CHARS:
+                raise InvalidArgument(f"{f}.title: 1..{MAX_TITLE_CHARS} characters", field=f"{f}.title")
+            if m.year is not None and not YEAR_MIN <= m.year <= YEAR_MAX:
+                raise InvalidArgument(f"{f}.year: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"{f}.year")
+            genres = tuple(dict.fromkeys(g.strip() for g in m.genres))
+            if any(not g or GENRE_SEP in g or len(g) > 64 for g in genres):
+                raise InvalidArgument(f"{f}.genres: names must be 1..64 characters", field=f"{f}.genres")
+            for name in ("poster_url", "info_url"):
+                url = getattr(m, name)
+                if url and not _valid_url(url):
+                    raise InvalidArgument(f"{f}.{name}: an absolute http(s) URL", field=f"{f}.{name}")
+            if m.tmdb_id is not None and m.tmdb_id < 0:
+                raise InvalidArgument(f"{f}.tmdb_id: must be >= 0", field=f"{f}.tmdb_id")
+            clean.append(
+                Movie(
+                    movie_id=m.movie_id,
+                    title=title,
+                    year=m.year,
+                    genres=genres,
+                    imdb_id=m.imdb_id or None,
+                    tmdb_id=m.tmdb_id or None,
+                    poster_url=m.poster_url or None,
+                    info_url=m.info_url or None,
+                )
+            )
+        result = await self._store.upsert_movies(clean)
+        self._genres = None
+        return result
+
+    # --- users and ratings -------------------------------------------------------------------
+
+    async def get_users(self, user_ids: Sequence[int]) -> tuple[list[User], list[int]]:
+        _check_ids(user_ids, "user_ids")
+        found = await self._store.get_users(_dedup(user_ids))
+        return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
+
+    async def get_user_history(self, user_id: int, limit: int) -> History:
+        if user_id <= 0:
+            raise InvalidArgument("user_id: must be > 0", field="user_id")
+        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        found = await self._store.histories([user_id], n)
+        if user_id not in found:
+            raise NotFound(f"user {user_id} not found")
+        return found[user_id]
+
+    async def get_user_histories(self, user_ids: Sequence[int], limit: int) -> tuple[list[History], list[int]]:
+        _check_ids(user_ids, "user_ids")
+        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        found = await self._store.histories(_dedup(user_ids), n)
+        return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
+
+    async def record_ratings(
+        self, events: Sequence[tuple[int, int, float, dt.datetime | None]], create_missing_users: bool
+    ) -> RecordResult:
+        """Validate and store (user_id, movie_id, rating, rated_at|None) events, all or nothing.
+
+        Per (user, movie) the newest event wins (a tie goes to the later one in the call); the
+        others, and events older than the stored rating, count as superseded. ``stored`` lists
+        the events written, in request order, with their timestamps filled in.
+        """
+        if not events:
+            raise InvalidArgument("ratings: at least one event is required", field="ratings")
+        if len(events) > MAX_EVENTS:
+            raise InvalidArgument(f"ratings: at most {MAX_EVENTS} events per call", field="ratings")
+        now = self._clock()
+        ratings: list[Rating] = []
+        for i, (user_id, movie_id, value, rated_at) in enumerate(events):
+            f = f"ratings[{i}]"
+            if user_id <= 0:
+                raise InvalidArgument(f"{f}.user_id: must be > 0", field=f"{f}.user_id")
+            if movie_id <= 0:
+                raise InvalidArgument(f"{f}.movie_id: must be > 0", field=f"{f}.movie_id")
+            if not _valid_rating(value):
+                raise InvalidArgument(
+                    f"{f}.rating: {value} is not on the {RATING_MIN}..{RATING_MAX} scale in steps of 0.5",
+                    field=f"{f}.rating",
+                )
+            when = now if rated_at is None else rated_at
+            if when > now + FUTURE_SLACK:
+                raise InvalidArgument(f"{f}.rated_at: in the future", field=f"{f}.rated_at")
+            ratings.append(Rating(user_id, movie_id, round(value * 2) / 2, when))
+
+        # The winner per (user, movie) inside the call.
+        winner: dict[tuple[int, int], int] = {}
+        for i, r in enumerate(ratings):
+            key = (r.user_id, r.movie_id)
+            j = winner.get(key)
+            if j is None or r.rated_at >= ratings[j].rated_at:
+                winner[key] = i
+        chosen = sorted(winner.values())
+        try:
+            written, created = await self._store.record_ratings(
+                [ratings[i] for i in chosen], create_missing_users
+            )
+        except UnknownMovies as exc:
+            bad = set(exc.movie_ids)
+            i = next(k for k, r in enumerate(ratings) if r.movie_id in bad)
+            raise InvalidArgument(
+                f"ratings[{i}].movie_id: unknown movie {ratings[i].movie_id}", field=f"ratings[{i}].movie_id"
+            ) from exc
+        except UnknownUsers as exc:
+            bad = set(exc.user_ids)
+            i = next(k for k, r in enumerate(ratings) if r.user_id in bad)
+            raise NotFound(
+                f"ratings[{i}].user_id: unknown user {ratings[i].user_id} (set create_missing_users)"
+            ) from exc
+        stored = [ratings[i] for i in chosen if (ratings[i].user_id, ratings[i].movie_id) in written]
+        self._mean = None
+        return RecordResult(stored=stored, superseded=len(ratings) - len(stored), created_user_ids=created)
+
+    # --- describe ----------------------------------------------------------------------------
+
+    async def describe(self) -> CatalogInfo:
+        return await self._store.describe()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    async def _known_genres(self, refresh: bool = False) -> frozenset[str]:
+        now = time.monotonic()
+        if refresh or self._genres is None or now - self._genres[1] > CACHE_TTL_S:
+            self._genres = (frozenset(await self._store.genres()), now)
+        return self._genres[0]
+
+    async def _check_filter(self, flt: MovieFilter) -> None:
+        for name, values in (("genres_any", flt.genres_any), ("genres_all", flt.genres_all)):
+            field = f"filter.{name}"
+            if len(values) > MAX_FILTER_GENRES:
+                raise InvalidArgument(f"{field}: at most {MAX_FILTER_GENRES} genres", field=field)
+            if values:
+                known = await self._known_genres()
+                unknown = [g for g in values if g not in known]
+                if unknown:
+                    known = await self._known_genres(refresh=True)
+                    unknown = [g for g in values if g not in known]
+                if unknown:
+                    raise InvalidArgument(f"{field}: unknown genre {unknown[0]!r}", field=field)
+        for name, year in (("year_min", flt.year_min), ("year_max", flt.year_max)):
+            if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
+                raise InvalidArgument(f"filter.{name}: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"filter.{name}")
+        if flt.year_min is not None and flt.year_max is not None and flt.year_min > flt.year_max:
+            raise InvalidArgument("filter: year_min > year_max", field="filter.year_min")
+
+    async def _global_mean(self) -> float:
+        now = time.monotonic()
+        if self._mean is None or now - self._mean[1] > CACHE_TTL_S:
+            mean = await self._store.global_rating_mean()
+            self._mean = (mean if mean is not None else 3.0, now)
+        return self._mean[0]
