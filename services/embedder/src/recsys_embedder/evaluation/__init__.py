@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics, baselines, the protocol table."""

@@ -1,0 +1,1 @@
+"""PinSage training (DGL for graph work only)."""

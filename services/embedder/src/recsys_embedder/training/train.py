@@ -1,0 +1,288 @@
+"""PinSage training loop: full-graph item propagation over fixed neighbour
+tables, a max-margin item-item loss on random-walk pairs (as in the paper)
+plus a next-item softmax loss for the user-as-a-node aggregation.
+
+Steps (DGL's pipeline, one per file): build graph (:mod:`.graph`) -> sample
+neighbours (PinSAGESampler) -> layers/model (:mod:`recsys_embedder.model`) ->
+train (here) -> evaluate (:mod:`recsys_embedder.evaluation`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from recsys_embedder.evaluation.evaluate import Phase, evaluate_scorer, make_phase, pinsage_scorer
+from recsys_embedder.model.features import FeatureSpec, movie_features
+from recsys_embedder.model.pinsage import ModelConfig, PinSageNet
+from recsys_embedder.training import graph as G
+from recsys_embedder.training.data import TRAIN, Prepared
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters (all stored in the manifest)."""
+
+    dim: int = 64
+    hidden: int = 64
+    n_neighbours: int = 10
+    num_random_walks: int = 1000
+    num_traversals: int = 3
+    termination_prob: float = 0.5
+    use_id_embedding: bool = True
+    dropout: float = 0.1
+    user_window: int = 50
+    title_buckets: int = 4096
+    epochs: int = 30
+    patience: int = 4
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    logit_scale: float = 10.0
+    item_loss_weight: float = 0.5
+    item_batch_size: int = 256
+    margin: float = 0.3
+    hard_negative_share: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+    max_steps_per_epoch: int = 0  # 0 = a full pass over the TRAIN next-item events
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: PinSageNet
+    model_config: ModelConfig
+    feature_spec: FeatureSpec
+    item_dense: np.ndarray
+    item_tokens: np.ndarray
+    nbr_ids: np.ndarray
+    nbr_w: np.ndarray
+    item_embeddings: np.ndarray
+    best_epoch: int
+    best_validation_hr10: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    training_time_s: float = 0.0
+
+
+def item_inputs(p: Prepared, title_buckets: int = 4096) -> tuple[FeatureSpec, np.ndarray, np.ndarray]:
+    counts = p.counts(TRAIN)
+    spec = FeatureSpec(
+        genres=p.genre_vocab, title_buckets=title_buckets, pop_log_max=float(np.log1p(max(counts.max(), 1)))
+    )
+    dense, tokens = movie_features(spec, p.titles, p.years, p.genres, counts)
+    return spec, dense, tokens
+
+
+class _NextItem:
+    """Next-item training events over the TRAIN sequences (vectorised batches)."""
+
+    def __init__(self, p: Prepared, window: int) -> None:
+        sel = p.split == TRAIN
+        self.items = p.i[sel]
+        self.ratings = p.r[sel]
+        users = p.u[sel]
+        starts = np.searchsorted(users, np.arange(p.n_users))
+        self.start = starts[users]  # per event: its user's first event
+        self.events = np.flatnonzero(np.arange(len(users)) > self.start)  # has >= 1 previous event
+        self.window = window
+
+    def batch(self, ev: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        K = self.window
+        idx = ev[:, None] - K + np.arange(K)[None, :]
+        valid = idx >= self.start[ev][:, None]
+        idx = np.where(valid, idx, 0)
+        hist = torch.as_tensor(self.items[idx])
+        rat = torch.as_tensor(self.ratings[idx])
+        mask = torch.as_tensor(valid)
+        target = torch.as_tensor(self.items[ev])
+        # every earlier item of the user is excluded from the softmax
+        lens = ev - self.start[ev]
+        rows = np.repeat(np.arange(len(ev)), lens)
+        pos = (
+            np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(self.start[ev], lens)
+        )
+        return hist, rat, mask, target, torch.as_tensor(rows), torch.as_tensor(self.items[pos])
+
+
+def _validate(model: PinSageNet, tensors: tuple[Tensor, ...], p: Prepared, phase: Phase) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        emb = model.embed_items(*tensors)
+        return evaluate_scorer(phase, pinsage_scorer(model, emb, p, phase, "pinsage"))
+
+
+def train(
+    p: Prepared, cfg: TrainConfig, checkpoint: Path | None = None, log: Log = print, progress: bool = True
+) -> TrainResult:
+    """Train on ``p``'s TRAIN events; early stopping on VALIDATION HR@10 (pinsage form).
+
+    With ``checkpoint`` the state is saved there after every epoch and a run
+    finding one resumes from it (same config and seed: same result).
+    """
+    t_start = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
+    spec, dense, tokens = item_inputs(p, cfg.title_buckets)
+    sel = p.split == TRAIN
+    g = G.build_graph(p.u[sel], p.i[sel], p.n_users, p.n_items)
+    nbr_ids, nbr_w = G.neighbour_table(
+        g, cfg.n_neighbours, cfg.num_random_walks, cfg.num_traversals, cfg.termination_prob, seed=cfg.seed
+    )
+    log(f"graph: {p.n_users} users, {p.n_items} movies, {int(sel.sum())} TRAIN edges; neighbours sampled")
+    mcfg = ModelConfig(
+        n_items=p.n_items,
+        dense_dim=spec.dense_dim,
+        title_buckets=cfg.title_buckets,
+        dim=cfg.dim,
+        hidden=cfg.hidden,
+        use_id_embedding=cfg.use_id_embedding,
+        dropout=cfg.dropout,
+        user_window=cfg.user_window,
+    )
+    model = PinSageNet(mcfg).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    tensors = tuple(
+        torch.as_tensor(a).to(dev) for a in (dense, tokens, nbr_ids, nbr_w)
+    )  # (dense, tokens, nbr_ids, nbr_w)
+    nxt = _NextItem(p, cfg.user_window)
+    counts = p.counts(TRAIN).astype(np.float64)
+    heads_pool = np.flatnonzero(counts > 0)
+    hard_p = counts**0.75 / (counts**0.75).sum()
+    val_phase = make_phase(p, "validation")
+
+    start_epoch, best, best_epoch, bad = 1, -1.0, 0, 0
+    best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    history: list[dict[str, float]] = []
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, weights_only=True, map_location=dev)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        best_state = ck["best_state"]
+        start_epoch, best, best_epoch, bad = (
+            int(ck["epoch"]) + 1,
+            float(ck["best"]),
+            int(ck["best_epoch"]),
+            int(ck["bad"]),
+        )
+        history = list(ck["history"])
+        log(f"resumed from {checkpoint} after epoch {start_epoch - 1}")
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if bad >= cfg.patience:
+            break
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        ev = rng.permutation(nxt.events)
+        n_steps = math.ceil(len(ev) / cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            n_steps = min(n_steps, cfg.max_steps_per_epoch)
+        heads = rng.choice(heads_pool, size=n_steps * cfg.item_batch_size * 2)
+        ph, pt = G.random_walk_pairs(g, heads, seed=cfg.seed * 7919 + epoch)
+        model.train()
+        t0 = time.perf_counter()
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch}", disable=not progress, file=sys.stderr, leave=False)
+        tot_u = tot_i = 0.0
+        for step in bar:
+            b = ev[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            hist, rat, mask, target, ex_rows, ex_items = (x.to(dev) for x in nxt.batch(b))
+            emb = model.embed_items(*tensors)
+            u = model.embed_users(emb, hist, rat, mask, "pinsage")
+            logits = cfg.logit_scale * (u @ emb.T)
+            logits = logits.index_put((ex_rows, ex_items), torch.tensor(float("-inf"), device=dev))
+            loss_u = F.cross_entropy(logits, target)
+            # max-margin on random-walk pairs, uniform + popularity-weighted negatives
+            s = step * cfg.item_batch_size
+            hh = torch.as_tensor(ph[s : s + cfg.item_batch_size]).to(dev)
+            tt = torch.as_tensor(pt[s : s + cfg.item_batch_size]).to(dev)
+            n_hard = int(len(hh) * cfg.hard_negative_share)
+            neg = np.concatenate(
+                [rng.choice(p.n_items, size=n_hard, p=hard_p), rng.integers(0, p.n_items, len(hh) - n_hard)]
+            )
+            nn_ = torch.as_tensor(neg).to(dev)
+            pos_s = (emb[hh] * emb[tt]).sum(1)
+            neg_s = (emb[hh] * emb[nn_]).sum(1)
+            loss_i = F.relu(neg_s - pos_s + cfg.margin).mean() if len(hh) else torch.zeros((), device=dev)
+            loss = loss_u + cfg.item_loss_weight * loss_i
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot_u += float(loss_u.detach())
+            tot_i += float(loss_i.detach())
+            if step % 20 == 0:
+                rate = (step + 1) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(
+                    loss_u=f"{tot_u / (step + 1):.3f}", loss_i=f"{tot_i / (step + 1):.3f}", ev_s=f"{rate:.0f}"
+                )
+        bar.close()
+        val = _validate(model, tensors, p, val_phase)
+        row = {
+            "epoch": float(epoch),
+            "loss_user": tot_u / max(n_steps, 1),
+            "loss_item": tot_i / max(n_steps, 1),
+            "valid_hr@10": val["hr@10"],
+            "valid_ndcg@10": val["ndcg@10"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch}: loss_user {row['loss_user']:.4f} loss_item {row['loss_item']:.4f} "
+            f"valid hr@10 {val['hr@10']:.4f} ndcg@10 {val['ndcg@10']:.4f} ({row['seconds']:.1f}s)"
+        )
+        if val["hr@10"] > best:
+            best, best_epoch, bad = val["hr@10"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        if checkpoint is not None:
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "best_state": best_state,
+                    "epoch": epoch,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "bad": bad,
+                    "history": history,
+                },
+                tmp,
+            )
+            tmp.replace(checkpoint)
+
+    model.load_state_dict(best_state)
+    model.eval()
+    with torch.no_grad():
+        emb = model.embed_items(*tensors).cpu().numpy().astype(np.float32)
+    return TrainResult(
+        model=model.cpu(),
+        model_config=mcfg,
+        feature_spec=spec,
+        item_dense=dense,
+        item_tokens=tokens,
+        nbr_ids=nbr_ids,
+        nbr_w=nbr_w,
+        item_embeddings=emb,
+        best_epoch=best_epoch,
+        best_validation_hr10=best,
+        history=history,
+        training_time_s=time.perf_counter() - t_start,
+    )
