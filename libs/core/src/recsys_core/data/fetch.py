@@ -57,7 +57,9 @@ def fetch(
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / f"{name}.zip"
     if target.exists() and not force:
-        if expected is None or _digest(target, "sha256") == expected:
+        if expected is not None and _digest(target, "sha256") == expected:
+            return target
+        if expected is None and (md5 is None or _digest(target, "md5") == md5):
             return target
     url = f"{base_url.rstrip('/')}/{name}.zip"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
