@@ -169,3 +169,25 @@ def test_find_by_name(small_sets: dict[str, Path], tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RECSYS_DATA_DIR", str(env))
     ds = load_dataset("ml-mine")
     assert ds.name == "ml-mine" and ds.format == "latest"
+
+
+def test_ml_10m_layout_half_stars_without_users(small_sets: dict[str, Path], tmp_path: Path) -> None:
+    d = _copy(small_sets["1m"], tmp_path / "ml-10M100K")
+    (d / "users.dat").unlink()
+    lines = (d / "ratings.dat").read_bytes().rstrip(b"\n").split(b"\n")
+    lines[0] = _set_field(lines[0], b"::", 2, b"3.5")
+    (d / "ratings.dat").write_bytes(b"\n".join(lines) + b"\n")
+    ds = load_dataset(d)
+    assert ds.users == [] and ds.interactions.ratings[0] == 3.5
+    # with users.dat (ml-1m) half stars are off the scale
+    with_users = _copy(small_sets["1m"], tmp_path / "ml-1m")
+    (with_users / "ratings.dat").write_bytes((d / "ratings.dat").read_bytes())
+    with pytest.raises(DataFormatError, match=r"ratings\.dat line 1: rating '3\.5'"):
+        load_dataset(with_users)
+
+
+def test_float_ids_rejected_in_csv(small_sets: dict[str, Path], tmp_path: Path) -> None:
+    d = _copy(small_sets["latest"], tmp_path / "d")
+    _edit_line(d / "ratings.csv", 5, lambda b: _set_field(b, b",", 1, b"1.0"))
+    with pytest.raises(DataFormatError, match=r"ratings\.csv line 5: movie id '1\.0'"):
+        load_dataset(d)
