@@ -101,7 +101,7 @@ class LoadReport:
     replaced: bool
 
 
-class UnknownMovies(Exception):  # noqa: N818 - a store signal, mapped by the service
+class UnknownMovies(Exception):
     """Raised by a store inside a write transaction (rolled back) when movies are unknown."""
 
     def __init__(self, movie_ids: list[int]) -> None:
@@ -109,7 +109,7 @@ class UnknownMovies(Exception):  # noqa: N818 - a store signal, mapped by the se
         self.movie_ids = movie_ids
 
 
-class UnknownUsers(Exception):  # noqa: N818
+class UnknownUsers(Exception):
     """Raised by a store inside a write transaction (rolled back) when users are unknown."""
 
     def __init__(self, user_ids: list[int]) -> None:

@@ -248,7 +248,9 @@ class CatalogService:
             raise NotFound(f"user {user_id} not found")
         return found[user_id]
 
-    async def get_user_histories(self, user_ids: Sequence[int], limit: int) -> tuple[list[History], list[int]]:
+    async def get_user_histories(
+        self, user_ids: Sequence[int], limit: int
+    ) -> tuple[list[History], list[int]]:
         _check_ids(user_ids, "user_ids")
         n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
         found = await self._store.histories(_dedup(user_ids), n)

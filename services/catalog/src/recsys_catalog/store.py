@@ -11,12 +11,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from recsys_core.errors import DependencyUnavailable, FailedPrecondition, InvalidArgument
+from recsys_core.errors import (
+    DeadlineExceeded,
+    DependencyUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+)
 
 from recsys_catalog.model import (
     CatalogInfo,
@@ -350,7 +357,7 @@ def _filter_args(flt: MovieFilter, exclude_ids: Sequence[int]) -> list[Any]:
 
 def _unavailable(exc: BaseException) -> DependencyUnavailable:
     detail = str(exc) or type(exc).__name__
-    return DependencyUnavailable(DEPENDENCY, f"database unavailable: {detail}")
+    return DependencyUnavailable(DEPENDENCY, detail)
 
 
 class PgStore:
@@ -394,7 +401,7 @@ class PgStore:
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=10)
-            except (TimeoutError, *CONNECTION_ERRORS):
+            except CONNECTION_ERRORS:  # includes TimeoutError
                 pool.terminate()
 
     @contextlib.asynccontextmanager
@@ -416,7 +423,7 @@ class PgStore:
                     raise _unavailable(exc) from exc
                 log.warning("postgresql connection lost (%s), retrying once", exc)
             except asyncpg.QueryCanceledError as exc:
-                raise DependencyUnavailable(DEPENDENCY, f"query timed out: {exc}") from exc
+                raise DeadlineExceeded(f"database query timed out: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def _write(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -427,7 +434,7 @@ class PgStore:
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
         except asyncpg.QueryCanceledError as exc:
-            raise DependencyUnavailable(DEPENDENCY, f"query timed out: {exc}") from exc
+            raise DeadlineExceeded(f"database query timed out: {exc}") from exc
         except asyncpg.CheckViolationError as exc:
             raise InvalidArgument(f"rejected by the database: {exc}") from exc
 
@@ -736,3 +743,60 @@ class PgStore:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# --- database administration (tests, benchmarks, the embedded server) -----------------------
+
+_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` pointing at another database (keeps host, user and query such as ``?host=``)."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def can_connect(dsn: str, connect_timeout_s: float = 3.0) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout_s)
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+async def create_database(admin_dsn: str, name: str) -> str:
+    """CREATE DATABASE ``name`` (a checked identifier, not user input); returns its DSN."""
+    if not _DB_NAME.match(name):
+        raise ValueError(f"invalid database name {name!r}")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    if not _DB_NAME.match(name):
+        raise ValueError(f"invalid database name {name!r}")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def terminate_backends(admin_dsn: str, database: str) -> int:
+    """Kill every other connection to ``database`` (fault-injection in tests)."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        )
+    finally:
+        await conn.close()

@@ -1,0 +1,202 @@
+"""gRPC servicer: proto <-> domain conversion only.
+
+Methods raise the kit's domain errors (from the service or the store); the kit's interceptor is
+the one place that turns them into status codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from recsys.common.v1 import common_pb2
+
+from recsys_catalog.model import History, Movie, MovieFilter, Rating, User
+from recsys_catalog.service import CatalogService
+
+SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
+
+_GENDER_TO_PB = {"F": common_pb2.GENDER_FEMALE, "M": common_pb2.GENDER_MALE}
+
+
+def _timestamp(value: dt.datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(dt.UTC).replace(tzinfo=None))
+    return ts
+
+
+def movie_to_pb(m: Movie) -> common_pb2.Movie:
+    return common_pb2.Movie(
+        movie_id=m.movie_id,
+        title=m.title,
+        year=m.year or 0,
+        genres=list(m.genres),
+        imdb_id=m.imdb_id or "",
+        tmdb_id=m.tmdb_id or 0,
+        poster_url=m.poster_url or "",
+        info_url=m.info_url or "",
+        rating_count=m.rating_count,
+        rating_mean=m.rating_mean,
+    )
+
+
+def movie_from_pb(m: common_pb2.Movie) -> Movie:
+    return Movie(
+        movie_id=m.movie_id,
+        title=m.title,
+        year=m.year or None,
+        genres=tuple(m.genres),
+        imdb_id=m.imdb_id or None,
+        tmdb_id=m.tmdb_id or None,
+        poster_url=m.poster_url or None,
+        info_url=m.info_url or None,
+    )
+
+
+def user_to_pb(u: User) -> common_pb2.User:
+    return common_pb2.User(
+        user_id=u.user_id,
+        demographics=common_pb2.Demographics(
+            gender=_GENDER_TO_PB.get(u.gender or "", common_pb2.GENDER_UNSPECIFIED),
+            age=u.age or 0,
+            occupation=u.occupation or "",
+            zip_code=u.zip_code or "",
+        ),
+    )
+
+
+def rating_to_pb(r: Rating) -> common_pb2.Rating:
+    return common_pb2.Rating(
+        user_id=r.user_id, movie_id=r.movie_id, rating=r.rating, rated_at=_timestamp(r.rated_at)
+    )
+
+
+def filter_from_pb(f: common_pb2.MovieFilter) -> MovieFilter:
+    return MovieFilter(
+        genres_any=tuple(f.genres_any),
+        genres_all=tuple(f.genres_all),
+        year_min=f.year_min or None,
+        year_max=f.year_max or None,
+    )
+
+
+def history_to_pb(h: History) -> catalog_pb2.UserHistory:
+    return catalog_pb2.UserHistory(
+        user_id=h.user_id, ratings=[rating_to_pb(r) for r in h.ratings], total=h.total
+    )
+
+
+class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
+    def __init__(self, service: CatalogService) -> None:
+        self._service = service
+
+    async def GetMovies(
+        self, request: catalog_pb2.GetMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetMoviesResponse:
+        movies, missing = await self._service.get_movies(list(request.movie_ids))
+        return catalog_pb2.GetMoviesResponse(movies=[movie_to_pb(m) for m in movies], missing_ids=missing)
+
+    async def SearchMovies(
+        self, request: catalog_pb2.SearchMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.SearchMoviesResponse:
+        hits = await self._service.search_movies(request.query, request.limit)
+        return catalog_pb2.SearchMoviesResponse(
+            hits=[catalog_pb2.SearchHit(movie=movie_to_pb(h.movie), similarity=h.similarity) for h in hits]
+        )
+
+    async def SampleMovies(
+        self, request: catalog_pb2.SampleMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.SampleMoviesResponse:
+        movies = await self._service.sample_movies(
+            request.n,
+            request.seed,
+            request.min_ratings,
+            filter_from_pb(request.filter),
+            list(request.exclude_ids),
+        )
+        return catalog_pb2.SampleMoviesResponse(movies=[movie_to_pb(m) for m in movies])
+
+    async def GetPopular(
+        self, request: catalog_pb2.GetPopularRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetPopularResponse:
+        ranked = await self._service.get_popular(
+            request.k,
+            filter_from_pb(request.filter),
+            list(request.exclude_ids),
+            most_rated=request.ranking == catalog_pb2.POPULARITY_RANKING_MOST_RATED,
+        )
+        return catalog_pb2.GetPopularResponse(
+            movies=[movie_to_pb(m) for m, _ in ranked], scores=[s for _, s in ranked]
+        )
+
+    async def GetUsers(
+        self, request: catalog_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetUsersResponse:
+        users, missing = await self._service.get_users(list(request.user_ids))
+        return catalog_pb2.GetUsersResponse(users=[user_to_pb(u) for u in users], missing_ids=missing)
+
+    async def GetUserHistory(
+        self, request: catalog_pb2.GetUserHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetUserHistoryResponse:
+        h = await self._service.get_user_history(request.user_id, request.limit)
+        return catalog_pb2.GetUserHistoryResponse(ratings=[rating_to_pb(r) for r in h.ratings], total=h.total)
+
+    async def GetUserHistories(
+        self, request: catalog_pb2.GetUserHistoriesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetUserHistoriesResponse:
+        histories, missing = await self._service.get_user_histories(list(request.user_ids), request.limit)
+        return catalog_pb2.GetUserHistoriesResponse(
+            histories=[history_to_pb(h) for h in histories], missing_user_ids=missing
+        )
+
+    async def RecordRatings(
+        self, request: catalog_pb2.RecordRatingsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.RecordRatingsResponse:
+        events = [
+            (
+                r.user_id,
+                r.movie_id,
+                float(r.rating),
+                r.rated_at.ToDatetime(tzinfo=dt.UTC) if r.HasField("rated_at") else None,
+            )
+            for r in request.ratings
+        ]
+        result = await self._service.record_ratings(events, request.create_missing_users)
+        return catalog_pb2.RecordRatingsResponse(
+            stored=[rating_to_pb(r) for r in result.stored],
+            superseded=result.superseded,
+            created_user_ids=result.created_user_ids,
+        )
+
+    async def UpsertMovies(
+        self, request: catalog_pb2.UpsertMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UpsertMoviesResponse:
+        result = await self._service.upsert_movies([movie_from_pb(m) for m in request.movies])
+        return catalog_pb2.UpsertMoviesResponse(inserted=result.inserted, updated=result.updated)
+
+    async def ListMovies(
+        self, request: catalog_pb2.ListMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListMoviesResponse:
+        movies, next_after = await self._service.list_movies(request.after_id, request.page_size)
+        return catalog_pb2.ListMoviesResponse(
+            movies=[movie_to_pb(m) for m in movies], next_after_id=next_after
+        )
+
+    async def Describe(
+        self, request: catalog_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.DescribeResponse:
+        info = await self._service.describe()
+        response = catalog_pb2.DescribeResponse(
+            movie_count=info.movie_count,
+            user_count=info.user_count,
+            rating_count=info.rating_count,
+            schema_version=info.schema_version,
+            genres=list(info.genres),
+            dataset_name=info.dataset_name or "",
+            dataset_sha256=info.dataset_sha256 or "",
+        )
+        if info.loaded_at is not None:
+            response.loaded_at.CopyFrom(_timestamp(info.loaded_at))
+        return response

@@ -1,0 +1,49 @@
+"""Catalog settings (environment ``RECSYS_CATALOG_*``), on top of the kit's server settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from recsys_core.settings import ServerSettings, SettingsConfigDict
+
+
+class CatalogSettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_CATALOG_", extra="forbid")
+
+    #: PostgreSQL DSN (postgresql://user:pass@host:5432/db). None = an embedded PostgreSQL
+    #: server under ``data_dir``, started and stopped with the catalog.
+    dsn: SecretStr | None = None
+    #: data directory of the embedded server (used only without a DSN)
+    data_dir: Path = Path("./var/catalog-pg")
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=10, ge=1)
+    #: server-side statement timeout of every catalog query (ms); bulk loads have none
+    statement_timeout_ms: int = Field(default=5000, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    #: how long a call waits for a pooled connection before UNAVAILABLE
+    acquire_timeout_s: float = Field(default=5.0, gt=0)
+    #: start-up connection retries: exponential backoff from initial to max (forever)
+    connect_retry_initial_s: float = Field(default=0.5, gt=0)
+    connect_retry_max_s: float = Field(default=15.0, gt=0)
+    #: seconds between database pings that drive the health status (0 = no pings)
+    health_check_interval_s: float = Field(default=5.0, ge=0)
+    #: apply migrations when the server starts. None = only for the embedded server
+    #: (with a DSN, `recsys catalog migrate` / the migrate Job does it)
+    migrate_on_start: bool | None = None
+    #: weight C of the catalog-mean prior in the Bayesian average (sum + C*mean) / (n + C)
+    bayes_prior_weight: float = Field(default=25.0, ge=0)
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> CatalogSettings:
+        if self.pool_min > self.pool_max:
+            raise ValueError("pool_min must be <= pool_max")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn is None
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        return self.embedded if self.migrate_on_start is None else self.migrate_on_start
