@@ -23,9 +23,9 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -323,11 +323,11 @@ class RetrieverService:
             collection = self.collection_name(space, version)
             await self._meta_of(collection)
             return collection, version
-        collection = await self._serving_collection(space)
-        parsed = self.parse_collection(collection) if collection else None
-        if collection is None or parsed is None:
+        serving = await self._serving_collection(space)
+        parsed = self.parse_collection(serving) if serving else None
+        if serving is None or parsed is None:
             raise FailedPrecondition(f"no serving version for space {space}")
-        return collection, parsed[1]
+        return serving, parsed[1]
 
     def _index_for(self, meta: CollectionStats) -> IndexConfig:
         return IndexConfig(
@@ -338,8 +338,8 @@ class RetrieverService:
         )
 
     # -------------------------------------------------------------- search
-    async def _run_batch(self, key: object, vectors: np.ndarray) -> list[RawHits]:
-        collection, expr, limit, index = key  # type: ignore[misc]
+    async def _run_batch(self, key: Hashable, vectors: np.ndarray) -> list[RawHits]:
+        collection, expr, limit, index = cast(tuple[str, str, int, IndexConfig], key)
         return await self.store.search(collection, vectors, limit, expr, index)
 
     async def search(
