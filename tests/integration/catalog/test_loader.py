@@ -1,0 +1,102 @@
+"""Bulk load: one transaction, idempotent re-run, failures leave the previous state intact."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from recsys_catalog.loader import load_into, movie_rows, rating_chunks, user_rows
+from recsys_catalog.migrate import migrate
+from recsys_catalog.store import PgStore, PoolConfig
+from recsys_core.data import Dataset, Interactions, load_dataset, synthetic
+from recsys_core.errors import FailedPrecondition, InvalidArgument
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def empty_store(pg_dsn: str) -> PgStore:
+    s = PgStore(PoolConfig(pg_dsn, pool_min=1, pool_max=2))
+    await s.open()
+    yield s  # type: ignore[misc]
+    await s.close()
+
+
+async def snapshot(store: PgStore) -> tuple[object, ...]:
+    info = await store.describe()
+    movies = await store.list_movies(0, 100_000)
+    histories = await store.histories(list(range(1, 200)), 10_000)
+    return (
+        info.movie_count,
+        info.user_count,
+        info.rating_count,
+        info.genres,
+        [(m.movie_id, m.title, m.genres, m.rating_count, round(m.rating_mean, 9)) for m in movies],
+        sorted((u, [(r.movie_id, r.rating, r.rated_at) for r in h.ratings]) for u, h in histories.items()),
+    )
+
+
+async def test_load_needs_the_schema(empty_store: PgStore, dataset: Dataset) -> None:
+    with pytest.raises(FailedPrecondition, match="migrate"):
+        await load_into(empty_store, dataset)
+
+
+async def test_reload_is_idempotent_and_failures_roll_back(
+    empty_store: PgStore, dataset: Dataset, tmp_path: Path
+) -> None:
+    store = empty_store
+    await migrate(store)
+    stages: list[str] = []
+    report = await load_into(store, dataset, progress=lambda stage, n: stages.append(stage))
+    assert report.ratings == len(dataset.interactions) and "ratings" in stages
+    first = await snapshot(store)
+    assert first[2] == len(dataset.interactions)
+
+    await load_into(store, dataset)  # the same data again: same state, no duplicates
+    assert await snapshot(store) == first
+
+    # a rating of an unknown movie: the whole load fails, nothing changes
+    inter = dataset.interactions
+    bad = dataclasses.replace(
+        dataset,
+        movies=dataset.movies[:-1] + [dataclasses.replace(dataset.movies[-1], title="CHANGED")],
+        interactions=Interactions(
+            np.append(inter.user_ids, 1),
+            np.append(inter.movie_ids, 9_999_999),
+            np.append(inter.ratings, np.float32(3)),
+            np.append(inter.timestamps, 1_000_000_000),
+        ),
+    )
+    with pytest.raises(InvalidArgument, match="unknown ids"):
+        await load_into(store, bad)
+    assert await snapshot(store) == first
+
+    # a failure half-way through the COPY stream (the reader dies): nothing changes either
+    def dying_chunks() -> Iterator[list[tuple[int, int, float, int]]]:
+        chunks = rating_chunks(dataset, chunk=100)
+        yield next(chunks)
+        raise OSError("disk read error")
+
+    with pytest.raises(Exception, match="disk read error"):
+        await store.bulk_load(
+            name="broken",
+            sha256=None,
+            movies=movie_rows(dataset),
+            users=user_rows(dataset),
+            ratings=dying_chunks(),
+            replace=True,
+        )
+    assert await snapshot(store) == first
+
+    # replace mode with a different data set swaps the content
+    other_dir = synthetic.generate(
+        tmp_path / "other", fmt="100k", n_users=10, n_movies=20, n_ratings=50, seed=3
+    )
+    other = load_dataset(other_dir)
+    await load_into(store, other, replace=True)
+    info = await store.describe()
+    assert (info.movie_count, info.rating_count) == (len(other.movies), len(other.interactions))
+    assert info.dataset_name == other.name
