@@ -62,7 +62,7 @@ async def test_reload_is_idempotent_and_failures_roll_back(
     inter = dataset.interactions
     bad = dataclasses.replace(
         dataset,
-        movies=dataset.movies[:-1] + [dataclasses.replace(dataset.movies[-1], title="CHANGED")],
+        movies=[*dataset.movies[:-1], dataclasses.replace(dataset.movies[-1], title="CHANGED")],
         interactions=Interactions(
             np.append(inter.user_ids, 1),
             np.append(inter.movie_ids, 9_999_999),
