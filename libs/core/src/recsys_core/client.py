@@ -1,0 +1,190 @@
+"""Channels for calling recsys services (the gateway, offline jobs).
+
+``open_channel`` builds one long-lived ``grpc.aio`` channel per downstream with:
+
+- a service config whose ``retryPolicy`` (``retryableStatusCodes: ["UNAVAILABLE"]``)
+  covers only the listed idempotent methods of ``service``;
+- keepalive pings while calls are open (the kit's servers accept them);
+- a client interceptor that forwards the current request id as ``x-request-id``
+  and, for a call made without a timeout inside a server call that has a
+  deadline, sets the timeout to :func:`remaining_timeout` (deadline propagation).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from .logs import get_request_id
+
+REQUEST_ID_KEY = "x-request-id"
+#: seconds kept back from the caller's deadline for our own reply
+DEFAULT_MARGIN_S = 0.05
+
+# Absolute deadline (time.monotonic()) of the server call being handled; set by the server interceptor.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("recsys_deadline", default=None)
+
+
+def set_deadline(time_remaining: float | None) -> contextvars.Token[float | None]:
+    """Record the current server call's deadline from ``context.time_remaining()`` (None: no deadline)."""
+    value = None if time_remaining is None else time.monotonic() + time_remaining
+    return _deadline.set(value)
+
+
+def reset_deadline(token: contextvars.Token[float | None]) -> None:
+    try:
+        _deadline.reset(token)
+    except ValueError:
+        pass
+
+
+def remaining_timeout(default: float, *, margin: float = DEFAULT_MARGIN_S) -> float:
+    """Timeout for a downstream call: the current call's remaining time less ``margin``, at most ``default``.
+
+    ``default`` when there is no server call deadline. Never negative: 0 means no
+    time is left (the caller should fail with DEADLINE_EXCEEDED rather than call).
+    """
+    deadline = _deadline.get()
+    if deadline is None:
+        return default
+    return max(0.0, min(default, deadline - time.monotonic() - margin))
+
+
+def _method_name(name: str) -> str:
+    # "GetMovies", "recsys.catalog.v1.Catalog/GetMovies", "/x.Y/GetMovies", "x.Y.GetMovies" -> "GetMovies"
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+
+
+def service_config(
+    service: str,
+    idempotent_methods: Sequence[str] = (),
+    *,
+    max_attempts: int = 3,
+    initial_backoff_s: float = 0.05,
+    max_backoff_s: float = 1.0,
+) -> dict[str, Any]:
+    """The gRPC service config ``open_channel`` uses (a dict; JSON-encode it for the channel option)."""
+    if not 1 <= max_attempts <= 5:
+        raise ValueError("max_attempts must be 1..5 (gRPC caps retries at 5 attempts)")
+    methods = sorted({_method_name(m) for m in idempotent_methods if m})
+    config: dict[str, Any] = {"methodConfig": []}
+    if methods and max_attempts > 1:
+        config["methodConfig"].append(
+            {
+                "name": [{"service": service, "method": m} for m in methods],
+                "retryPolicy": {
+                    "maxAttempts": max_attempts,
+                    "initialBackoff": f"{initial_backoff_s}s",
+                    "maxBackoff": f"{max_backoff_s}s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        )
+    return config
+
+
+def channel_options(
+    service: str,
+    idempotent_methods: Sequence[str] = (),
+    *,
+    max_attempts: int = 3,
+    max_message_bytes: int = 4 * 1024 * 1024,
+) -> list[tuple[str, Any]]:
+    return [
+        (
+            "grpc.service_config",
+            json.dumps(service_config(service, idempotent_methods, max_attempts=max_attempts)),
+        ),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class _Details:
+    """Rebuild call details with the request id header and a propagated timeout."""
+
+    @staticmethod
+    def amend(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata()
+        for key, value in details.metadata or ():
+            metadata.add(key, value)
+        rid = get_request_id()
+        if rid and REQUEST_ID_KEY not in metadata:
+            metadata.add(REQUEST_ID_KEY, rid)
+        timeout = details.timeout
+        if timeout is None and _deadline.get() is not None:
+            timeout = remaining_timeout(float("inf"))
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+
+class RequestIdClientInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Forwards the current request id as ``x-request-id`` (and the deadline, see the module docstring)."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_Details.amend(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_Details.amend(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(_Details.amend(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(_Details.amend(client_call_details), request_iterator)
+
+
+def open_channel(
+    target: str,
+    *,
+    service: str,
+    idempotent_methods: Sequence[str] = (),
+    max_attempts: int = 3,
+    max_message_bytes: int = 4 * 1024 * 1024,
+) -> grpc.aio.Channel:
+    """A long-lived insecure channel to ``target`` for ``service`` (full name, "recsys.catalog.v1.Catalog").
+
+    ``idempotent_methods`` are method names of ``service`` ("GetMovies"; a full
+    "pkg.Svc/Method" works too): only they are retried, on UNAVAILABLE, up to
+    ``max_attempts`` attempts in all. Close it with ``await channel.close()``.
+    """
+    return grpc.aio.insecure_channel(
+        target,
+        options=channel_options(
+            service, idempotent_methods, max_attempts=max_attempts, max_message_bytes=max_message_bytes
+        ),
+        interceptors=[RequestIdClientInterceptor()],
+    )
+
+
+__all__ = [
+    "REQUEST_ID_KEY",
+    "RequestIdClientInterceptor",
+    "channel_options",
+    "open_channel",
+    "remaining_timeout",
+    "reset_deadline",
+    "service_config",
+    "set_deadline",
+]

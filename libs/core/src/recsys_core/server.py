@@ -1,0 +1,280 @@
+"""The gRPC server every recsys service runs.
+
+Lifecycle::
+
+    server = Server(settings, "catalog")
+    server.add_service(catalog_pb2_grpc.add_CatalogServicer_to_server, servicer, "recsys.catalog.v1.Catalog")
+    server.on_stop(pool.close)
+    await server.start()          # NOT_SERVING until...
+    server.set_serving(True)      # ...the dependencies are ready
+    await server.wait_for_signal()  # SIGTERM/SIGINT -> NOT_SERVING, drain (grace), on_stop callbacks
+
+``start`` installs the kit interceptor, the library health servicer
+(``grpc.health.v1``: "" and every added service), reflection that resolves
+method symbols, and the Prometheus endpoint when ``metrics_port`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as _AsyncHealthServicer
+
+from . import logs
+from .interceptors import HEALTH_SERVICE, KitServerInterceptor
+from .metrics import MetricsEndpoint
+from .reflection import enable_reflection
+from .settings import ServerSettings, SettingsError
+
+log = logging.getLogger("recsys.server")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthServicer(_AsyncHealthServicer):
+    """The library's aio health servicer with a synchronous ``set_now`` (Check sees it at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._notify_tasks: set[asyncio.Task[None]] = set()
+
+    def set_now(self, service: str, status: Any) -> None:
+        if self._gracefully_shutting_down:
+            return
+        self._server_status[service] = status
+        condition = self._server_watchers.get(service) if service in self._server_watchers else None
+        if condition is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._notify(condition))
+        self._notify_tasks.add(task)
+        task.add_done_callback(self._notify_tasks.discard)
+
+    @staticmethod
+    async def _notify(condition: asyncio.Condition) -> None:
+        async with condition:
+            condition.notify_all()
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class Server:
+    """A grpc.aio server with the kit's interceptor, health, reflection, metrics and graceful stop."""
+
+    def __init__(self, settings: ServerSettings, service_name: str) -> None:
+        self.settings = settings
+        self.service_name = service_name
+        self._services: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._metrics: MetricsEndpoint | None = None
+        self._port: int | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # -- building --------------------------------------------------------------------------------
+
+    def add_service(
+        self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
+        """Add a servicer: ``add_fn`` is the generated ``add_<Svc>Servicer_to_server``."""
+        if self._server is not None:
+            raise RuntimeError("add_service after start()")
+        self._services.append((add_fn, servicer, full_name))
+
+    def on_stop(self, cb: Callable[[], Awaitable[None]]) -> None:
+        """Run ``cb`` after the drain on stop (close pools, channels), in registration order."""
+        self._on_stop.append(cb)
+
+    @property
+    def service_names(self) -> list[str]:
+        return [name for _, _, name in self._services]
+
+    @property
+    def health(self) -> HealthServicer:
+        return self._health
+
+    def _options(self) -> list[tuple[str, Any]]:
+        s = self.settings
+        return [
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max(s.grace_seconds, 1.0) * 1000)),
+            # accept the keepalive pings of recsys_core.client channels (every 30 s during calls)
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.so_reuseport", 0),
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Build, bind and start; health is NOT_SERVING until ``set_serving(True)``. Returns the port."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        if _managed_logging:
+            logs.setup_logging(self.service_name, self.settings.log_level, self.settings.log_json)
+        self._stopped = asyncio.Event()
+        server = grpc.aio.server(
+            interceptors=[KitServerInterceptor(self.service_name)],
+            options=self._options(),
+            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
+        )
+        for add_fn, servicer, _ in self._services:
+            add_fn(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", *self.service_names):
+            self._health.set_now(name, NOT_SERVING)
+        enable_reflection([*self.service_names, HEALTH_SERVICE], server)
+
+        address = _address(self.settings.host, self.settings.port)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind gRPC {address}: {exc}") from exc
+        if port == 0:
+            raise OSError(f"cannot bind gRPC {address}")
+        if self.settings.metrics_port is not None:
+            try:
+                self._metrics = MetricsEndpoint(self.settings.host, self.settings.metrics_port)
+            except OSError as exc:
+                raise OSError(
+                    f"cannot bind metrics {self.settings.host}:{self.settings.metrics_port}: {exc}"
+                ) from exc
+        await server.start()
+        self._server = server
+        self._port = port
+        log.info(
+            "%s listening on %s (metrics %s)",
+            self.service_name,
+            _address(self.settings.host, port),
+            self.metrics_port if self.metrics_port is not None else "off",
+            extra={"port": port, "metrics_port": self.metrics_port, "services": self.service_names},
+        )
+        return port
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics.port if self._metrics is not None else None
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    def set_serving(self, serving: bool) -> None:
+        """Health SERVING/NOT_SERVING for "" and every added service (ignored once stopping)."""
+        status = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            self._health.set_now(name, status)
+        log.info("health %s", "SERVING" if serving else "NOT_SERVING")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, stop accepting calls and let in-flight ones finish (``grace`` seconds, default
+        ``settings.grace_seconds``), then the ``on_stop`` callbacks. Idempotent; concurrent calls wait
+        for the same stop."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(
+                self._stop(self.settings.grace_seconds if grace is None else grace)
+            )
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float) -> None:
+        log.info("stopping (grace %.1fs)", grace)
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            if self.settings.shutdown_delay_seconds > 0:
+                await asyncio.sleep(self.settings.shutdown_delay_seconds)
+            await self._server.stop(grace)
+        for cb in self._on_stop:
+            try:
+                await cb()
+            except Exception:
+                log.exception("on_stop callback %r failed", cb)
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
+            self._metrics = None
+        if self._stopped is not None:
+            self._stopped.set()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Return once ``stop()`` has finished."""
+        if self._stopped is None:
+            raise RuntimeError("server not started")
+        await self._stopped.wait()
+
+    async def wait_for_signal(self) -> None:
+        """Stop gracefully on SIGTERM or SIGINT (or return when ``stop()`` is called elsewhere)."""
+        if self._stopped is None:
+            raise RuntimeError("server not started")
+        loop = asyncio.get_running_loop()
+        received = asyncio.Event()
+        signals = (signal.SIGTERM, signal.SIGINT)
+
+        def handler(signum: int) -> None:
+            if received.is_set():
+                log.warning("signal %s again: already stopping", signal.Signals(signum).name)
+                return
+            log.info("signal %s: graceful stop", signal.Signals(signum).name)
+            received.set()
+
+        for sig in signals:
+            loop.add_signal_handler(sig, handler, sig)
+        try:
+            waiters = [asyncio.ensure_future(received.wait()), asyncio.ensure_future(self._stopped.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            await self.stop()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+_managed_logging = False
+
+
+def run(main: Callable[[], Awaitable[None]], *, service: str = "recsys") -> None:
+    """Entry point for ``__main__``: JSON logging, ``asyncio.run(main())``, clean exit codes.
+
+    ``Server.start`` then re-applies logging with the server's name, level and format from its
+    settings. A :class:`SettingsError` exits with status 2 and the message (no traceback).
+    """
+    global _managed_logging
+    _managed_logging = True
+    logs.setup_logging(service)
+    try:
+        asyncio.run(main())  # type: ignore[arg-type]
+    except SettingsError as exc:
+        logging.getLogger("recsys.settings").critical(str(exc))
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+__all__ = ["NOT_SERVING", "SERVING", "HealthServicer", "Server", "run"]

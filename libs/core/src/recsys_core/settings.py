@@ -1,0 +1,126 @@
+"""Typed settings for every server, read from the environment.
+
+Each service subclasses :class:`ServerSettings` with its own prefix::
+
+    class CatalogSettings(ServerSettings):
+        model_config = SettingsConfigDict(env_prefix="RECSYS_CATALOG_")
+        dsn: SecretStr                      # required: no default
+
+and builds it once with ``load_settings(CatalogSettings)``, which fails at
+start-up with a :class:`SettingsError` naming the variable
+(``RECSYS_CATALOG_DSN: field required``). Nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretBytes, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """Invalid or missing settings; the message names each offending environment variable."""
+
+    def __init__(self, message: str, variables: list[str]) -> None:
+        super().__init__(message)
+        self.variables = variables
+
+
+class ServerSettings(BaseSettings):
+    """Settings every gRPC server has (env prefix ``RECSYS_`` here, ``RECSYS_<SVC>_`` in services)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    #: gRPC port; 0 = an ephemeral port (tests)
+    port: int = Field(default=50051, ge=0, le=65535)
+    #: Prometheus HTTP endpoint; None = none, 0 = ephemeral
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: drain time for in-flight calls on stop (keep below the pod's termination grace period)
+    grace_seconds: float = Field(default=10.0, ge=0)
+    #: pause between health NOT_SERVING and closing the listener (lets load balancers notice)
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0)
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: servers close connections after this age so Kubernetes can rebalance HTTP/2
+    max_connection_age_s: float = Field(default=300.0, gt=0)
+    #: concurrent RPCs before RESOURCE_EXHAUSTED; None = unbounded
+    max_concurrent_rpcs: int | None = Field(default=None, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
+        return level
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        info = cls.model_fields.get(field)
+        alias = getattr(info, "validation_alias", None) or getattr(info, "alias", None)
+        if isinstance(alias, str):
+            return alias.upper()
+        return f"{prefix}{field}".upper()
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _is_secret(cls: type[BaseSettings], field: str) -> bool:
+    info = cls.model_fields.get(field)
+    ann = repr(getattr(info, "annotation", ""))
+    lowered = field.lower()
+    return (
+        "Secret" in ann
+        or any(w in lowered for w in ("password", "secret", "token", "key", "dsn", "credential"))
+        or (info is not None and isinstance(info.default, SecretStr | SecretBytes))
+    )
+
+
+def _env_name(cls: type[BaseSettings], field: str) -> str:
+    if issubclass(cls, ServerSettings):
+        return cls.env_name(field)
+    return f"{cls.model_config.get('env_prefix') or ''}{field}".upper()
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build ``cls`` from the environment (``overrides`` win); raise :class:`SettingsError` when invalid.
+
+    The message names ``RECSYS_<SVC>_<FIELD>`` for each bad or missing value and
+    never echoes the value of a secret-looking field.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems: list[str] = []
+        variables: list[str] = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            field = str(loc[0]) if loc else "?"
+            var = _env_name(cls, field) if field in cls.model_fields else field
+            if field not in cls.model_fields and err.get("type") == "extra_forbidden":
+                problems.append(f"{field}: unknown setting")
+                variables.append(field)
+                continue
+            msg = str(err.get("msg", "invalid value"))
+            if err.get("type") == "missing":
+                msg = "required, not set"
+            elif not _is_secret(cls, field) and "input" in err:
+                shown = repr(err["input"])
+                msg += f" (got {shown[:80]})"
+            problems.append(f"{var}: {msg}")
+            variables.append(var)
+        text = f"invalid settings for {cls.__name__}: " + "; ".join(problems)
+        logging.getLogger(__name__).debug(text)
+        raise SettingsError(text, variables) from None
+
+
+__all__ = ["ServerSettings", "SettingsConfigDict", "SettingsError", "load_settings"]
