@@ -1,0 +1,69 @@
+"""Retriever settings (environment ``RECSYS_RETRIEVER_*``), on top of the kit's server settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from recsys_core.settings import ServerSettings, SettingsConfigDict
+
+IndexType = Literal["auto", "FLAT", "AUTOINDEX", "HNSW"]
+
+
+class RetrieverSettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_RETRIEVER_", extra="forbid")
+
+    #: Milvus URI. None = Milvus Lite in ``data_dir/milvus.db`` (embedded, this process owns it);
+    #: ``http://host:19530`` = a Milvus standalone or cluster server.
+    milvus_uri: str | None = None
+    #: token for a Milvus server ("user:password" or an API key); None = none
+    milvus_token: SecretStr | None = None
+    #: where Milvus Lite keeps its data (used only without ``milvus_uri``)
+    data_dir: Path = Path("./var/retriever")
+    #: timeout of each Milvus call (bounds pymilvus' own retries)
+    milvus_timeout_s: float = Field(default=10.0, gt=0)
+    #: threads running the blocking pymilvus calls
+    milvus_threads: int = Field(default=4, ge=1, le=64)
+    #: collection and alias name prefix: ``{prefix}{space}__{version}``, alias ``{prefix}{space}``
+    collection_prefix: str = Field(default="recsys_", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    #: index of new collections: auto = FLAT (exact) on Lite, HNSW on a server
+    index_type: IndexType = "auto"
+    hnsw_m: int = Field(default=16, ge=2, le=2048)
+    hnsw_ef_construction: int = Field(default=200, ge=1)
+    #: HNSW search breadth (raised to the search limit when smaller)
+    search_ef: int = Field(default=128, ge=1)
+    #: micro-batching of concurrent searches (see batcher.py); wait 0 = off
+    batch_max_size: int = Field(default=64, ge=1, le=4096)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    #: extra hits fetched for queries with exclusions before the exact fallback is used
+    exclude_overfetch: int = Field(default=64, ge=0, le=10_000)
+    #: how often the serving alias is re-read (other replicas may have swapped it)
+    alias_refresh_s: float = Field(default=5.0, gt=0)
+    #: most items one Upsert call may carry (it is buffered whole before writing)
+    upsert_max_items: int = Field(default=200_000, ge=1)
+    #: start-up connection retries: exponential backoff from initial to max (forever)
+    connect_retry_initial_s: float = Field(default=0.5, gt=0)
+    connect_retry_max_s: float = Field(default=15.0, gt=0)
+    #: seconds between Milvus pings that drive the health status (0 = no pings)
+    health_check_interval_s: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> RetrieverSettings:
+        if self.connect_retry_initial_s > self.connect_retry_max_s:
+            raise ValueError("connect_retry_initial_s must be <= connect_retry_max_s")
+        return self
+
+    @property
+    def resolved_uri(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def is_lite(self) -> bool:
+        return self.resolved_uri.endswith(".db")
+
+    @property
+    def resolved_index_type(self) -> str:
+        if self.index_type != "auto":
+            return self.index_type
+        return "FLAT" if self.is_lite else "HNSW"
