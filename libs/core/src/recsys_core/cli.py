@@ -14,32 +14,37 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# subcommand group -> (module, package a user installs to get it, help)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "data": ("recsys_core.data.cli", "recsys-core", "fetch, inspect and generate MovieLens data sets"),
-    "catalog": ("recsys_catalog.cli", "recsys-catalog", "catalog database: migrate, load, serve"),
-    "train": ("recsys_embedder.training.cli", "recsys-embedder[train]", "train PinSage and two-tower"),
-    "evaluate": ("recsys_embedder.evaluation.cli", "recsys-embedder[train]", "offline evaluation"),
-    "retriever": ("recsys_retriever.cli", "recsys-retriever", "vector store: load, describe, serve"),
-    "embedder": ("recsys_embedder.cli", "recsys-embedder", "embedder: serve, export"),
-    "gateway": ("recsys_gateway.cli", "recsys-gateway", "gateway: serve"),
-    "stack": ("recsys_core.stack", "recsys-core", "the whole stack: up, down, status"),
-    "client": ("recsys_core.client_cli", "recsys-core", "call the gateway: recommend, similar, ..."),
+# module -> (package a user installs to get it, top-level commands it adds, help)
+COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "recsys_core.data.cli": ("recsys-core", ("data",), "fetch, inspect and generate MovieLens data sets"),
+    "recsys_catalog.cli": ("recsys-catalog", ("catalog",), "catalog database: migrate, load, serve"),
+    "recsys_embedder.training.cli": ("recsys-embedder[train]", ("train",), "train PinSage and two-tower"),
+    "recsys_embedder.evaluation.cli": ("recsys-embedder[train]", ("evaluate",), "offline evaluation"),
+    "recsys_retriever.cli": ("recsys-retriever", ("retriever",), "vector store: serve, describe"),
+    "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export"),
+    "recsys_gateway.cli": ("recsys-gateway", ("gateway",), "gateway: serve"),
+    "recsys_core.stack": ("recsys-core", ("up", "down", "status", "stack"), "the whole stack"),
+    "recsys_core.client_cli": (
+        "recsys-core",
+        ("recommend", "similar", "search", "movies", "quiz", "rate"),
+        "call the gateway",
+    ),
 }
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="recsys: a gRPC movie recommender")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, dist, help_text) in COMMANDS.items():
+    for module_name, (dist, names, help_text) in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = exc.name or ""
-            if missing and (module_name.startswith(missing) or missing.split(".")[0] in module_name):
+            if missing and module_name.startswith(missing):
                 # The contributing package is not installed (or not written yet).
-                p = sub.add_parser(name, help=f"{help_text} (needs {dist})")
-                p.set_defaults(func=_missing(name, dist))
+                for name in names:
+                    p = sub.add_parser(name, help=f"{help_text} (needs {dist})")
+                    p.set_defaults(func=_missing(name, dist))
                 continue
             raise
         module.register(sub)

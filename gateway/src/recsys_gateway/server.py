@@ -1,0 +1,78 @@
+"""Gateway lifecycle: open upstream channels, serve, drain, close channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recsys.gateway.v1 import gateway_pb2_grpc
+from recsys_core.server import Server
+
+from .service import GatewayOptions, GatewayService
+from .servicer import GatewayServicer
+from .settings import GatewaySettings
+from .upstreams import CATALOG, EMBEDDER, RETRIEVER, GrpcUpstreams
+
+SERVICE_NAME = "recsys.gateway.v1.Gateway"
+log = logging.getLogger(__name__)
+
+
+async def _wait_upstreams(server: Server, upstreams: GrpcUpstreams) -> None:
+    """Report SERVING once every upstream reports SERVING (checked once a second until then).
+
+    After that the gateway stays SERVING: an upstream outage is answered per call with
+    UNAVAILABLE naming the upstream, and calls that do not need it keep working.
+    """
+    checks = {
+        "catalog": (upstreams._catalog.channel, CATALOG),
+        "embedder": (upstreams._embedder.channel, EMBEDDER),
+        "retriever": (upstreams._retriever.channel, RETRIEVER),
+    }
+    pending = set(checks)
+    while pending:
+        for name in sorted(pending):
+            channel, service = checks[name]
+            try:
+                resp = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=1.0
+                )
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    pending.discard(name)
+            except grpc.aio.AioRpcError:
+                pass
+        if pending:
+            log.info("waiting for upstreams: %s", ", ".join(sorted(pending)))
+            await asyncio.sleep(1.0)
+    server.set_serving(True)
+    log.info("all upstreams SERVING: gateway SERVING")
+
+
+async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = True) -> Server:
+    """Build and start the gateway; SERVING once the upstreams are (or at once when not waiting)."""
+    upstreams = GrpcUpstreams(settings)
+    service = GatewayService(
+        upstreams,
+        GatewayOptions(sample_min_ratings=settings.sample_min_ratings, history_limit=settings.history_limit),
+    )
+    servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])
+    server = Server(settings, "gateway")
+    server.add_service(gateway_pb2_grpc.add_GatewayServicer_to_server, servicer, SERVICE_NAME)
+    await server.start()
+    if wait_for_upstreams:
+        task = asyncio.create_task(_wait_upstreams(server, upstreams))
+
+        async def cancel_wait() -> None:
+            task.cancel()
+
+        server.on_stop(cancel_wait)
+    else:
+        server.set_serving(True)
+    server.on_stop(upstreams.close)
+    return server
+
+
+async def serve(settings: GatewaySettings) -> None:
+    server = await build_server(settings)
+    await server.wait_for_signal()

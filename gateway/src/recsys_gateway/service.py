@@ -1,0 +1,397 @@
+"""Gateway logic: validation and orchestration of catalog, embedder and retriever.
+
+No gRPC and no business logic beyond orchestration: the embedder decides how a
+history becomes a vector, the retriever how exclusions and filters apply, the
+catalog what is popular. Upstream calls go through the ``Upstreams`` protocol
+(one batch call per hop, independent hops concurrently), so the unit tests use
+fakes and production uses the gRPC clients in ``upstreams.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from recsys.catalog.v1 import catalog_pb2
+from recsys.common.v1 import common_pb2
+from recsys.embedder.v1 import embedder_pb2
+from recsys.gateway.v1 import gateway_pb2
+from recsys.retriever.v1 import retriever_pb2
+from recsys_core.errors import InvalidArgument, NotFound
+
+MAX_K = 100
+DEFAULT_K = 10
+MAX_SIGNAL_MOVIES = 1000
+MAX_GENRES = 32
+MAX_SAMPLE = 100
+DEFAULT_SAMPLE = 16
+MAX_FEEDBACK = 1000
+MAX_GET_MOVIES = 1000
+# How many of a user's most recent liked movies are candidates for "because you liked ...".
+BECAUSE_CANDIDATES = 200
+# Ratings at or above this count as liked when explaining; below 2.5 the embedder treats them as dislikes.
+LIKED_THRESHOLD = 3.5
+
+
+class Upstreams(Protocol):
+    """The batch calls the gateway makes. Implementations raise recsys_core errors."""
+
+    async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse: ...
+    async def search_movies(
+        self, req: catalog_pb2.SearchMoviesRequest
+    ) -> catalog_pb2.SearchMoviesResponse: ...
+    async def sample_movies(
+        self, req: catalog_pb2.SampleMoviesRequest
+    ) -> catalog_pb2.SampleMoviesResponse: ...
+    async def get_popular(self, req: catalog_pb2.GetPopularRequest) -> catalog_pb2.GetPopularResponse: ...
+    async def get_user_history(
+        self, req: catalog_pb2.GetUserHistoryRequest
+    ) -> catalog_pb2.GetUserHistoryResponse: ...
+    async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse: ...
+    async def record_ratings(
+        self, req: catalog_pb2.RecordRatingsRequest
+    ) -> catalog_pb2.RecordRatingsResponse: ...
+    async def embed_query(self, req: embedder_pb2.EmbedQueryRequest) -> embedder_pb2.EmbedQueryResponse: ...
+    async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse: ...
+    async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse: ...
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    # Quiz default: only movies with at least this many ratings (people know them).
+    sample_min_ratings: int = 50
+    # History read per user for Recommend (newest first).
+    history_limit: int = 1000
+
+
+def _check_id(value: int, field: str) -> None:
+    if value <= 0:
+        raise InvalidArgument(f"{field} must be a positive id, got {value}", field=field)
+
+
+def validate_filter(f: common_pb2.MovieFilter, field: str = "filter") -> None:
+    for name in ("genres_any", "genres_all"):
+        genres = getattr(f, name)
+        if len(genres) > MAX_GENRES:
+            raise InvalidArgument(f"{field}.{name}: at most {MAX_GENRES} genres", field=f"{field}.{name}")
+        for g in genres:
+            if not g.strip() or len(g) > 64:
+                raise InvalidArgument(f"{field}.{name}: invalid genre {g!r}", field=f"{field}.{name}")
+    for name in ("year_min", "year_max"):
+        year = getattr(f, name)
+        if year and not 1800 <= year <= 2200:
+            raise InvalidArgument(
+                f"{field}.{name} must be 1800..2200 or 0, got {year}", field=f"{field}.{name}"
+            )
+    if f.year_min and f.year_max and f.year_min > f.year_max:
+        raise InvalidArgument(
+            f"{field}.year_min ({f.year_min}) is after {field}.year_max ({f.year_max})",
+            field=f"{field}.year_min",
+        )
+
+
+def _k(k: int, field: str = "k") -> int:
+    if k == 0:
+        return DEFAULT_K
+    if not 1 <= k <= MAX_K:
+        raise InvalidArgument(f"{field} must be 1..{MAX_K} (0 = {DEFAULT_K}), got {k}", field=field)
+    return k
+
+
+def _has_demographics(d: common_pb2.Demographics) -> bool:
+    return bool(d.gender or d.age or d.occupation)
+
+
+def validate_recommend(req: gateway_pb2.RecommendRequest) -> int:
+    """Validate a Recommend request; return the effective k."""
+    k = _k(req.k)
+    validate_filter(req.filter)
+    has_taste = bool(req.liked or req.disliked_movie_ids)
+    has_demo = _has_demographics(req.demographics)
+    if req.user_id < 0:
+        raise InvalidArgument(f"user_id must be a positive id, got {req.user_id}", field="user_id")
+    if req.user_id and (has_taste or has_demo):
+        raise InvalidArgument(
+            "give either user_id, or liked/disliked movies and/or demographics, not both", field="user_id"
+        )
+    if not (req.user_id or has_taste or has_demo):
+        raise InvalidArgument(
+            "no signal: give user_id, liked/disliked movie ids, or demographics", field="user_id"
+        )
+    if len(req.liked) > MAX_SIGNAL_MOVIES:
+        raise InvalidArgument(f"liked: at most {MAX_SIGNAL_MOVIES} movies", field="liked")
+    if len(req.disliked_movie_ids) > MAX_SIGNAL_MOVIES:
+        raise InvalidArgument(
+            f"disliked_movie_ids: at most {MAX_SIGNAL_MOVIES} movies", field="disliked_movie_ids"
+        )
+    liked_ids = set()
+    for i, m in enumerate(req.liked):
+        _check_id(m.movie_id, f"liked[{i}].movie_id")
+        if m.rating and not (math.isfinite(m.rating) and 0.5 <= m.rating <= 5.0):
+            raise InvalidArgument(
+                f"liked[{i}].rating must be 0.5..5.0 (0 = liked without rating), got {m.rating}",
+                field=f"liked[{i}].rating",
+            )
+        liked_ids.add(m.movie_id)
+    for i, mid in enumerate(req.disliked_movie_ids):
+        _check_id(mid, f"disliked_movie_ids[{i}]")
+    overlap = liked_ids.intersection(req.disliked_movie_ids)
+    if overlap:
+        raise InvalidArgument(
+            f"movies both liked and disliked: {sorted(overlap)[:10]}", field="disliked_movie_ids"
+        )
+    if has_demo:
+        d = req.demographics
+        if d.age and not 1 <= d.age <= 120:
+            raise InvalidArgument(f"demographics.age must be 1..120, got {d.age}", field="demographics.age")
+        if len(d.occupation) > 64:
+            raise InvalidArgument("demographics.occupation is too long", field="demographics.occupation")
+    return k
+
+
+def _dedupe(ids: Sequence[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
+
+
+class GatewayService:
+    def __init__(self, upstreams: Upstreams, options: GatewayOptions | None = None) -> None:
+        self._up = upstreams
+        self._opt = options or GatewayOptions()
+
+    # ---------------------------------------------------------------- Recommend
+    async def recommend(self, req: gateway_pb2.RecommendRequest) -> gateway_pb2.RecommendResponse:
+        k = validate_recommend(req)
+        exclude_seen = req.exclude_seen if req.HasField("exclude_seen") else True
+
+        signal = embedder_pb2.QuerySignal()
+        seen: list[int] = []
+        if req.user_id:
+            history = await self._up.get_user_history(
+                catalog_pb2.GetUserHistoryRequest(user_id=req.user_id, limit=self._opt.history_limit)
+            )
+            seen = [r.movie_id for r in history.ratings]
+            for r in history.ratings:
+                signal.history.add(movie_id=r.movie_id, rating=r.rating, rated_at=r.rated_at)
+            if not history.ratings:
+                users = await self._up.get_users(catalog_pb2.GetUsersRequest(user_ids=[req.user_id]))
+                if users.users and _has_demographics(users.users[0].demographics):
+                    signal.demographics.CopyFrom(users.users[0].demographics)
+        else:
+            signal.history.extend(req.liked)
+            signal.disliked_movie_ids.extend(req.disliked_movie_ids)
+            if _has_demographics(req.demographics):
+                signal.demographics.CopyFrom(req.demographics)
+            seen = [m.movie_id for m in req.liked] + list(req.disliked_movie_ids)
+        exclude = _dedupe(seen) if exclude_seen else []
+
+        if not (signal.history or signal.disliked_movie_ids or _has_demographics(signal.demographics)):
+            # A known user with no history and no demographics: popular movies.
+            return await self._popular(k, req.filter, exclude, unknown=[])
+
+        embedded = await self._up.embed_query(embedder_pb2.EmbedQueryRequest(signals=[signal]))
+        qv = embedded.vectors[0]
+        unknown = list(qv.unknown_movie_ids)
+        if not qv.vector.values:
+            return await self._popular(k, req.filter, exclude, unknown=unknown)
+
+        space = qv.space or common_pb2.VECTOR_SPACE_PINSAGE
+        result = await self._up.search(
+            retriever_pb2.SearchRequest(
+                space=space,
+                queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=exclude)],
+                k=k,
+                filter=req.filter,
+            )
+        )
+        hits = _unique_hits(result.results[0].hits if result.results else [], set(exclude))[:k]
+        if space == common_pb2.VECTOR_SPACE_TWO_TOWER:
+            strategy = gateway_pb2.STRATEGY_DEMOGRAPHIC
+        elif _has_demographics(signal.demographics):
+            strategy = gateway_pb2.STRATEGY_BLENDED
+        else:
+            strategy = gateway_pb2.STRATEGY_PERSONALIZED
+        because_pool: list[int] = []
+        if space == common_pb2.VECTOR_SPACE_PINSAGE:
+            unknown_set = set(unknown)
+            because_pool = _dedupe(
+                [
+                    m.movie_id
+                    for m in signal.history
+                    if (m.rating == 0 or m.rating >= LIKED_THRESHOLD) and m.movie_id not in unknown_set
+                ]
+            )[:BECAUSE_CANDIDATES]
+        recs = await self._decorate(hits, because_pool)
+        return gateway_pb2.RecommendResponse(
+            recommendations=recs,
+            strategy=strategy,
+            model_version=embedded.model_version,
+            unknown_movie_ids=unknown,
+        )
+
+    async def _popular(
+        self, k: int, flt: common_pb2.MovieFilter, exclude: list[int], unknown: list[int]
+    ) -> gateway_pb2.RecommendResponse:
+        popular = await self._up.get_popular(
+            catalog_pb2.GetPopularRequest(k=k, filter=flt, exclude_ids=exclude)
+        )
+        recs = [
+            gateway_pb2.Recommendation(movie=m, score=s)
+            for m, s in zip(popular.movies, popular.scores, strict=False)
+        ]
+        return gateway_pb2.RecommendResponse(
+            recommendations=recs, strategy=gateway_pb2.STRATEGY_POPULAR, unknown_movie_ids=unknown
+        )
+
+    async def _decorate(
+        self, hits: Sequence[common_pb2.ScoredMovie], because_pool: Sequence[int]
+    ) -> list[gateway_pb2.Recommendation]:
+        """Metadata for hits (one catalog batch) and the closest liked movie (one embedder batch)."""
+        if not hits:
+            return []
+        hit_ids = [h.movie_id for h in hits]
+        pool = [m for m in because_pool if m not in set(hit_ids)]
+        meta_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
+        movies_task = self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=meta_ids))
+        if pool:
+            vec_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
+            movies, vectors = await asyncio.gather(
+                movies_task,
+                self._up.embed_items(
+                    embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=vec_ids)
+                ),
+            )
+            because = _closest(hit_ids, pool, vectors)
+        else:
+            movies = await movies_task
+            because = {}
+        by_id = {m.movie_id: m for m in movies.movies}
+        recs = []
+        for h in hits:
+            movie = by_id.get(h.movie_id)
+            if movie is None:  # in the vector index but not in the catalog: never show a bare id
+                continue
+            b = because.get(h.movie_id, 0)
+            recs.append(
+                gateway_pb2.Recommendation(
+                    movie=movie,
+                    score=h.score,
+                    because_movie_id=b,
+                    because_title=by_id[b].title if b in by_id else "",
+                )
+            )
+        return recs
+
+    # ------------------------------------------------------------ SimilarMovies
+    async def similar_movies(
+        self, req: gateway_pb2.SimilarMoviesRequest
+    ) -> gateway_pb2.SimilarMoviesResponse:
+        _check_id(req.movie_id, "movie_id")
+        k = _k(req.k)
+        validate_filter(req.filter)
+        items = await self._up.embed_items(
+            embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=[req.movie_id])
+        )
+        if not items.vectors:
+            raise NotFound(f"movie {req.movie_id} is not known to the model", field="movie_id")
+        result = await self._up.search(
+            retriever_pb2.SearchRequest(
+                space=common_pb2.VECTOR_SPACE_PINSAGE,
+                queries=[retriever_pb2.SearchQuery(vector=items.vectors[0], exclude_ids=[req.movie_id])],
+                k=k,
+                filter=req.filter,
+            )
+        )
+        hits = _unique_hits(result.results[0].hits if result.results else [], {req.movie_id})[:k]
+        recs = await self._decorate(hits, [])
+        for r in recs:
+            r.because_movie_id = req.movie_id
+        return gateway_pb2.SimilarMoviesResponse(movies=recs, model_version=items.model_version)
+
+    # ------------------------------------------------------------ catalog reads
+    async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
+        if not req.movie_ids:
+            raise InvalidArgument("movie_ids must not be empty", field="movie_ids")
+        if len(req.movie_ids) > MAX_GET_MOVIES:
+            raise InvalidArgument(
+                f"at most {MAX_GET_MOVIES} movie_ids per call, got {len(req.movie_ids)}", field="movie_ids"
+            )
+        for i, mid in enumerate(req.movie_ids):
+            _check_id(mid, f"movie_ids[{i}]")
+        return await self._up.get_movies(req)
+
+    async def search_movies(self, req: catalog_pb2.SearchMoviesRequest) -> catalog_pb2.SearchMoviesResponse:
+        if not req.query.strip():
+            raise InvalidArgument("query must not be empty", field="query")
+        if len(req.query) > 200:
+            raise InvalidArgument("query: at most 200 characters", field="query")
+        if "\x00" in req.query:
+            raise InvalidArgument("query must not contain NUL characters", field="query")
+        if not 0 <= req.limit <= 100:
+            raise InvalidArgument(f"limit must be 1..100 (0 = 10), got {req.limit}", field="limit")
+        return await self._up.search_movies(req)
+
+    async def sample_movies(self, req: gateway_pb2.SampleMoviesRequest) -> catalog_pb2.SampleMoviesResponse:
+        n = req.n or DEFAULT_SAMPLE
+        if not 1 <= n <= MAX_SAMPLE:
+            raise InvalidArgument(f"n must be 1..{MAX_SAMPLE} (0 = {DEFAULT_SAMPLE}), got {req.n}", field="n")
+        validate_filter(req.filter)
+        min_ratings = req.min_ratings if req.HasField("min_ratings") else self._opt.sample_min_ratings
+        if min_ratings < 0:
+            raise InvalidArgument(f"min_ratings must be >= 0, got {min_ratings}", field="min_ratings")
+        if len(req.exclude_ids) > 10000:
+            raise InvalidArgument("exclude_ids: at most 10000 ids", field="exclude_ids")
+        return await self._up.sample_movies(
+            catalog_pb2.SampleMoviesRequest(
+                n=n, seed=req.seed, min_ratings=min_ratings, filter=req.filter, exclude_ids=req.exclude_ids
+            )
+        )
+
+    async def record_feedback(
+        self, req: gateway_pb2.RecordFeedbackRequest
+    ) -> gateway_pb2.RecordFeedbackResponse:
+        if not req.ratings:
+            raise InvalidArgument("ratings must not be empty", field="ratings")
+        if len(req.ratings) > MAX_FEEDBACK:
+            raise InvalidArgument(f"at most {MAX_FEEDBACK} ratings per call", field="ratings")
+        for i, r in enumerate(req.ratings):
+            _check_id(r.user_id, f"ratings[{i}].user_id")
+            _check_id(r.movie_id, f"ratings[{i}].movie_id")
+            if not (math.isfinite(r.rating) and 0.5 <= r.rating <= 5.0):
+                raise InvalidArgument(
+                    f"ratings[{i}].rating must be 0.5..5.0, got {r.rating}", field=f"ratings[{i}].rating"
+                )
+        out = await self._up.record_ratings(
+            catalog_pb2.RecordRatingsRequest(ratings=req.ratings, create_missing_users=True)
+        )
+        return gateway_pb2.RecordFeedbackResponse(stored=out.stored, superseded=out.superseded)
+
+
+def _unique_hits(hits: Sequence[common_pb2.ScoredMovie], exclude: set[int]) -> list[common_pb2.ScoredMovie]:
+    """Drop duplicates and excluded ids (defence in depth: the retriever already guarantees both)."""
+    seen: set[int] = set()
+    out = []
+    for h in hits:
+        if h.movie_id in seen or h.movie_id in exclude:
+            continue
+        seen.add(h.movie_id)
+        out.append(h)
+    return out
+
+
+def _closest(
+    hit_ids: Sequence[int], pool: Sequence[int], items: embedder_pb2.EmbedItemsResponse
+) -> dict[int, int]:
+    """For each hit, the pool movie with the highest inner product."""
+    vec = {mid: v.values for mid, v in zip(items.found_ids, items.vectors, strict=False)}
+    pool_ids = [m for m in pool if m in vec]
+    hits_known = [h for h in hit_ids if h in vec]
+    if not pool_ids or not hits_known:
+        return {}
+    p = np.asarray([vec[m] for m in pool_ids], dtype=np.float32)
+    h = np.asarray([vec[m] for m in hits_known], dtype=np.float32)
+    best = (h @ p.T).argmax(axis=1)
+    return {hid: pool_ids[int(j)] for hid, j in zip(hits_known, best, strict=True)}

@@ -1,0 +1,27 @@
+"""Gateway settings, from environment variables prefixed RECSYS_GATEWAY_."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from recsys_core.settings import ServerSettings
+
+
+class GatewaySettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_GATEWAY_")
+
+    port: int = 50051
+    # Upstream addresses (host:port, or dns:///name:port for client-side round robin in Kubernetes).
+    catalog_target: str = "127.0.0.1:50052"
+    embedder_target: str = "127.0.0.1:50053"
+    retriever_target: str = "127.0.0.1:50054"
+    # Per-hop deadline (seconds) when the caller set none; otherwise the caller's remaining budget.
+    upstream_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Calls in flight per upstream; more wait (bounded by their deadline).
+    max_in_flight_per_upstream: int = Field(default=64, ge=1, le=10000)
+    # API keys (comma-separated in the environment). Empty = no authentication.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    # Quiz default: only movies with at least this many ratings.
+    sample_min_ratings: int = Field(default=50, ge=0)
+    # Newest ratings read per user for Recommend.
+    history_limit: int = Field(default=1000, ge=1, le=10000)

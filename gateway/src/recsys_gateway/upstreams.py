@@ -1,0 +1,135 @@
+"""gRPC clients of the three upstream services.
+
+One long-lived channel per upstream (opened at start, closed at stop); every
+call carries a deadline taken from the caller's remaining budget; retries
+(declared in the channel's service config) only for idempotent reads on
+UNAVAILABLE; a semaphore bounds in-flight calls per upstream; upstream failures
+become ``UpstreamError`` carrying the upstream's name and status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
+from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
+from recsys_core.client import open_channel, remaining_timeout
+from recsys_core.errors import UpstreamError
+
+from .settings import GatewaySettings
+
+T = TypeVar("T")
+
+CATALOG = "recsys.catalog.v1.Catalog"
+EMBEDDER = "recsys.embedder.v1.Embedder"
+RETRIEVER = "recsys.retriever.v1.Retriever"
+
+# Idempotent reads: the only calls retried on UNAVAILABLE.
+CATALOG_READS = (
+    "GetMovies",
+    "SearchMovies",
+    "SampleMovies",
+    "GetPopular",
+    "GetUsers",
+    "GetUserHistory",
+    "GetUserHistories",
+    "ListMovies",
+    "Describe",
+)
+EMBEDDER_READS = ("EmbedItems", "EmbedQuery", "EmbedNewMovie", "ModelInfo")
+RETRIEVER_READS = ("Search", "GetVectors", "Describe")
+
+
+class _Upstream:
+    def __init__(self, name: str, channel: grpc.aio.Channel, max_in_flight: int, timeout: float) -> None:
+        self.name = name
+        self.channel = channel
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._timeout = timeout
+
+    async def call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        timeout = remaining_timeout(self._timeout)
+        if timeout <= 0:
+            raise UpstreamError(self.name, grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for this call")
+        try:
+            async with self._sem:
+                return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            err = UpstreamError.from_rpc_error(self.name, exc)
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                err = UpstreamError(self.name, exc.code(), f"unavailable: {err.detail}", field=err.field)
+            raise err from None
+
+
+class GrpcUpstreams:
+    """The production ``Upstreams``: gRPC calls to catalog, embedder and retriever."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        s = settings
+        self._catalog = _Upstream(
+            "catalog",
+            open_channel(s.catalog_target, service=CATALOG, idempotent_methods=CATALOG_READS),
+            s.max_in_flight_per_upstream,
+            s.upstream_timeout_s,
+        )
+        self._embedder = _Upstream(
+            "embedder",
+            open_channel(s.embedder_target, service=EMBEDDER, idempotent_methods=EMBEDDER_READS),
+            s.max_in_flight_per_upstream,
+            s.upstream_timeout_s,
+        )
+        self._retriever = _Upstream(
+            "retriever",
+            open_channel(s.retriever_target, service=RETRIEVER, idempotent_methods=RETRIEVER_READS),
+            s.max_in_flight_per_upstream,
+            s.upstream_timeout_s,
+        )
+        self.catalog = catalog_pb2_grpc.CatalogStub(self._catalog.channel)
+        self.embedder = embedder_pb2_grpc.EmbedderStub(self._embedder.channel)
+        self.retriever = retriever_pb2_grpc.RetrieverStub(self._retriever.channel)
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            self._catalog.channel.close(), self._embedder.channel.close(), self._retriever.channel.close()
+        )
+
+    # catalog
+    async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
+        return await self._catalog.call(self.catalog.GetMovies, req)
+
+    async def search_movies(self, req: catalog_pb2.SearchMoviesRequest) -> catalog_pb2.SearchMoviesResponse:
+        return await self._catalog.call(self.catalog.SearchMovies, req)
+
+    async def sample_movies(self, req: catalog_pb2.SampleMoviesRequest) -> catalog_pb2.SampleMoviesResponse:
+        return await self._catalog.call(self.catalog.SampleMovies, req)
+
+    async def get_popular(self, req: catalog_pb2.GetPopularRequest) -> catalog_pb2.GetPopularResponse:
+        return await self._catalog.call(self.catalog.GetPopular, req)
+
+    async def get_user_history(
+        self, req: catalog_pb2.GetUserHistoryRequest
+    ) -> catalog_pb2.GetUserHistoryResponse:
+        return await self._catalog.call(self.catalog.GetUserHistory, req)
+
+    async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse:
+        return await self._catalog.call(self.catalog.GetUsers, req)
+
+    async def record_ratings(
+        self, req: catalog_pb2.RecordRatingsRequest
+    ) -> catalog_pb2.RecordRatingsResponse:
+        return await self._catalog.call(self.catalog.RecordRatings, req)
+
+    # embedder
+    async def embed_query(self, req: embedder_pb2.EmbedQueryRequest) -> embedder_pb2.EmbedQueryResponse:
+        return await self._embedder.call(self.embedder.EmbedQuery, req)
+
+    async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse:
+        return await self._embedder.call(self.embedder.EmbedItems, req)
+
+    # retriever
+    async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
+        return await self._retriever.call(self.retriever.Search, req)

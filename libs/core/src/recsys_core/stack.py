@@ -1,0 +1,473 @@
+"""`recsys up | down | status | stack load`: the whole stack on one machine.
+
+`recsys up` goes from nothing to a serving stack on embedded defaults:
+1. data: a named MovieLens set from ../shared or ./data, else a download
+   (verified sha256), else a generated data set (and it says so);
+2. model: trains an artifact when none exists under the artifact dir;
+3. catalog: migrates and bulk-loads the data set into embedded PostgreSQL;
+4. starts catalog, retriever (Milvus Lite), embedder and gateway as child
+   processes, waits for each one's health;
+5. loads the artifact's movie vectors into the retriever (a new version
+   beside the old one, then an alias swap) unless that version is serving;
+6. prints endpoints and an example call, then waits: Ctrl-C (or `recsys down`
+   from another shell) drains every service with SIGTERM.
+
+Each step is a command of its own package run as a subprocess, so this module
+imports no service code (and no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    name: str
+    module: str
+    full_name: str
+    port: int
+    metrics_port: int
+
+
+SERVICES = (
+    ServiceDef("catalog", "recsys_catalog", "recsys.catalog.v1.Catalog", 50052, 9102),
+    ServiceDef("retriever", "recsys_retriever", "recsys.retriever.v1.Retriever", 50054, 9104),
+    ServiceDef("embedder", "recsys_embedder", "recsys.embedder.v1.Embedder", 50053, 9103),
+    ServiceDef("gateway", "recsys_gateway", "recsys.gateway.v1.Gateway", 50051, 9101),
+)
+
+
+def _say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("up", help="set up and start the whole stack (embedded PostgreSQL and Milvus Lite)")
+    p.add_argument("--data", default="ml-100k", help="data set name or path (default ml-100k)")
+    p.add_argument("--workdir", type=Path, default=Path("var"), help="state: databases, logs (default ./var)")
+    p.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="model artifacts (default ./artifacts)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface the gateway binds (internal ones: loopback)"
+    )
+    p.add_argument("--port-offset", type=int, default=0, help="add to every default port (several stacks)")
+    p.add_argument("--retrain", action="store_true", help="train a new artifact even if one exists")
+    p.add_argument("--train-args", default="", help="extra arguments for `recsys train` (quoted)")
+    p.add_argument("--detach", action="store_true", help="return once serving (stop with `recsys down`)")
+    p.add_argument("--synthetic-size", type=int, default=20000, help="ratings of a generated data set")
+    p.set_defaults(func=lambda a: asyncio.run(_up(a)))
+
+    p = sub.add_parser("down", help="stop a stack started with `recsys up`")
+    p.add_argument("--workdir", type=Path, default=Path("var"))
+    p.set_defaults(func=_down)
+
+    p = sub.add_parser("status", help="health and versions of each service of the stack")
+    p.add_argument("--workdir", type=Path, default=Path("var"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: asyncio.run(_status(a)))
+
+    p = sub.add_parser("stack", help="stack maintenance: load an artifact into catalog and retriever")
+    ssub = p.add_subparsers(dest="stack_command", required=True)
+    lp = ssub.add_parser("load", help="load an artifact's movie vectors into the retriever and activate them")
+    lp.add_argument("--artifact", type=Path, required=True, help="artifact folder (or the `latest` pointer)")
+    lp.add_argument("--retriever", default="127.0.0.1:50054", help="retriever address")
+    lp.add_argument("--timeout", type=float, default=600.0)
+    lp.set_defaults(func=lambda a: asyncio.run(_load_cmd(a)))
+
+
+# ----------------------------------------------------------------------- data
+def _resolve_data(name: str, workdir: Path, synthetic_size: int) -> Path:
+    from recsys_core.data import DatasetNotFound, find_dataset
+
+    path = Path(name)
+    if path.exists():
+        return path
+    try:
+        found = find_dataset(name)
+        _say(f"data: {name} found at {found}")
+        return found
+    except DatasetNotFound:
+        pass
+    data_dir = Path("data")
+    try:
+        from recsys_core.data.fetch import fetch
+
+        _say(f"data: downloading {name} to {data_dir}/ (sha256 verified)")
+        return fetch(name, data_dir)
+    except Exception as exc:  # no network, unknown name, checksum mismatch: say it and generate
+        _say(f"data: could not download {name} ({exc}); generating a synthetic data set instead")
+    from recsys_core.data.synthetic import generate
+
+    out = workdir / "synthetic-100k"
+    if not (out / "u.data").exists():
+        n_users = max(50, synthetic_size // 40)
+        generate(
+            out,
+            fmt="100k",
+            n_users=n_users,
+            n_movies=max(100, synthetic_size // 20),
+            n_ratings=synthetic_size,
+            seed=0,
+        )
+    _say(f"data: SYNTHETIC data set at {out} (not MovieLens; recommendations are not meaningful)")
+    return out
+
+
+def _run_step(title: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    _say(f"{title}: {' '.join(cmd)}")
+    rc = subprocess.call(cmd, env={**os.environ, **(env or {})})
+    if rc != 0:
+        raise SystemExit(f"step failed ({title}), exit code {rc}")
+
+
+def _recsys() -> list[str]:
+    return [sys.executable, "-m", "recsys_core.cli"]
+
+
+def _latest_artifact(artifacts: Path) -> Path | None:
+    pointer = artifacts / "latest"
+    if pointer.is_file():
+        target = artifacts / pointer.read_text().strip()
+        if (target / "manifest.json").is_file():
+            return target
+    if pointer.is_dir() and (pointer / "manifest.json").is_file():
+        return pointer
+    return None
+
+
+# ------------------------------------------------------------------ processes
+def service_env(svc: ServiceDef, *, workdir: Path, artifacts: Path, host: str, offset: int) -> dict[str, str]:
+    prefix = f"RECSYS_{svc.name.upper()}_"
+    env = {
+        f"{prefix}PORT": str(svc.port + offset),
+        f"{prefix}HOST": host if svc.name == "gateway" else "127.0.0.1",
+        f"{prefix}METRICS_PORT": str(svc.metrics_port + offset),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    if svc.name == "catalog":
+        env[f"{prefix}DATA_DIR"] = str(workdir / "catalog-pg")
+    elif svc.name == "retriever":
+        env[f"{prefix}DATA_DIR"] = str(workdir / "retriever")
+    elif svc.name == "embedder":
+        env[f"{prefix}ARTIFACT_DIR"] = str(artifacts)
+    elif svc.name == "gateway":
+        by_name = {s.name: s for s in SERVICES}
+        for up in ("catalog", "embedder", "retriever"):
+            env[f"{prefix}{up.upper()}_TARGET"] = f"127.0.0.1:{by_name[up].port + offset}"
+    return env
+
+
+async def wait_healthy(
+    target: str, service: str, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise SystemExit(f"{service} exited with code {proc.returncode} before becoming healthy")
+            try:
+                resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{service} at {target} not SERVING after {timeout:.0f}s")
+            await asyncio.sleep(0.3)
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    # Reverse start order: the gateway drains first, the catalog last.
+    for name in reversed(list(procs)):
+        p = procs[name]
+        if p.poll() is None:
+            _say(f"stopping {name} (SIGTERM, drains in-flight calls)")
+            p.send_signal(signal.SIGTERM)
+    for name, p in procs.items():
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _say(f"{name} did not stop in {grace:.0f}s: killing")
+            p.kill()
+
+
+async def _up(args: argparse.Namespace) -> int:
+    workdir: Path = args.workdir.resolve()
+    artifacts: Path = args.artifacts.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "logs").mkdir(exist_ok=True)
+    state_path = workdir / STATE_FILE
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        alive = [n for n, pid in state.get("pids", {}).items() if _alive(pid)]
+        if alive:
+            raise SystemExit(
+                f"a stack is already running from {workdir} ({', '.join(alive)}): `recsys down` first"
+            )
+
+    data = _resolve_data(args.data, workdir, args.synthetic_size)
+
+    artifact = None if args.retrain else _latest_artifact(artifacts)
+    if artifact is None:
+        cmd = [*_recsys(), "train", "--data", str(data), "--out", str(artifacts), *args.train_args.split()]
+        _run_step("model: no artifact yet, training (progress below)", cmd)
+        artifact = _latest_artifact(artifacts)
+        if artifact is None:
+            raise SystemExit(f"training finished but no artifact under {artifacts}")
+    else:
+        _say(f"model: using artifact {artifact}")
+
+    cat_env = service_env(
+        SERVICES[0], workdir=workdir, artifacts=artifacts, host=args.host, offset=args.port_offset
+    )
+    _run_step("catalog: migrate", [*_recsys(), "catalog", "migrate"], cat_env)
+    _run_step("catalog: load data set (idempotent)", [*_recsys(), "catalog", "load", str(data)], cat_env)
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for svc in SERVICES:
+            env = service_env(
+                svc, workdir=workdir, artifacts=artifacts, host=args.host, offset=args.port_offset
+            )
+            log = open(workdir / "logs" / f"{svc.name}.log", "ab")
+            _say(f"starting {svc.name} on port {svc.port + args.port_offset} (log: {log.name})")
+            procs[svc.name] = subprocess.Popen(
+                [sys.executable, "-m", svc.module],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            if svc.name == "retriever":
+                await wait_healthy(
+                    f"127.0.0.1:{svc.port + args.port_offset}", svc.full_name, 120, procs[svc.name]
+                )
+                retriever = f"127.0.0.1:{svc.port + args.port_offset}"
+                _say("retriever: loading movie vectors from the artifact")
+                await load_artifact_vectors(artifact, retriever, timeout=600)
+        for svc in SERVICES:
+            await wait_healthy(
+                f"127.0.0.1:{svc.port + args.port_offset}", svc.full_name, 180, procs[svc.name]
+            )
+            _say(f"{svc.name}: SERVING")
+        state_path.write_text(
+            json.dumps({"pids": {n: p.pid for n, p in procs.items()}, "offset": args.port_offset})
+        )
+        gw = f"{args.host}:{SERVICES[-1].port + args.port_offset}"
+        print(
+            f"\nrecsys is up. Gateway: {gw} (gRPC, reflection on)\n"
+            f"  recsys recommend --target {gw} --like 1,50,100 --dislike 181\n"
+            f"  recsys similar --target {gw} 1\n"
+            f'  grpcurl -plaintext -d \'{{"liked":[{{"movie_id":1}}],"k":5}}\' {gw} '
+            "recsys.gateway.v1.Gateway/Recommend\n"
+            f"  recsys status   |   recsys down   (or Ctrl-C here)\n",
+            flush=True,
+        )
+        if args.detach:
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                _say(f"{', '.join(dead)} exited unexpectedly (see {workdir / 'logs'}); stopping the stack")
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+        return 0
+    finally:
+        if not args.detach or sys.exc_info()[0] is not None:
+            _stop_all(procs)
+            state_path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _down(args: argparse.Namespace) -> int:
+    state_path = args.workdir / STATE_FILE
+    if not state_path.exists():
+        print("no stack is running (no state file)", file=sys.stderr)
+        return 0
+    pids: dict[str, int] = json.loads(state_path.read_text()).get("pids", {})
+    for name in reversed(list(pids)):
+        if _alive(pids[name]):
+            _say(f"stopping {name} (pid {pids[name]})")
+            os.kill(pids[name], signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    for name, pid in pids.items():
+        if _alive(pid):
+            _say(f"{name} still running after 20s: killing")
+            os.kill(pid, signal.SIGKILL)
+    state_path.unlink(missing_ok=True)
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    offset = 0
+    state_path = args.workdir / STATE_FILE
+    if state_path.exists():
+        offset = int(json.loads(state_path.read_text()).get("offset", 0))
+    rows: list[dict[str, Any]] = []
+    ok = True
+    for svc in SERVICES:
+        target = f"127.0.0.1:{svc.port + offset}"
+        row: dict[str, Any] = {"service": svc.name, "target": target}
+        async with grpc.aio.insecure_channel(target) as channel:
+            try:
+                resp = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=svc.full_name), timeout=2.0
+                )
+                row["health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+                row["version"] = await _version(svc, channel)
+            except grpc.aio.AioRpcError as exc:
+                row["health"] = f"DOWN ({exc.code().name})"
+                ok = False
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['service']:<10} {r['target']:<16} {r['health']:<12} {r.get('version', '')}")
+    return 0 if ok else 1
+
+
+async def _version(svc: ServiceDef, channel: grpc.aio.Channel) -> str:
+    try:
+        if svc.name == "embedder":
+            from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
+
+            info = await embedder_pb2_grpc.EmbedderStub(channel).ModelInfo(
+                embedder_pb2.ModelInfoRequest(), timeout=2
+            )
+            return f"model {info.version} ({info.backend}, dim {info.dimension})"
+        if svc.name == "retriever":
+            from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
+
+            d = await retriever_pb2_grpc.RetrieverStub(channel).Describe(
+                retriever_pb2.DescribeRequest(), timeout=2
+            )
+            serving = [f"{c.version}:{c.count}" for c in d.collections if c.serving]
+            return f"{d.backend}, serving {', '.join(serving) or 'none'}"
+        if svc.name == "catalog":
+            from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+            c = await catalog_pb2_grpc.CatalogStub(channel).Describe(catalog_pb2.DescribeRequest(), timeout=2)
+            return (
+                f"schema {c.schema_version}, {c.movie_count} movies, {c.rating_count} ratings "
+                f"({c.dataset_name})"
+            )
+    except grpc.aio.AioRpcError as exc:
+        return f"({exc.code().name})"
+    return ""
+
+
+# --------------------------------------------------------------- vector load
+async def load_artifact_vectors(artifact: Path, retriever: str, *, timeout: float = 600.0) -> None:
+    """Upsert an artifact's movie vectors (PinSage, and two-tower when present) and activate them."""
+    import numpy as np
+    from recsys.common.v1 import common_pb2
+    from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
+
+    artifact = artifact.resolve()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    version = str(manifest["version"]).replace("-", "_").replace(".", "_")
+    spaces = [
+        (
+            common_pb2.VECTOR_SPACE_PINSAGE,
+            manifest["files"]["item_embeddings"],
+            manifest["files"]["movie_ids"],
+        )
+    ]
+    tt = manifest.get("two_tower")
+    if tt and tt.get("files"):
+        spaces.append(
+            (common_pb2.VECTOR_SPACE_TWO_TOWER, tt["files"]["item_embeddings"], tt["files"]["movie_ids"])
+        )
+    meta = _movie_meta(artifact, manifest)
+    async with grpc.aio.insecure_channel(
+        retriever, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        stub = retriever_pb2_grpc.RetrieverStub(channel)
+        desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=30)
+        for space, emb_file, ids_file in spaces:
+            if any(c.space == space and c.version == version and c.serving for c in desc.collections):
+                _say(f"retriever: {common_pb2.VectorSpace.Name(space)} version {version} already serving")
+                continue
+            vectors = np.load(artifact / emb_file).astype(np.float32)
+            ids = np.load(artifact / ids_file).astype(np.int64)
+
+            async def chunks(vectors=vectors, ids=ids, space=space):  # type: ignore[no-untyped-def]
+                first = True
+                for start in range(0, len(ids), 1000):
+                    items = []
+                    for mid, vec in zip(
+                        ids[start : start + 1000], vectors[start : start + 1000], strict=True
+                    ):
+                        year, genres = meta.get(int(mid), (0, []))
+                        items.append(
+                            retriever_pb2.VectorItem(
+                                movie_id=int(mid),
+                                vector=common_pb2.Vector(values=vec),
+                                year=year,
+                                genres=genres,
+                            )
+                        )
+                    msg = retriever_pb2.UpsertRequest(items=items)
+                    if first:
+                        msg.space, msg.version, msg.dimension = space, version, int(vectors.shape[1])
+                        first = False
+                    yield msg
+
+            resp = await stub.Upsert(chunks(), timeout=timeout)
+            await stub.ActivateVersion(
+                retriever_pb2.ActivateVersionRequest(space=space, version=version), timeout=60
+            )
+            _say(
+                f"retriever: {common_pb2.VectorSpace.Name(space)} version {version}: "
+                f"{resp.total} vectors, serving"
+            )
+
+
+def _movie_meta(artifact: Path, manifest: dict[str, Any]) -> dict[int, tuple[int, list[str]]]:
+    """movie id -> (year, genres) for retriever filters, from the artifact's movies.json when present."""
+    name = manifest.get("files", {}).get("movies")
+    if not name or not (artifact / name).exists():
+        return {}
+    rows = json.loads((artifact / name).read_text())
+    return {int(r["movie_id"]): (int(r.get("year") or 0), list(r.get("genres") or [])) for r in rows}
+
+
+async def _load_cmd(args: argparse.Namespace) -> int:
+    artifact = _latest_artifact(args.artifact) or args.artifact
+    await load_artifact_vectors(artifact, args.retriever, timeout=args.timeout)
+    return 0

@@ -1,0 +1,78 @@
+"""The real gateway server: API keys, health/reflection left open, upstream outages named."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recsys.common.v1 import common_pb2
+from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from recsys_core.testing import reflection_file_containing, test_settings
+from recsys_gateway.server import build_server
+from recsys_gateway.settings import GatewaySettings
+
+
+def _dead_port() -> int:
+    """A port nothing listens on (bound then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def gateway():  # type: ignore[no-untyped-def]
+    dead = f"127.0.0.1:{_dead_port()}"
+    settings = test_settings(
+        GatewaySettings,
+        catalog_target=dead,
+        embedder_target=dead,
+        retriever_target=dead,
+        api_keys=["k-123"],
+        upstream_timeout_s=2.0,
+    )
+    server = await build_server(settings)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield channel
+    await server.stop(0)
+
+
+async def test_health_and_reflection_need_no_key_and_wait_for_upstreams(gateway: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(gateway)
+    resp = await health.Check(health_pb2.HealthCheckRequest(service="recsys.gateway.v1.Gateway"), timeout=5)
+    # Upstreams are down: the gateway is up but not ready.
+    assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    files = await reflection_file_containing(gateway, "recsys.gateway.v1.Gateway.Recommend")
+    assert files
+
+
+async def test_api_key_required(gateway: grpc.aio.Channel) -> None:
+    stub = gateway_pb2_grpc.GatewayStub(gateway)
+    req = gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=1)])
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Recommend(req, timeout=5)
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "x-api-key" in (exc.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Recommend(req, timeout=5, metadata=(("x-api-key", "wrong"),))
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_dead_upstream_is_unavailable_naming_it(gateway: grpc.aio.Channel) -> None:
+    stub = gateway_pb2_grpc.GatewayStub(gateway)
+    req = gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=1)])
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Recommend(req, timeout=10, metadata=(("x-api-key", "k-123"),))
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (exc.value.details() or "").startswith("embedder: unavailable")
+
+
+async def test_invalid_argument_names_field(gateway: grpc.aio.Channel) -> None:
+    stub = gateway_pb2_grpc.GatewayStub(gateway)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Recommend(
+            gateway_pb2.RecommendRequest(user_id=1, k=5000), timeout=5, metadata=(("x-api-key", "k-123"),)
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "k must be" in (exc.value.details() or "")

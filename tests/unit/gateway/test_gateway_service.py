@@ -1,0 +1,278 @@
+"""Gateway orchestration against in-memory fakes of the three upstreams."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from recsys.catalog.v1 import catalog_pb2
+from recsys.common.v1 import common_pb2
+from recsys.embedder.v1 import embedder_pb2
+from recsys.gateway.v1 import gateway_pb2
+from recsys.retriever.v1 import retriever_pb2
+from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
+from recsys_gateway.service import GatewayService
+
+N_MOVIES = 60
+DIM = 8
+
+
+class FakeUpstreams:
+    """Catalog with N_MOVIES movies, an embedder that averages item vectors, a brute-force retriever."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        v = rng.normal(size=(N_MOVIES + 1, DIM)).astype(np.float32)
+        self.vectors = v / np.linalg.norm(v, axis=1, keepdims=True)
+        self.known = set(range(1, N_MOVIES + 1))
+        self.history: dict[int, list[int]] = {7: [1, 2, 3, 4, 5]}
+        self.calls: list[str] = []
+        self.fail: dict[str, grpc.StatusCode] = {}
+
+    def _hit(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail:
+            raise UpstreamError(name.split(".")[0], self.fail[name], "boom")
+
+    def _movie(self, mid: int) -> common_pb2.Movie:
+        return common_pb2.Movie(movie_id=mid, title=f"Movie {mid}", year=1990 + mid % 10)
+
+    async def get_movies(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.GetMovies")
+        found = [self._movie(m) for m in req.movie_ids if m in self.known]
+        return catalog_pb2.GetMoviesResponse(
+            movies=found, missing_ids=[m for m in req.movie_ids if m not in self.known]
+        )
+
+    async def search_movies(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.SearchMovies")
+        return catalog_pb2.SearchMoviesResponse()
+
+    async def sample_movies(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.SampleMovies")
+        return catalog_pb2.SampleMoviesResponse(movies=[self._movie(m) for m in range(1, req.n + 1)])
+
+    async def get_popular(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.GetPopular")
+        ids = [m for m in range(1, N_MOVIES + 1) if m not in set(req.exclude_ids)][: req.k]
+        return catalog_pb2.GetPopularResponse(movies=[self._movie(m) for m in ids], scores=[1.0] * len(ids))
+
+    async def get_user_history(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.GetUserHistory")
+        if req.user_id not in self.history:
+            raise UpstreamError("catalog", grpc.StatusCode.NOT_FOUND, f"user {req.user_id} not found")
+        return catalog_pb2.GetUserHistoryResponse(
+            ratings=[
+                common_pb2.Rating(user_id=req.user_id, movie_id=m, rating=5)
+                for m in self.history[req.user_id]
+            ]
+        )
+
+    async def get_users(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.GetUsers")
+        return catalog_pb2.GetUsersResponse(users=[common_pb2.User(user_id=u) for u in req.user_ids])
+
+    async def record_ratings(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.RecordRatings")
+        for r in req.ratings:
+            self.history.setdefault(r.user_id, []).insert(0, r.movie_id)
+        return catalog_pb2.RecordRatingsResponse(stored=req.ratings)
+
+    async def embed_query(self, req):  # type: ignore[no-untyped-def]
+        self._hit("embedder.EmbedQuery")
+        out = []
+        for s in req.signals:
+            ids = [m.movie_id for m in s.history if m.movie_id in self.known]
+            bad = [m.movie_id for m in s.history if m.movie_id not in self.known]
+            if not ids and s.demographics.age:
+                vec = self.vectors[0]
+                out.append(
+                    embedder_pb2.QueryVector(
+                        vector=common_pb2.Vector(values=vec), space=common_pb2.VECTOR_SPACE_TWO_TOWER
+                    )
+                )
+                continue
+            if not ids:
+                out.append(embedder_pb2.QueryVector(unknown_movie_ids=bad))
+                continue
+            q = self.vectors[ids].mean(axis=0)
+            for d in s.disliked_movie_ids:
+                q = q - 0.5 * self.vectors[d]
+            q /= np.linalg.norm(q)
+            out.append(
+                embedder_pb2.QueryVector(
+                    vector=common_pb2.Vector(values=q),
+                    space=common_pb2.VECTOR_SPACE_PINSAGE,
+                    unknown_movie_ids=bad,
+                )
+            )
+        return embedder_pb2.EmbedQueryResponse(vectors=out, model_version="v-test")
+
+    async def embed_items(self, req):  # type: ignore[no-untyped-def]
+        self._hit("embedder.EmbedItems")
+        found = [m for m in req.movie_ids if m in self.known]
+        return embedder_pb2.EmbedItemsResponse(
+            found_ids=found,
+            vectors=[common_pb2.Vector(values=self.vectors[m]) for m in found],
+            missing_ids=[m for m in req.movie_ids if m not in self.known],
+            model_version="v-test",
+        )
+
+    async def search(self, req):  # type: ignore[no-untyped-def]
+        self._hit("retriever.Search")
+        results = []
+        for q in req.queries:
+            scores = self.vectors[1:] @ np.asarray(q.vector.values, dtype=np.float32)
+            order = np.argsort(-scores)
+            excl = set(q.exclude_ids)
+            hits = [
+                common_pb2.ScoredMovie(movie_id=int(i + 1), score=float(scores[i]))
+                for i in order
+                if int(i + 1) not in excl
+            ][: req.k]
+            results.append(retriever_pb2.SearchResult(hits=hits))
+        return retriever_pb2.SearchResponse(results=results)
+
+
+@pytest.fixture
+def fake() -> FakeUpstreams:
+    return FakeUpstreams()
+
+
+@pytest.fixture
+def svc(fake: FakeUpstreams) -> GatewayService:
+    return GatewayService(fake)
+
+
+async def test_recommend_known_user_excludes_seen_and_explains(svc: GatewayService) -> None:
+    resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    ids = [r.movie.movie_id for r in resp.recommendations]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert not set(ids) & {1, 2, 3, 4, 5}
+    assert resp.strategy == gateway_pb2.STRATEGY_PERSONALIZED
+    assert all(r.because_movie_id in {1, 2, 3, 4, 5} for r in resp.recommendations)
+    assert all(r.because_title == f"Movie {r.because_movie_id}" for r in resp.recommendations)
+    scores = [r.score for r in resp.recommendations]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_recommend_exclude_seen_off_allows_seen(svc: GatewayService) -> None:
+    resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=N_MOVIES, exclude_seen=False))
+    assert {1, 2, 3, 4, 5} <= {r.movie.movie_id for r in resp.recommendations}
+
+
+async def test_recommend_feedback_is_reflected(svc: GatewayService, fake: FakeUpstreams) -> None:
+    before = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=5))
+    first = before.recommendations[0].movie.movie_id
+    await svc.record_feedback(
+        gateway_pb2.RecordFeedbackRequest(ratings=[common_pb2.Rating(user_id=7, movie_id=first, rating=5)])
+    )
+    after = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=5))
+    assert first not in {r.movie.movie_id for r in after.recommendations}
+
+
+async def test_anonymous_likes_and_dislikes_are_excluded_and_dislikes_count(svc: GatewayService) -> None:
+    liked = [common_pb2.RatedMovie(movie_id=m) for m in (10, 11, 12)]
+    only_likes = await svc.recommend(gateway_pb2.RecommendRequest(liked=liked, k=20))
+    with_dislike = await svc.recommend(
+        gateway_pb2.RecommendRequest(liked=liked, disliked_movie_ids=[30], k=20)
+    )
+    for resp in (only_likes, with_dislike):
+        ids = {r.movie.movie_id for r in resp.recommendations}
+        assert not ids & {10, 11, 12, 30}
+        assert len(ids) == 20
+    assert [r.movie.movie_id for r in only_likes.recommendations] != [
+        r.movie.movie_id for r in with_dislike.recommendations
+    ]
+
+
+async def test_all_unknown_likes_fall_back_to_popular(svc: GatewayService) -> None:
+    resp = await svc.recommend(
+        gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=9999)], k=5)
+    )
+    assert resp.strategy == gateway_pb2.STRATEGY_POPULAR
+    assert list(resp.unknown_movie_ids) == [9999]
+    assert len(resp.recommendations) == 5
+
+
+async def test_demographics_use_two_tower(svc: GatewayService) -> None:
+    resp = await svc.recommend(
+        gateway_pb2.RecommendRequest(
+            demographics=common_pb2.Demographics(gender=1, age=25, occupation="4"), k=5
+        )
+    )
+    assert resp.strategy == gateway_pb2.STRATEGY_DEMOGRAPHIC
+    assert len(resp.recommendations) == 5
+    assert all(r.because_movie_id == 0 for r in resp.recommendations)
+
+
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (gateway_pb2.RecommendRequest(), "user_id"),
+        (gateway_pb2.RecommendRequest(user_id=-3), "user_id"),
+        (gateway_pb2.RecommendRequest(user_id=7, k=101), "k"),
+        (gateway_pb2.RecommendRequest(user_id=7, k=-1), "k"),
+        (gateway_pb2.RecommendRequest(user_id=7, liked=[common_pb2.RatedMovie(movie_id=1)]), "user_id"),
+        (gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=0)]), "liked[0].movie_id"),
+        (
+            gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=1, rating=float("nan"))]),
+            "liked[0].rating",
+        ),
+        (
+            gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=1)], disliked_movie_ids=[1]),
+            "disliked_movie_ids",
+        ),
+        (
+            gateway_pb2.RecommendRequest(
+                user_id=7, filter=common_pb2.MovieFilter(year_min=2000, year_max=1990)
+            ),
+            "filter.year_min",
+        ),
+        (gateway_pb2.RecommendRequest(demographics=common_pb2.Demographics(age=300)), "demographics.age"),
+    ],
+)
+async def test_recommend_invalid(svc: GatewayService, fake: FakeUpstreams, req, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidArgument) as exc:
+        await svc.recommend(req)
+    assert exc.value.field == field
+    assert fake.calls == []  # nothing reached an upstream
+
+
+async def test_unknown_user_is_not_found_from_catalog(svc: GatewayService) -> None:
+    with pytest.raises(UpstreamError) as exc:
+        await svc.recommend(gateway_pb2.RecommendRequest(user_id=12345))
+    assert exc.value.status_code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_upstream_unavailable_names_upstream(svc: GatewayService, fake: FakeUpstreams) -> None:
+    fake.fail["retriever.Search"] = grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(UpstreamError) as exc:
+        await svc.recommend(gateway_pb2.RecommendRequest(user_id=7))
+    assert exc.value.status_code == grpc.StatusCode.UNAVAILABLE
+    assert "retriever" in str(exc.value)
+
+
+async def test_similar_movies(svc: GatewayService) -> None:
+    resp = await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=3, k=7))
+    ids = [r.movie.movie_id for r in resp.movies]
+    assert len(ids) == 7 and 3 not in ids and len(set(ids)) == 7
+    with pytest.raises(NotFound):
+        await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=5000))
+
+
+async def test_catalog_passthrough_validation(svc: GatewayService) -> None:
+    with pytest.raises(InvalidArgument):
+        await svc.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=list(range(1, 1002))))
+    with pytest.raises(InvalidArgument):
+        await svc.search_movies(catalog_pb2.SearchMoviesRequest(query="   "))
+    with pytest.raises(InvalidArgument):
+        await svc.sample_movies(gateway_pb2.SampleMoviesRequest(n=1000))
+    quiz = await svc.sample_movies(gateway_pb2.SampleMoviesRequest())
+    assert len(quiz.movies) == 16
+    with pytest.raises(InvalidArgument):
+        await svc.record_feedback(
+            gateway_pb2.RecordFeedbackRequest(
+                ratings=[common_pb2.Rating(user_id=1, movie_id=1, rating=float("inf"))]
+            )
+        )
