@@ -33,15 +33,21 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Only the module of the command being run is imported (``recsys --help`` imports none)."""
     parser = argparse.ArgumentParser(prog="recsys", description="recsys: a gRPC movie recommender")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
     for module_name, (dist, names, help_text) in COMMANDS.items():
+        if wanted not in names:
+            for name in names:
+                sub.add_parser(name, help=help_text, add_help=False)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = exc.name or ""
             if missing and module_name.startswith(missing):
-                # The contributing package is not installed (or not written yet).
+                # The contributing package is not installed.
                 for name in names:
                     p = sub.add_parser(name, help=f"{help_text} (needs {dist})")
                     p.set_defaults(func=_missing(name, dist))

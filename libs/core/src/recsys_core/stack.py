@@ -88,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lp = ssub.add_parser("load", help="load an artifact's movie vectors into the retriever and activate them")
     lp.add_argument("--artifact", type=Path, required=True, help="artifact folder (or the `latest` pointer)")
     lp.add_argument("--retriever", default="127.0.0.1:50054", help="retriever address")
+    lp.add_argument("--catalog", default="127.0.0.1:50052", help="catalog address (movie year/genres)")
     lp.add_argument("--timeout", type=float, default=600.0)
     lp.set_defaults(func=lambda a: asyncio.run(_load_cmd(a)))
 
@@ -262,7 +263,9 @@ async def _up(args: argparse.Namespace) -> int:
                 )
                 retriever = f"127.0.0.1:{svc.port + args.port_offset}"
                 _say("retriever: loading movie vectors from the artifact")
-                await load_artifact_vectors(artifact, retriever, timeout=600)
+                catalog = f"127.0.0.1:{SERVICES[0].port + args.port_offset}"
+                await wait_healthy(catalog, SERVICES[0].full_name, 120, procs["catalog"])
+                await load_artifact_vectors(artifact, retriever, catalog, timeout=600)
         for svc in SERVICES:
             await wait_healthy(
                 f"127.0.0.1:{svc.port + args.port_offset}", svc.full_name, 180, procs[svc.name]
@@ -297,8 +300,12 @@ async def _up(args: argparse.Namespace) -> int:
             except TimeoutError:
                 pass
         return 0
+    except BaseException:
+        _stop_all(procs)
+        state_path.unlink(missing_ok=True)
+        raise
     finally:
-        if not args.detach or sys.exc_info()[0] is not None:
+        if not args.detach and state_path.exists():
             _stop_all(procs)
             state_path.unlink(missing_ok=True)
 
@@ -392,42 +399,47 @@ async def _version(svc: ServiceDef, channel: grpc.aio.Channel) -> str:
 
 
 # --------------------------------------------------------------- vector load
-async def load_artifact_vectors(artifact: Path, retriever: str, *, timeout: float = 600.0) -> None:
-    """Upsert an artifact's movie vectors (PinSage, and two-tower when present) and activate them."""
+async def load_artifact_vectors(
+    artifact: Path, retriever: str, catalog: str, *, timeout: float = 600.0
+) -> None:
+    """Upsert an artifact's movie vectors (PinSage, and two-tower when present) and activate them.
+
+    Year and genres for the retriever's filters come from the catalog (the one owner of
+    movie metadata), read a page at a time with ListMovies.
+    """
     import numpy as np
     from recsys.common.v1 import common_pb2
     from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 
     artifact = artifact.resolve()
     manifest = json.loads((artifact / "manifest.json").read_text())
-    version = str(manifest["version"]).replace("-", "_").replace(".", "_")
-    spaces = [
-        (
-            common_pb2.VECTOR_SPACE_PINSAGE,
-            manifest["files"]["item_embeddings"],
-            manifest["files"]["movie_ids"],
-        )
-    ]
-    tt = manifest.get("two_tower")
-    if tt and tt.get("files"):
-        spaces.append(
-            (common_pb2.VECTOR_SPACE_TWO_TOWER, tt["files"]["item_embeddings"], tt["files"]["movie_ids"])
-        )
-    meta = _movie_meta(artifact, manifest)
+    version = "".join(c if c.isalnum() else "_" for c in str(manifest["version"]))[:64]
+    models = manifest.get("models", {})
+    spaces = []
+    for key, space in (
+        ("pinsage", common_pb2.VECTOR_SPACE_PINSAGE),
+        ("two_tower", common_pb2.VECTOR_SPACE_TWO_TOWER),
+    ):
+        files = models.get(key, {}).get("files", {})
+        if files.get("item_embeddings") and files.get("movie_ids"):
+            spaces.append((space, files["item_embeddings"], files["movie_ids"]))
+    if not spaces:
+        raise SystemExit(f"{artifact}: the manifest lists no movie vectors")
+    meta = await catalog_movie_meta(catalog, timeout=timeout)
     async with grpc.aio.insecure_channel(
         retriever, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     ) as channel:
         stub = retriever_pb2_grpc.RetrieverStub(channel)
         desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=30)
         for space, emb_file, ids_file in spaces:
+            space_name = common_pb2.VectorSpace.Name(space)
             if any(c.space == space and c.version == version and c.serving for c in desc.collections):
-                _say(f"retriever: {common_pb2.VectorSpace.Name(space)} version {version} already serving")
+                _say(f"retriever: {space_name} version {version} already serving")
                 continue
-            vectors = np.load(artifact / emb_file).astype(np.float32)
-            ids = np.load(artifact / ids_file).astype(np.int64)
+            vectors = np.load(artifact / emb_file, allow_pickle=False).astype(np.float32)
+            ids = np.load(artifact / ids_file, allow_pickle=False).astype(np.int64)
 
             async def chunks(vectors=vectors, ids=ids, space=space):  # type: ignore[no-untyped-def]
-                first = True
                 for start in range(0, len(ids), 1000):
                     items = []
                     for mid, vec in zip(
@@ -442,32 +454,37 @@ async def load_artifact_vectors(artifact: Path, retriever: str, *, timeout: floa
                                 genres=genres,
                             )
                         )
-                    msg = retriever_pb2.UpsertRequest(items=items)
-                    if first:
-                        msg.space, msg.version, msg.dimension = space, version, int(vectors.shape[1])
-                        first = False
-                    yield msg
+                    yield retriever_pb2.UpsertRequest(
+                        space=space, version=version, dimension=int(vectors.shape[1]), items=items
+                    )
 
             resp = await stub.Upsert(chunks(), timeout=timeout)
             await stub.ActivateVersion(
                 retriever_pb2.ActivateVersionRequest(space=space, version=version), timeout=60
             )
-            _say(
-                f"retriever: {common_pb2.VectorSpace.Name(space)} version {version}: "
-                f"{resp.total} vectors, serving"
+            _say(f"retriever: {space_name} version {version}: {resp.total} vectors, serving")
+
+
+async def catalog_movie_meta(catalog: str, *, timeout: float = 60.0) -> dict[int, tuple[int, list[str]]]:
+    """movie id -> (year, genres) for every catalog movie, read a page at a time."""
+    from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+    meta: dict[int, tuple[int, list[str]]] = {}
+    async with grpc.aio.insecure_channel(catalog) as channel:
+        stub = catalog_pb2_grpc.CatalogStub(channel)
+        after = 0
+        while True:
+            page = await stub.ListMovies(
+                catalog_pb2.ListMoviesRequest(after_id=after, page_size=5000), timeout=timeout
             )
-
-
-def _movie_meta(artifact: Path, manifest: dict[str, Any]) -> dict[int, tuple[int, list[str]]]:
-    """movie id -> (year, genres) for retriever filters, from the artifact's movies.json when present."""
-    name = manifest.get("files", {}).get("movies")
-    if not name or not (artifact / name).exists():
-        return {}
-    rows = json.loads((artifact / name).read_text())
-    return {int(r["movie_id"]): (int(r.get("year") or 0), list(r.get("genres") or [])) for r in rows}
+            for m in page.movies:
+                meta[m.movie_id] = (m.year, list(m.genres))
+            if not page.next_after_id:
+                return meta
+            after = page.next_after_id
 
 
 async def _load_cmd(args: argparse.Namespace) -> int:
     artifact = _latest_artifact(args.artifact) or args.artifact
-    await load_artifact_vectors(artifact, args.retriever, timeout=args.timeout)
+    await load_artifact_vectors(artifact, args.retriever, args.catalog, timeout=args.timeout)
     return 0
