@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -23,6 +24,7 @@ from recsys_core.errors import (
     DependencyUnavailable,
     FailedPrecondition,
     InvalidArgument,
+    RecsysError,
 )
 
 from recsys_catalog.model import (
@@ -368,6 +370,18 @@ class PgStore:
     def __init__(self, config: PoolConfig) -> None:
         self._config = config
         self._pool: asyncpg.Pool | None = None
+        #: why calls are refused while the pool is closed (set by the server, e.g. old schema)
+        self.not_ready: RecsysError | None = None
+
+    @property
+    def dsn(self) -> str:
+        return self._config.dsn
+
+    def set_dsn(self, dsn: str) -> None:
+        """Point a closed store at another server (the embedded one, known once started)."""
+        if self._pool is not None:
+            raise RuntimeError("set_dsn on an open store")
+        self._config = dataclasses.replace(self._config, dsn=dsn)
 
     @property
     def is_open(self) -> bool:
@@ -407,7 +421,7 @@ class PgStore:
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
-            raise DependencyUnavailable(DEPENDENCY, "database not connected yet")
+            raise self.not_ready or DependencyUnavailable(DEPENDENCY, "not connected yet")
         async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
             yield conn
 
@@ -437,6 +451,14 @@ class PgStore:
             raise DeadlineExceeded(f"database query timed out: {exc}") from exc
         except asyncpg.CheckViolationError as exc:
             raise InvalidArgument(f"rejected by the database: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """True when a pooled connection answers ``SELECT 1``."""
+        try:
+            await self._read(lambda conn: conn.fetchval("SELECT 1"))
+        except (DependencyUnavailable, DeadlineExceeded):
+            return False
+        return True
 
     # --- schema ------------------------------------------------------------------------------
 
