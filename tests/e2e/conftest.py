@@ -1,0 +1,141 @@
+"""The whole stack for end-to-end tests: `recsys up --detach` on a generated data set.
+
+One stack per test session (training, embedded PostgreSQL, Milvus Lite, four
+services as real processes on free ports); `recsys down` at the end. Tests get
+a ``Stack`` with the addresses and helpers to kill and restart one service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from recsys_core import stack as stack_mod
+
+# Small enough to train in well under a minute on 2 cores, big enough to be non-trivial.
+N_USERS, N_MOVIES, N_RATINGS = 150, 300, 9000
+TRAIN_ARGS = "--epochs 2 --max-steps-per-epoch 30 --quiet --seed 1"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_offset() -> int:
+    for _ in range(50):
+        off = random.randrange(1000, 9000)
+        ports = [svc.port + off for svc in stack_mod.SERVICES] + [
+            svc.metrics_port + off for svc in stack_mod.SERVICES
+        ]
+        if all(_free(p) for p in ports):
+            return off
+    raise RuntimeError("no free port range for the stack")
+
+
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (nobody may reap re-parented children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    artifacts: Path
+    data: Path
+    offset: int
+
+    def target(self, name: str) -> str:
+        svc = next(s for s in stack_mod.SERVICES if s.name == name)
+        return f"127.0.0.1:{svc.port + self.offset}"
+
+    @property
+    def gateway_target(self) -> str:
+        return self.target("gateway")
+
+    def pids(self) -> dict[str, int]:
+        return dict(json.loads((self.workdir / stack_mod.STATE_FILE).read_text())["pids"])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        pid = self.pids()[name]
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not _running(pid):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} (pid {pid}) did not exit")
+
+    def restart(self, name: str) -> None:
+        """Start the service again with the same settings and record its new pid."""
+        svc = next(s for s in stack_mod.SERVICES if s.name == name)
+        env = stack_mod.service_env(
+            svc, workdir=self.workdir, artifacts=self.artifacts, host="127.0.0.1", offset=self.offset
+        )
+        log = open(self.workdir / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", svc.module],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        state = json.loads((self.workdir / stack_mod.STATE_FILE).read_text())
+        state["pids"][name] = proc.pid
+        (self.workdir / stack_mod.STATE_FILE).write_text(json.dumps(state))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from recsys_core.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("stack")
+    data = generate(
+        root / "synthetic", fmt="100k", n_users=N_USERS, n_movies=N_MOVIES, n_ratings=N_RATINGS, seed=1
+    )
+    workdir, artifacts = root / "var", root / "artifacts"
+    offset = _port_offset()
+    cmd = [
+        sys.executable, "-m", "recsys_core.cli", "up", "--detach",
+        "--data", str(data), "--workdir", str(workdir), "--artifacts", str(artifacts),
+        "--port-offset", str(offset), "--train-args", TRAIN_ARGS,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RECSYS_CATALOG_DSN", None)  # the embedded PostgreSQL, as a new user gets it
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        logs = ""
+        for log in sorted((workdir / "logs").glob("*.log")) if (workdir / "logs").exists() else []:
+            logs += f"\n--- {log.name} (tail)\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-30:]
+            )
+        pytest.fail(
+            f"recsys up failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}{logs}"
+        )
+    st = Stack(workdir=workdir, artifacts=artifacts, data=data, offset=offset)
+    try:
+        yield st
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(workdir)],
+            timeout=120,
+            check=False,
+        )

@@ -1,0 +1,231 @@
+"""End to end: the four services as processes, called through the gateway like a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recsys.catalog.v1 import catalog_pb2
+from recsys.common.v1 import common_pb2
+from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from recsys_core.data import load_dataset
+from recsys_core.testing import reflection_file_containing
+
+from .conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def gw(stack: Stack):  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(stack.gateway_target) as channel:
+        yield gateway_pb2_grpc.GatewayStub(channel)
+
+
+@pytest.fixture(scope="module")
+def dataset(stack: Stack):  # type: ignore[no-untyped-def]
+    return load_dataset(stack.data)
+
+
+def _code(exc: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> grpc.StatusCode:
+    return exc.value.code()
+
+
+async def test_recommend_known_user_excludes_seen(gw, dataset) -> None:  # type: ignore[no-untyped-def]
+    inter = dataset.interactions
+    user = int(inter.user_ids[0])
+    seen = set(inter.movie_ids[inter.user_ids == user].tolist())
+    resp = await gw.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=10), timeout=20)
+    ids = [r.movie.movie_id for r in resp.recommendations]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert not set(ids) & seen
+    assert resp.strategy == gateway_pb2.STRATEGY_PERSONALIZED
+    assert resp.model_version
+    assert all(r.movie.title for r in resp.recommendations)
+    assert any(r.because_movie_id in seen for r in resp.recommendations)
+    scores = [r.score for r in resp.recommendations]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_quiz_flow_excludes_likes_and_dislikes(gw) -> None:  # type: ignore[no-untyped-def]
+    quiz = await gw.SampleMovies(gateway_pb2.SampleMoviesRequest(n=16, seed=7, min_ratings=0), timeout=10)
+    ids = [m.movie_id for m in quiz.movies]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    again = await gw.SampleMovies(gateway_pb2.SampleMoviesRequest(n=16, seed=7, min_ratings=0), timeout=10)
+    assert [m.movie_id for m in again.movies] == ids
+    liked, disliked = ids[:6], ids[6:10]
+    req = gateway_pb2.RecommendRequest(
+        liked=[common_pb2.RatedMovie(movie_id=m, rating=5) for m in liked], disliked_movie_ids=disliked, k=10
+    )
+    resp = await gw.Recommend(req, timeout=20)
+    got = [r.movie.movie_id for r in resp.recommendations]
+    assert len(got) == 10 and len(set(got)) == 10
+    assert not set(got) & set(liked + disliked)
+    assert all(r.because_movie_id in liked for r in resp.recommendations)
+    only_likes = await gw.Recommend(gateway_pb2.RecommendRequest(liked=req.liked, k=10), timeout=20)
+    assert [r.movie.movie_id for r in only_likes.recommendations] != got or [
+        r.score for r in only_likes.recommendations
+    ] != [r.score for r in resp.recommendations], "dislikes changed nothing"
+
+
+async def test_filters_apply(gw, dataset) -> None:  # type: ignore[no-untyped-def]
+    genre = dataset.genres[0]
+    resp = await gw.Recommend(
+        gateway_pb2.RecommendRequest(
+            liked=[common_pb2.RatedMovie(movie_id=int(dataset.movies[0].movie_id))],
+            k=5,
+            filter=common_pb2.MovieFilter(genres_any=[genre]),
+        ),
+        timeout=20,
+    )
+    assert resp.recommendations
+    assert all(genre in r.movie.genres for r in resp.recommendations)
+
+
+async def test_feedback_is_reflected(gw, dataset) -> None:  # type: ignore[no-untyped-def]
+    user = 10_000_001  # a new user
+    first = int(dataset.movies[3].movie_id)
+    out = await gw.RecordFeedback(
+        gateway_pb2.RecordFeedbackRequest(
+            ratings=[common_pb2.Rating(user_id=user, movie_id=first, rating=5)]
+        ),
+        timeout=10,
+    )
+    assert len(out.stored) == 1
+    r1 = await gw.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=10), timeout=20)
+    assert r1.strategy == gateway_pb2.STRATEGY_PERSONALIZED
+    top = r1.recommendations[0].movie.movie_id
+    await gw.RecordFeedback(
+        gateway_pb2.RecordFeedbackRequest(ratings=[common_pb2.Rating(user_id=user, movie_id=top, rating=1)]),
+        timeout=10,
+    )
+    r2 = await gw.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=10), timeout=20)
+    assert top not in {r.movie.movie_id for r in r2.recommendations}
+
+
+async def test_demographics_and_popular_fallback(gw) -> None:  # type: ignore[no-untyped-def]
+    demo = await gw.Recommend(
+        gateway_pb2.RecommendRequest(
+            demographics=common_pb2.Demographics(gender=common_pb2.GENDER_FEMALE, age=25, occupation="4"), k=5
+        ),
+        timeout=20,
+    )
+    assert len(demo.recommendations) == 5
+    assert demo.strategy in (gateway_pb2.STRATEGY_DEMOGRAPHIC, gateway_pb2.STRATEGY_POPULAR)
+    unknown = await gw.Recommend(
+        gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=99_999_999)], k=5), timeout=20
+    )
+    assert unknown.strategy == gateway_pb2.STRATEGY_POPULAR
+    assert list(unknown.unknown_movie_ids) == [99_999_999]
+    assert len(unknown.recommendations) == 5
+
+
+async def test_similar_get_search(gw, dataset) -> None:  # type: ignore[no-untyped-def]
+    movie = dataset.movies[0]
+    sim = await gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=movie.movie_id, k=8), timeout=20)
+    ids = [r.movie.movie_id for r in sim.movies]
+    assert len(ids) == 8 and movie.movie_id not in ids and len(set(ids)) == 8
+    got = await gw.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=[movie.movie_id, 99_999_999]), timeout=10)
+    assert [m.movie_id for m in got.movies] == [movie.movie_id]
+    assert list(got.missing_ids) == [99_999_999]
+    found = await gw.SearchMovies(
+        catalog_pb2.SearchMoviesRequest(query=movie.title.lower(), limit=5), timeout=10
+    )
+    assert movie.movie_id in [h.movie.movie_id for h in found.hits]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda gw: gw.Recommend(gateway_pb2.RecommendRequest(), timeout=10),
+        lambda gw: gw.Recommend(gateway_pb2.RecommendRequest(user_id=1, k=1_000_000), timeout=10),
+        lambda gw: gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=-1), timeout=10),
+        lambda gw: gw.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=list(range(1, 100_001))), timeout=10),
+        lambda gw: gw.SearchMovies(catalog_pb2.SearchMoviesRequest(query=""), timeout=10),
+        lambda gw: gw.SampleMovies(gateway_pb2.SampleMoviesRequest(n=-4), timeout=10),
+        lambda gw: gw.RecordFeedback(
+            gateway_pb2.RecordFeedbackRequest(
+                ratings=[common_pb2.Rating(user_id=1, movie_id=1, rating=float("nan"))]
+            ),
+            timeout=10,
+        ),
+    ],
+)
+async def test_invalid_inputs(gw, call) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await call(gw)
+    assert _code(exc) == grpc.StatusCode.INVALID_ARGUMENT
+    assert exc.value.details()
+
+
+async def test_unknown_user_not_found(gw) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await gw.Recommend(gateway_pb2.RecommendRequest(user_id=88_888_888), timeout=10)
+    assert _code(exc) == grpc.StatusCode.NOT_FOUND
+    assert "catalog" in (exc.value.details() or "")
+
+
+async def test_deadline_exceeded_passes_through(gw) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await gw.Recommend(gateway_pb2.RecommendRequest(user_id=1, k=10), timeout=0.001)
+    assert _code(exc) == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_reflection_resolves_methods(stack: Stack) -> None:
+    async with grpc.aio.insecure_channel(stack.gateway_target) as ch:
+        files = await reflection_file_containing(ch, "recsys.gateway.v1.Gateway.Recommend")
+        assert any(f.package == "recsys.gateway.v1" for f in files)
+
+
+async def _wait_health(target: str, service: str, want: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(target) as ch:
+        while True:
+            try:
+                resp = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=2
+                )
+                if resp.status == want:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{service} at {target} not in state {want} after {timeout}s")
+            await asyncio.sleep(0.3)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "full_name"),
+    [
+        ("retriever", "recsys.retriever.v1.Retriever"),
+        ("embedder", "recsys.embedder.v1.Embedder"),
+        ("catalog", "recsys.catalog.v1.Catalog"),
+    ],
+)
+async def test_killed_upstream_is_unavailable_naming_it_and_recovers(  # type: ignore[no-untyped-def]
+    stack: Stack, gw, upstream: str, full_name: str
+) -> None:
+    req = gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=1, rating=5)], k=5)
+    await gw.Recommend(req, timeout=20)
+    stack.kill(upstream)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await gw.Recommend(req, timeout=10)
+        assert _code(exc) == grpc.StatusCode.UNAVAILABLE, exc.value.details()
+        assert (exc.value.details() or "").startswith(f"{upstream}:")
+    finally:
+        stack.restart(upstream)
+    await _wait_health(stack.target(upstream), full_name, health_pb2.HealthCheckResponse.SERVING, timeout=120)
+    deadline = time.monotonic() + 30
+    while True:  # the gateway's channel reconnects on its own
+        try:
+            resp = await gw.Recommend(req, timeout=10)
+            break
+        except grpc.aio.AioRpcError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    assert len(resp.recommendations) == 5
