@@ -39,6 +39,20 @@ async def snapshot(store: PgStore) -> tuple[object, ...]:
     )
 
 
+async def schema_objects(store: PgStore) -> tuple[list[str], list[str]]:
+    async def op(conn):  # type: ignore[no-untyped-def]
+        indexes = await conn.fetch(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
+        )
+        constraints = await conn.fetch(
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) AS c FROM pg_constraint "
+            "WHERE conrelid = 'ratings'::regclass ORDER BY conname"
+        )
+        return [r["indexdef"] for r in indexes], [r["c"] for r in constraints]
+
+    return await store._read(op)
+
+
 async def test_load_needs_the_schema(empty_store: PgStore, dataset: Dataset) -> None:
     with pytest.raises(FailedPrecondition, match="migrate"):
         await load_into(empty_store, dataset)
@@ -49,11 +63,13 @@ async def test_reload_is_idempotent_and_failures_roll_back(
 ) -> None:
     store = empty_store
     await migrate(store)
+    schema = await schema_objects(store)
     stages: list[str] = []
     report = await load_into(store, dataset, progress=lambda stage, n: stages.append(stage))
     assert report.ratings == len(dataset.interactions) and "ratings" in stages
     first = await snapshot(store)
     assert first[2] == len(dataset.interactions)
+    assert await schema_objects(store) == schema  # the fast path rebuilt the same indexes and keys
 
     await load_into(store, dataset)  # the same data again: same state, no duplicates
     assert await snapshot(store) == first
@@ -73,6 +89,11 @@ async def test_reload_is_idempotent_and_failures_roll_back(
     with pytest.raises(InvalidArgument, match="unknown ids"):
         await load_into(store, bad)
     assert await snapshot(store) == first
+    # the same through the empty-table fast path (replace): the foreign key fails at the end
+    with pytest.raises(InvalidArgument, match="unknown ids"):
+        await load_into(store, bad, replace=True)
+    assert await snapshot(store) == first
+    assert await schema_objects(store) == schema
 
     # a failure half-way through the COPY stream (the reader dies): nothing changes either
     def dying_chunks() -> Iterator[list[tuple[int, int, float, int]]]:
