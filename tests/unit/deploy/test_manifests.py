@@ -208,8 +208,30 @@ def test_component_renders_on_base(render: Render, tmp_path: Path, component: st
 def test_every_container_has_resources_and_locked_down_security(
     rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
+    errors = policy_errors(rendered[overlay])
+    assert not errors, "\n".join(errors)
+
+
+def test_tool_pods_validate_and_are_locked_down() -> None:
+    """deploy/k8s/tools/*.yaml: pods the README has the operator apply by hand."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed")
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    files = sorted((K8S / "tools").glob("*.yaml"))
+    assert files
+    for path in files:
+        objs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for obj in objs:
+            kv.validate(obj, "1.30.0", strict=True)
+            assert obj["kind"] == "Pod"
+        pods = [{"kind": "Job", "metadata": o["metadata"], "spec": {"template": o}} for o in objs]
+        errors = policy_errors(pods)
+        assert not errors, "\n".join(errors)
+
+
+def policy_errors(objs: list[Manifest]) -> list[str]:
+    """Resources and a locked-down security context on every container of every workload."""
     errors: list[str] = []
-    for obj, tpl in workloads(rendered[overlay]):
+    for obj, tpl in workloads(objs):
         spec = tpl["spec"]
         pod_sc = spec.get("securityContext", {})
         if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
@@ -247,7 +269,7 @@ def test_every_container_has_resources_and_locked_down_security(
                 errors.append(f"{where}: image {image!r} is not pinned by tag or digest")
             if image.split(":")[0].split("@")[0] in {f"recsys/{s}" for s in SERVICES}:
                 errors.append(f"{where}: image {image!r} is not mapped to a registry by the overlay")
-    assert not errors, "\n".join(errors)
+    return errors
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
