@@ -1,0 +1,1 @@
+"""Model backends: the Protocol (base), in-process torch, Triton, and the artifact loader."""

@@ -1,0 +1,143 @@
+"""Proto <-> domain for the Embedder service. Errors are raised (the kit maps them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+
+from recsys.common.v1 import common_pb2
+from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
+from recsys_core.errors import InvalidArgument
+from recsys_embedder.backends.base import USER_FORMS
+from recsys_embedder.service import (
+    PINSAGE,
+    TWO_TOWER,
+    Demographics,
+    EmbedderService,
+    Info,
+    RatedMovie,
+    Signal,
+)
+
+SERVICE_NAME = "recsys.embedder.v1.Embedder"
+
+_FORM_TO_PROTO = {name: k + 1 for k, name in enumerate(USER_FORMS)}  # UserForm enum values
+_SPACE_TO_PROTO = {PINSAGE: common_pb2.VECTOR_SPACE_PINSAGE, TWO_TOWER: common_pb2.VECTOR_SPACE_TWO_TOWER}
+_GENDER = {common_pb2.GENDER_FEMALE: "F", common_pb2.GENDER_MALE: "M"}
+
+
+def _vector(v: np.ndarray) -> common_pb2.Vector:
+    return common_pb2.Vector(values=np.asarray(v, dtype=np.float32).tolist())
+
+
+def _form(value: int, field: str) -> str | None:
+    if value == embedder_pb2.USER_FORM_UNSPECIFIED:
+        return None
+    if 1 <= value <= len(USER_FORMS):
+        return USER_FORMS[value - 1]
+    raise InvalidArgument(f"{field}: unknown UserForm {value}", field=field)
+
+
+def _signal(k: int, s: embedder_pb2.QuerySignal) -> Signal:
+    history = [
+        RatedMovie(
+            movie_id=h.movie_id,
+            rating=float(h.rating),
+            timestamp=(h.rated_at.seconds + h.rated_at.nanos * 1e-9) if h.HasField("rated_at") else None,
+        )
+        for h in s.history
+    ]
+    demo = None
+    if s.HasField("demographics"):
+        d = s.demographics
+        if d.gender not in (common_pb2.GENDER_UNSPECIFIED, *_GENDER):
+            raise InvalidArgument(
+                f"signals[{k}].demographics.gender: unknown value {d.gender}", field=f"signals[{k}].demographics.gender"
+            )
+        if len(d.zip_code) > 16:
+            raise InvalidArgument(
+                f"signals[{k}].demographics.zip_code: at most 16 characters",
+                field=f"signals[{k}].demographics.zip_code",
+            )
+        demo = Demographics(gender=_GENDER.get(d.gender), age=int(d.age), occupation=d.occupation)
+    return Signal(
+        history=history,
+        disliked=list(s.disliked_movie_ids),
+        demographics=demo,
+        form=_form(s.form, f"signals[{k}].form"),
+    )
+
+
+def model_info_response(info: Info) -> embedder_pb2.ModelInfoResponse:
+    meta = info.meta
+    resp = embedder_pb2.ModelInfoResponse(
+        version=meta.version,
+        dimension=meta.dimension,
+        metric=meta.metric,
+        metrics=meta.metrics,
+        dataset=meta.dataset,
+        backend=info.backend,
+        movie_count=info.movie_count,
+        default_form=_FORM_TO_PROTO.get(meta.default_form, embedder_pb2.USER_FORM_UNSPECIFIED),  # type: ignore[arg-type]
+        two_tower_dimension=info.two_tower_dimension,
+    )
+    if meta.trained_at is not None:
+        ts = timestamp_pb2.Timestamp()
+        ts.FromDatetime(meta.trained_at)
+        resp.trained_at.CopyFrom(ts)
+    return resp
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
+    def __init__(self, service: EmbedderService) -> None:
+        self.service = service
+
+    async def EmbedItems(self, request: embedder_pb2.EmbedItemsRequest, context: Any) -> embedder_pb2.EmbedItemsResponse:
+        if request.space == common_pb2.VECTOR_SPACE_TWO_TOWER:
+            space = TWO_TOWER
+        elif request.space in (common_pb2.VECTOR_SPACE_UNSPECIFIED, common_pb2.VECTOR_SPACE_PINSAGE):
+            space = PINSAGE
+        else:
+            raise InvalidArgument(f"space: unknown VectorSpace {request.space}", field="space")
+        res = await self.service.embed_items(list(request.movie_ids), space)
+        return embedder_pb2.EmbedItemsResponse(
+            found_ids=res.found_ids,
+            vectors=[_vector(v) for v in res.vectors],
+            missing_ids=res.missing_ids,
+            model_version=res.version,
+        )
+
+    async def EmbedQuery(self, request: embedder_pb2.EmbedQueryRequest, context: Any) -> embedder_pb2.EmbedQueryResponse:
+        signals = [_signal(k, s) for k, s in enumerate(request.signals)]
+        results, version = await self.service.embed_query(signals)
+        return embedder_pb2.EmbedQueryResponse(
+            vectors=[
+                embedder_pb2.QueryVector(
+                    vector=_vector(r.vector),
+                    space=_SPACE_TO_PROTO[r.space],
+                    unknown_movie_ids=r.unknown_ids,
+                    form=_FORM_TO_PROTO.get(r.form or "", embedder_pb2.USER_FORM_UNSPECIFIED),  # type: ignore[arg-type]
+                )
+                for r in results
+            ],
+            model_version=version,
+        )
+
+    async def EmbedNewMovie(
+        self, request: embedder_pb2.EmbedNewMovieRequest, context: Any
+    ) -> embedder_pb2.EmbedNewMovieResponse:
+        f = request.features
+        res = await self.service.embed_new_movie(
+            f.title, int(f.year), list(f.genres), list(request.neighbour_movie_ids)
+        )
+        return embedder_pb2.EmbedNewMovieResponse(
+            vector=_vector(res.vector), unknown_movie_ids=res.unknown_ids, model_version=res.version
+        )
+
+    async def ModelInfo(self, request: embedder_pb2.ModelInfoRequest, context: Any) -> embedder_pb2.ModelInfoResponse:
+        return model_info_response(self.service.info())
+
+    async def Reload(self, request: embedder_pb2.ReloadRequest, context: Any) -> embedder_pb2.ModelInfoResponse:
+        return model_info_response(await self.service.load(request.version))

@@ -1,0 +1,36 @@
+"""Embedder settings (environment prefix ``RECSYS_EMBEDDER_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from recsys_core.settings import ServerSettings, SettingsConfigDict
+
+
+class EmbedderSettings(ServerSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_EMBEDDER_", extra="forbid")
+
+    #: artifact root (versions + ``latest``) or one version folder
+    artifact_dir: str = "./artifacts"
+    #: version to load at start; empty = the latest
+    artifact_version: str = ""
+    #: where the query network runs
+    backend: Literal["torch", "triton"] = "torch"
+    #: torch device: "auto" = CUDA when present, else CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    triton_url: str = "127.0.0.1:8001"
+    triton_model_name: str = "recsys_query"
+    triton_timeout_s: float = Field(default=10.0, gt=0)
+    #: micro-batching: most signals per forward pass, longest added wait
+    batch_max_size: int = Field(default=64, ge=1, le=1024)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    #: signals waiting beyond this are RESOURCE_EXHAUSTED
+    batch_max_queue: int = Field(default=4096, ge=1)
+    #: batches in flight at once (1 for an in-process device; 2-4 keep Triton busy)
+    batch_max_concurrency: int = Field(default=1, ge=1, le=64)
+    #: most recent history events a query uses (the rest are ignored)
+    max_history: int = Field(default=2000, ge=1, le=10_000)
+    #: poll the artifact dir for a new ``latest`` every N seconds; 0 = no file watch
+    watch_interval_s: float = Field(default=0.0, ge=0)

@@ -1,0 +1,181 @@
+"""The demographic two-tower model (PaddlePaddle's MovieLens recommender demo, in torch).
+
+User tower: gender, age bracket, occupation (+ the user id when known) -> MLP.
+Movie tower: movie id, genres, hashed title words -> MLP.
+Score: the cosine of the two (L2-normalised) vectors scaled to the rating range,
+``rating_min + (rating_max - rating_min) * (cos + 1) / 2``, trained with squared error.
+
+Categorical inputs use index 0 for "unknown / not given", so a new user (no id,
+maybe no occupation) still has a vector. Plain torch: serving imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# MovieLens 1M age brackets (each bracket's start age); index 0 = unknown.
+AGE_BRACKETS: tuple[int, ...] = (1, 18, 25, 35, 45, 50, 56)
+GENDERS: tuple[str, ...] = ("F", "M")  # index 1, 2; 0 = unknown
+
+
+def age_bracket(age: int | None) -> int:
+    """Age in years (or a 1M bracket code) -> 1..7; 0 when unknown (None or <= 0)."""
+    if age is None or age <= 0:
+        return 0
+    k = 0
+    for i, start in enumerate(AGE_BRACKETS):
+        if age >= start:
+            k = i
+    return k + 1
+
+
+def gender_index(gender: str | None) -> int:
+    if not gender:
+        return 0
+    g = gender.strip().upper()[:1]
+    return GENDERS.index(g) + 1 if g in GENDERS else 0
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    """Shapes and vocabularies of :class:`TwoTowerNet` (stored in the manifest)."""
+
+    n_users: int
+    n_items: int
+    occupations: tuple[str, ...]
+    genres: tuple[str, ...]
+    title_buckets: int = 4096
+    title_len: int = 8
+    dim: int = 32
+    embed: int = 16
+    hidden: int = 64
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+
+    def to_json(self) -> dict[str, object]:
+        d = asdict(self)
+        d["occupations"] = list(self.occupations)
+        d["genres"] = list(self.genres)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> TwoTowerConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["occupations"] = tuple(str(o) for o in d["occupations"])  # type: ignore[attr-defined]
+        kw["genres"] = tuple(str(g) for g in d["genres"])  # type: ignore[attr-defined]
+        return cls(**kw)  # type: ignore[arg-type]
+
+    def occupation_index(self, occupation: str | None) -> int:
+        """Occupation name (case-insensitive) -> 1..len; 0 when not given or not in the vocabulary."""
+        if not occupation:
+            return 0
+        occ = occupation.strip().lower()
+        for k, name in enumerate(self.occupations):
+            if name == occ:
+                return k + 1
+        return 0
+
+
+def _normalise(x: Tensor) -> Tensor:
+    return F.normalize(x, p=2.0, dim=-1, eps=1e-12)
+
+
+class TwoTowerNet(nn.Module):
+    def __init__(self, cfg: TwoTowerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        e = cfg.embed
+        self.gender = nn.Embedding(len(GENDERS) + 1, e)
+        self.age = nn.Embedding(len(AGE_BRACKETS) + 1, e)
+        self.occupation = nn.Embedding(len(cfg.occupations) + 1, e)
+        self.user_id = nn.Embedding(cfg.n_users + 1, e)  # row + 1; 0 = unknown / new user
+        self.user_mlp = nn.Sequential(nn.Linear(4 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.movie_id = nn.Embedding(cfg.n_items + 1, 2 * e)  # row + 1; 0 = unknown movie
+        self.genre = nn.Linear(len(cfg.genres), 2 * e, bias=False)
+        self.title = nn.EmbeddingBag(cfg.title_buckets, 2 * e, mode="mean", padding_idx=0)
+        self.movie_mlp = nn.Sequential(
+            nn.Linear(6 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim)
+        )
+        for emb in (self.gender, self.age, self.occupation, self.user_id, self.movie_id):
+            nn.init.normal_(emb.weight, std=0.1)
+        nn.init.normal_(self.title.weight, std=0.1)
+
+    def user_vectors(self, gender: Tensor, age: Tensor, occupation: Tensor, user: Tensor) -> Tensor:
+        """L2-normalised ``(B, dim)`` from index tensors (0 = unknown; ``user`` = row + 1)."""
+        x = torch.cat(
+            [self.gender(gender), self.age(age), self.occupation(occupation), self.user_id(user)], dim=-1
+        )
+        return _normalise(self.user_mlp(x))
+
+    def item_vectors(self, movie: Tensor, genres: Tensor, tokens: Tensor) -> Tensor:
+        """L2-normalised ``(B, dim)``: ``movie`` = row + 1 (0 = unknown), genres multi-hot, title tokens."""
+        empty = (tokens == 0).all(dim=-1, keepdim=True)
+        title = self.title(tokens) * (~empty).to(torch.float32)  # all-padding bag -> 0
+        x = torch.cat([self.movie_id(movie), self.genre(genres), title], dim=-1)
+        return _normalise(self.movie_mlp(x))
+
+    def scale(self, cos: Tensor) -> Tensor:
+        lo, hi = self.cfg.rating_min, self.cfg.rating_max
+        return lo + (hi - lo) * (cos + 1.0) / 2.0
+
+
+@dataclass
+class TwoTower:
+    """A trained two-tower model with the id maps and item features it was trained with."""
+
+    net: TwoTowerNet
+    movie_ids: np.ndarray  # item row -> movie id (sorted)
+    user_ids: np.ndarray  # user row -> user id (sorted)
+    item_genres: np.ndarray  # (n_items, n_genres) float32 multi-hot
+    item_tokens: np.ndarray  # (n_items, title_len) int64 hashed title words
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def config(self) -> TwoTowerConfig:
+        return self.net.cfg
+
+    @property
+    def dim(self) -> int:
+        return self.net.cfg.dim
+
+    @torch.no_grad()
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, dim)`` float32, L2-normalised, row order of :attr:`movie_ids`."""
+        self.net.eval()
+        rows = torch.arange(1, len(self.movie_ids) + 1)
+        v = self.net.item_vectors(
+            rows, torch.from_numpy(self.item_genres), torch.from_numpy(self.item_tokens)
+        )
+        return v.numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def user_embeddings(
+        self,
+        genders: np.ndarray,
+        ages: np.ndarray,
+        occupations: np.ndarray,
+        user_rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Batched user vectors from index arrays (see :class:`TwoTowerNet`); no ids = new users."""
+        self.net.eval()
+        g = torch.as_tensor(genders, dtype=torch.int64)
+        u = torch.zeros_like(g) if user_rows is None else torch.as_tensor(user_rows, dtype=torch.int64) + 1
+        v = self.net.user_vectors(
+            g, torch.as_tensor(ages, dtype=torch.int64), torch.as_tensor(occupations, dtype=torch.int64), u
+        )
+        return v.numpy().astype(np.float32)
+
+    def demographic_table(self) -> np.ndarray:
+        """New-user vectors for every (gender, age bracket, occupation) combination:
+        ``(3, 8, n_occ + 1, dim)``, index 0 = not given. Serving looks vectors up here."""
+        n_g, n_a, n_o = len(GENDERS) + 1, len(AGE_BRACKETS) + 1, len(self.config.occupations) + 1
+        g, a, o = np.meshgrid(np.arange(n_g), np.arange(n_a), np.arange(n_o), indexing="ij")
+        v = self.user_embeddings(g.ravel(), a.ravel(), o.ravel())
+        return v.reshape(n_g, n_a, n_o, self.dim)

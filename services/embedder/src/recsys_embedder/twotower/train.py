@@ -1,0 +1,235 @@
+"""Train, save and load the demographic two-tower model.
+
+Training data: the TRAIN ratings (squared error between the scaled cosine and the
+rating) plus ``negatives`` uniformly sampled movies per rating that count as
+rating 0 ("not watched"), so the score also learns what a demographic watches at
+all, not only how it rates what it watched (the PaddlePaddle demo trains on
+ratings alone; without negatives the model ranks obscure well-rated movies first
+and loses to "most popular" on HR@10). The user id goes in with probability
+``1 - id_dropout`` so the demographic-only path (a new user) is trained too.
+
+Artifact layout (``<artifact>/two_tower/``): ``weights.pt`` (a state dict, loaded
+with ``weights_only=True``), ``item_embeddings.npy`` (float32, L2-normalised, row
+order of ``movie_ids.npy``), ``movie_ids.npy``, ``user_ids.npy``, ``item_genres.npy``,
+``item_tokens.npy`` and ``two_tower.json`` (the manifest section, so the folder
+loads on its own; the training CLI merges the same dict into ``manifest.json``
+under ``"two_tower"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys_embedder.model.features import FeatureSpec, movie_features
+from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet, age_bracket, gender_index
+
+log = logging.getLogger(__name__)
+
+SUBDIR = "two_tower"
+FILES = {
+    "item_embeddings": f"{SUBDIR}/item_embeddings.npy",
+    "movie_ids": f"{SUBDIR}/movie_ids.npy",
+    "user_ids": f"{SUBDIR}/user_ids.npy",
+    "item_genres": f"{SUBDIR}/item_genres.npy",
+    "item_tokens": f"{SUBDIR}/item_tokens.npy",
+    "weights": f"{SUBDIR}/weights.pt",
+}
+SECTION_FILE = f"{SUBDIR}/two_tower.json"
+FORMAT_VERSION = 1
+
+
+def item_inputs(
+    movies: Sequence[Any], genres: Sequence[str], title_buckets: int, title_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(movie_ids, genres multi-hot, title tokens)`` of ``movies`` sorted by id.
+
+    Uses the PinSage feature code (``model/features.py``) so both models hash
+    title words the same way.
+    """
+    ms = sorted(movies, key=lambda m: m.movie_id)
+    spec = FeatureSpec(genres=tuple(genres), title_buckets=title_buckets, title_len=title_len)
+    dense, tokens = movie_features(spec, [m.title for m in ms], [m.year for m in ms], [m.genres for m in ms])
+    ids = np.array([m.movie_id for m in ms], dtype=np.int64)
+    return ids, np.ascontiguousarray(dense[:, : len(genres)]), tokens
+
+
+def user_inputs(
+    users: Sequence[Any], user_ids: np.ndarray, cfg: TwoTowerConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gender, age-bracket and occupation indices per user row (0 where unknown)."""
+    by_id = {u.user_id: u for u in users}
+    n = len(user_ids)
+    g, a, o = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for row, uid in enumerate(user_ids):
+        u = by_id.get(int(uid))
+        if u is None:
+            continue
+        g[row] = gender_index(u.gender)
+        a[row] = age_bracket(u.age)
+        o[row] = cfg.occupation_index(u.occupation)
+    return g, a, o
+
+
+def occupation_vocabulary(users: Sequence[Any]) -> tuple[str, ...]:
+    return tuple(sorted({u.occupation.strip().lower() for u in users if u.occupation}))
+
+
+def train_two_tower(
+    dataset: Any,
+    train_mask: np.ndarray,
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    dim: int = 32,
+    embed: int = 16,
+    hidden: int = 64,
+    negatives: int = 4,
+    id_dropout: float = 0.5,
+    lr: float = 3e-3,
+    batch_size: int = 1024,
+    weight_decay: float = 0.0,
+    title_buckets: int = 4096,
+    title_len: int = 8,
+) -> TwoTower:
+    """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    inter = dataset.interactions
+    mask = np.asarray(train_mask, dtype=bool)
+    genres = tuple(dataset.genres) or tuple(sorted({g for m in dataset.movies for g in m.genres}))
+    movie_ids, item_genres, item_tokens = item_inputs(dataset.movies, genres, title_buckets, title_len)
+    user_ids = np.unique(
+        np.concatenate([np.asarray([u.user_id for u in dataset.users], np.int64), inter.user_ids])
+    ).astype(np.int64)
+    r_all = np.asarray(inter.ratings, dtype=np.float32)
+    cfg = TwoTowerConfig(
+        n_users=len(user_ids),
+        n_items=len(movie_ids),
+        occupations=occupation_vocabulary(dataset.users),
+        genres=genres,
+        title_buckets=title_buckets,
+        title_len=title_len,
+        dim=dim,
+        embed=embed,
+        hidden=hidden,
+        rating_min=0.0,
+        rating_max=float(max(5.0, float(r_all.max()) if len(r_all) else 5.0)),
+    )
+    ug, ua, uo = user_inputs(dataset.users, user_ids, cfg)
+    u_row = np.searchsorted(user_ids, inter.user_ids[mask])
+    i_row = np.searchsorted(movie_ids, inter.movie_ids[mask])
+    if np.any(movie_ids[np.minimum(i_row, len(movie_ids) - 1)] != inter.movie_ids[mask]):
+        raise ValueError("ratings reference movies missing from the data set's movie list")
+    rating = r_all[mask]
+
+    net = TwoTowerNet(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    t_ug, t_ua, t_uo = (torch.from_numpy(x) for x in (ug, ua, uo))
+    t_gen, t_tok = torch.from_numpy(item_genres), torch.from_numpy(item_tokens)
+    t_u, t_i, t_r = torch.from_numpy(u_row), torch.from_numpy(i_row), torch.from_numpy(rating)
+    n = len(t_u)
+    history: list[float] = []
+    started = time.perf_counter()
+    net.train()
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=gen)
+        total, count = 0.0, 0
+        for s in range(0, n, batch_size):
+            idx = perm[s : s + batch_size]
+            b = len(idx)
+            u = t_u[idx].repeat(1 + negatives)
+            i = torch.cat([t_i[idx], torch.randint(0, cfg.n_items, (b * negatives,), generator=gen)])
+            target = torch.cat([t_r[idx], torch.zeros(b * negatives)])
+            keep_id = (torch.rand(len(u), generator=gen) >= id_dropout).to(torch.int64)
+            uv = net.user_vectors(t_ug[u], t_ua[u], t_uo[u], (u + 1) * keep_id)
+            iv = net.item_vectors(i + 1, t_gen[i], t_tok[i])
+            pred = net.scale((uv * iv).sum(-1))
+            loss = F.mse_loss(pred, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(u)
+            count += len(u)
+        history.append(total / max(count, 1))
+        log.info("two-tower epoch %d/%d mse %.4f", epoch, epochs, history[-1])
+    net.eval()
+    return TwoTower(
+        net=net,
+        movie_ids=movie_ids,
+        user_ids=user_ids,
+        item_genres=item_genres,
+        item_tokens=item_tokens,
+        train_info={
+            "seed": seed,
+            "epochs": epochs,
+            "negatives": negatives,
+            "id_dropout": id_dropout,
+            "lr": lr,
+            "batch_size": batch_size,
+            "train_ratings": int(n),
+            "train_mse": [round(x, 5) for x in history],
+            "train_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
+    """Write ``<artifact_dir>/two_tower/`` and return the manifest section (also written there)."""
+    root = Path(artifact_dir)
+    (root / SUBDIR).mkdir(parents=True, exist_ok=True)
+    np.save(root / FILES["item_embeddings"], model.item_embeddings())
+    np.save(root / FILES["movie_ids"], model.movie_ids.astype(np.int64))
+    np.save(root / FILES["user_ids"], model.user_ids.astype(np.int64))
+    np.save(root / FILES["item_genres"], model.item_genres.astype(np.float32))
+    np.save(root / FILES["item_tokens"], model.item_tokens.astype(np.int64))
+    torch.save(model.net.state_dict(), root / FILES["weights"])
+    section: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "dimension": model.dim,
+        "metric": "IP",
+        "score": "rating_min + (rating_max - rating_min) * (cos + 1) / 2",
+        "config": model.config.to_json(),
+        "files": dict(FILES),
+        "movie_count": len(model.movie_ids),
+        "metrics": dict(model.metrics),
+        "train": dict(model.train_info),
+    }
+    (root / SECTION_FILE).write_text(json.dumps(section, indent=2, sort_keys=True))
+    return section
+
+
+def load_two_tower(artifact_dir: str | Path, section: dict[str, Any] | None = None) -> TwoTower:
+    """Load ``<artifact_dir>/two_tower/`` (``section``: the manifest's ``"two_tower"`` dict,
+    read from ``two_tower/two_tower.json`` when not given). Raises ``ValueError`` when the
+    files do not agree with each other."""
+    root = Path(artifact_dir)
+    if section is None:
+        section = json.loads((root / SECTION_FILE).read_text())
+    files = {**FILES, **section.get("files", {})}
+    cfg = TwoTowerConfig.from_json(section["config"])
+    net = TwoTowerNet(cfg)
+    state = torch.load(root / files["weights"], map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.eval()
+    movie_ids = np.load(root / files["movie_ids"])
+    model = TwoTower(
+        net=net,
+        movie_ids=movie_ids,
+        user_ids=np.load(root / files["user_ids"]),
+        item_genres=np.load(root / files["item_genres"]),
+        item_tokens=np.load(root / files["item_tokens"]),
+        metrics=dict(section.get("metrics", {})),
+        train_info=dict(section.get("train", {})),
+    )
+    if len(movie_ids) != cfg.n_items or model.item_genres.shape != (cfg.n_items, len(cfg.genres)):
+        raise ValueError(f"{root / SUBDIR}: item files do not match the config ({cfg.n_items} movies)")
+    return model
