@@ -111,7 +111,7 @@ async def test_search_matches_brute_force_with_exclusions_and_filters(svc: Retri
         assert scores == sorted(scores, reverse=True)
 
 
-async def test_a_crowded_exclusion_falls_back_to_a_filter_expression(svc: RetrieverService) -> None:
+async def test_a_crowded_exclusion_is_searched_again_for_k_plus_excluded(svc: RetrieverService) -> None:
     vecs, years, genres = await serving(svc)
     q = vecs[0]
     # Exclude the query's own 100 nearest: they crowd the first k + overfetch hits.
@@ -121,7 +121,21 @@ async def test_a_crowded_exclusion_falls_back_to_a_filter_expression(svc: Retrie
     store.search_calls.clear()
     out = await svc.search(None, [Query(q, nearest)], 20)
     assert [h.movie_id for h in out.results[0]] == brute_force(vecs, years, genres, q, 20, nearest)
-    assert len(store.search_calls) == 2 and "not in" in store.search_calls[1][3]
+    assert [(c[2], "not in" in c[3]) for c in store.search_calls] == [(20 + 16, False), (20 + 100, False)]
+
+
+async def test_beyond_max_limit_the_exclusion_goes_into_the_filter_expression() -> None:
+    store = MemoryStore()
+    svc = RetrieverService(store, batch_max_wait_s=0, exclude_overfetch=16, max_limit=50)
+    vecs, years, genres = await load(svc, "v1", 300)
+    q = vecs[0]
+    flt = MovieFilter(year_min=1960)
+    nearest = brute_force(vecs, years, genres, q, 120, flt=flt)
+    out = await svc.search(None, [Query(q, nearest)], 20, flt, version="v1")
+    assert [h.movie_id for h in out.results[0]] == brute_force(vecs, years, genres, q, 20, nearest, flt)
+    limits = [c[2] for c in store.search_calls]
+    assert limits == [36, 50, 20] and "not in" in store.search_calls[-1][3]
+    assert store.search_calls[-1][3].startswith("(year >= 1960) and movie_id not in [")
 
 
 async def test_exactly_k_results_when_k_exist_and_all_remaining_when_fewer(svc: RetrieverService) -> None:

@@ -52,6 +52,7 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
         exclude_overfetch=settings.exclude_overfetch,
         alias_refresh_s=settings.alias_refresh_s,
         upsert_max_items=settings.upsert_max_items,
+        max_limit=settings.search_max_limit,
     )
 
 

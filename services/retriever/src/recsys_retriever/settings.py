@@ -38,6 +38,9 @@ class RetrieverSettings(ServerSettings):
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     #: extra hits fetched for queries with exclusions before the exact fallback is used
     exclude_overfetch: int = Field(default=64, ge=0, le=10_000)
+    #: largest search limit asked of Milvus (a server caps topk at 16384); past it the exclusion
+    #: list goes into the filter expression
+    search_max_limit: int = Field(default=16_384, ge=1, le=16_384)
     #: how often the serving alias is re-read (other replicas may have swapped it)
     alias_refresh_s: float = Field(default=5.0, gt=0)
     #: most items one Upsert call may carry (it is buffered whole before writing)

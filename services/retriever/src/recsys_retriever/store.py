@@ -42,7 +42,14 @@ METRIC = "IP"
 # pymilvus' "Fail connecting to server" code, and gRPC codes that mean "not reachable now".
 _CONNECT_FAILED = 2
 _UNAVAILABLE_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_UNAVAILABLE_WORDS = ("fail connecting", "unavailable", "deadline exceeded", "connection refused", "timeout")
+_UNAVAILABLE_WORDS = (
+    "fail connecting",
+    "unavailable",
+    "deadline exceeded",
+    "connection refused",
+    "timeout",
+    "closed channel",  # a call racing with a reconnect
+)
 
 
 @dataclass(frozen=True)
