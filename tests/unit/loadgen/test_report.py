@@ -139,3 +139,12 @@ def test_cli_overrides() -> None:
         "total": 9,
         "metadata": {"a": "b"},
     }
+
+
+def test_rps_after_skip_first_counts_the_measured_window() -> None:
+    start = 1_000_000_000_000
+    # 4 calls of 1 ms back to back from the start: the 2 skipped ones end at 2 ms.
+    results = [CallResult(start + i * 1_000_000, 1_000_000, "OK") for i in range(4)]
+    rep = build_report(results, total_ns=4_000_000, options={}, skip_first=2, start_ns=start)
+    assert rep["count"] == 2 and rep["rps"] == pytest.approx(1000.0)  # 2 calls in the last 2 ms
+    assert rep["total"] == 4_000_000

@@ -59,6 +59,7 @@ _SUPPORTED = {
     "proto",
     "protoset",
     "import-paths",
+    "i",
     "insecure",
     "total",
     "n",
@@ -280,6 +281,7 @@ _ALIASES = {
     "m": "metadata",
     "M": "metadata-file",
     "skipFirst": "skip-first",
+    "i": "import-paths",
     "O": "format",
     "o": "output",
 }

@@ -120,12 +120,15 @@ def build_report(
     name: str = "",
     tags: dict[str, str] | None = None,
     skip_first: int = 0,
+    start_ns: int | None = None,
     details: bool = False,
     date: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Finished calls (in completion order) -> ghz's JSON report as a dict.
 
-    ``skip_first`` drops the first N finished calls (ghz's --skipFirst: warm-up).
+    ``skip_first`` drops the first N finished calls (ghz's --skipFirst: warm-up). Given the
+    run's wall-clock start ``start_ns``, ``rps`` is then counted over the time after the last
+    skipped call finished (ghz divides by the whole run, which understates the rate).
     ``details`` adds ghz's per-call ``details`` list (capped at 1,000,000 as in ghz).
     """
     counted = results[skip_first:]
@@ -150,7 +153,11 @@ def build_report(
     report["average"] = int(s.total_latency_ns / s.count) if s.count else 0
     report["fastest"] = s.ok_latencies[0] if s.ok_latencies else 0
     report["slowest"] = s.ok_latencies[-1] if s.ok_latencies else 0
-    report["rps"] = s.count / (total_ns / 1e9) if total_ns > 0 else 0.0
+    window_ns = total_ns
+    if skip_first and start_ns is not None and counted and len(results) > skip_first:
+        warm = results[skip_first - 1]
+        window_ns = total_ns - (warm.timestamp_ns + warm.latency_ns - start_ns)
+    report["rps"] = s.count / (window_ns / 1e9) if window_ns > 0 else 0.0
     report["errorDistribution"] = dict(s.errors)
     report["statusCodeDistribution"] = dict(s.status)
     if s.ok_latencies:

@@ -351,13 +351,14 @@ async def run(config: LoadConfig, *, allow_remote: bool = False, details: bool =
             )
             for ch in channels
         ]
-        results, total_ns, reason = await _drive(config, callables, requests, metadata)
+        results, total_ns, reason, start_ns = await _drive(config, callables, requests, metadata)
     finally:
         for ch in channels:
             await ch.close(None)
     return build_report(
         results,
         total_ns=total_ns,
+        start_ns=start_ns,
         options=_options(config),
         end_reason=reason,
         name=config.name,
@@ -372,7 +373,7 @@ async def _drive(
     callables: Sequence[grpc.aio.UnaryUnaryMultiCallable],
     requests: Sequence[bytes],
     metadata: Sequence[tuple[tuple[str, str], ...]],
-) -> tuple[list[CallResult], int, str]:
+) -> tuple[list[CallResult], int, str, int]:
     results: list[CallResult] = []
     timeout = config.timeout if config.timeout > 0 else None
     n_req, n_md, n_ch = len(requests), len(metadata), len(callables)
@@ -462,7 +463,7 @@ async def _drive(
                 t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     total_ns = clock() - t0
-    return results, total_ns, stop_reason
+    return results, total_ns, stop_reason, t0 + wall_offset
 
 
 def run_sync(config: LoadConfig, *, allow_remote: bool = False, details: bool = False) -> dict[str, Any]:
