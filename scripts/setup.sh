@@ -18,5 +18,6 @@ echo "==> installing packages (pinned by requirements/constraints.txt)"
   -e services/retriever \
   -e "services/embedder[train,triton]" \
   -e gateway \
+  -e "web[test]" \
   -r requirements/dev.txt
 echo "==> ok: .venv ready ($(.venv/bin/python --version))"

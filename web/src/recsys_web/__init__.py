@@ -1,0 +1,1 @@
+"""recsys web: server-rendered pages (aiohttp + Jinja2) that call the gateway over gRPC."""

@@ -1,0 +1,48 @@
+"""Web settings, from environment variables prefixed RECSYS_WEB_."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class RecsysWebSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_WEB_", extra="forbid")
+
+    #: HTTP listen address; the cluster sets 0.0.0.0
+    host: str = "127.0.0.1"
+    #: HTTP port; 0 = an ephemeral port (tests)
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: the gateway (host:port, or dns:///name:port in Kubernetes)
+    gateway_target: str = "127.0.0.1:50051"
+    #: sent as `x-api-key` metadata when the gateway has API keys configured
+    gateway_api_key: SecretStr | None = None
+    #: deadline of each gateway call, seconds
+    gateway_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    #: HMAC key for the demo-identity cookie; unset = a random key per process
+    #: (sign-ins then end on restart, and replicas do not share them)
+    cookie_secret: SecretStr | None = None
+    #: send cookies with the Secure flag (set it behind HTTPS)
+    cookie_secure: bool = False
+    #: cards in the quiz
+    quiz_size: int = Field(default=16, ge=1, le=100)
+    #: recommendations shown
+    recommend_k: int = Field(default=10, ge=1, le=100)
+    #: similar movies on a movie page
+    similar_k: int = Field(default=8, ge=1, le=100)
+    #: search results
+    search_limit: int = Field(default=20, ge=1, le=100)
+    #: drain time for open requests on SIGTERM, seconds
+    grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
+        return level
