@@ -11,8 +11,8 @@ p50 and p99. Whatever a Python gRPC service does, it cannot beat these numbers o
 same machine; compare the gateway's bench with them.
 
 The proto (bench/protos/echo.proto) is compiled on the fly with grpc_tools into a temp
-dir. Reflection is on and answers method symbols too (``recsys.bench.echo.v1.Echo.Echo``)
-so real ghz can call it: ``ghz --insecure --call recsys.bench.echo.v1.Echo.Echo -d
+dir. Reflection is on (recsys_core.reflection: it answers method symbols such as
+``recsys.bench.echo.v1.Echo.Echo`` too), so real ghz can call it: ``ghz --insecure --call recsys.bench.echo.v1.Echo.Echo -d
 '{"message":"hi"}' 127.0.0.1:PORT``.
 """
 
@@ -58,33 +58,9 @@ def compile_echo(out_dir: Path) -> tuple[ModuleType, ModuleType]:
     return importlib.import_module("echo_pb2"), importlib.import_module("echo_pb2_grpc")
 
 
-class _MethodSymbolPool:
-    """A descriptor pool view whose FindFileContainingSymbol also resolves method names
-    (``pkg.Service.Method`` -> the service's file), which ghz and grpcurl ask for; the stock
-    Python reflection service answers only services and messages."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-    def FindFileContainingSymbol(self, symbol: str) -> Any:
-        try:
-            return self._pool.FindFileContainingSymbol(symbol)
-        except KeyError:
-            service, _, method = symbol.rpartition(".")
-            if service:
-                svc = self._pool.FindServiceByName(service)
-                if method in svc.methods_by_name:
-                    return svc.file
-            raise
-
-
 async def serve(host: str, port: int) -> None:
-    from google.protobuf import descriptor_pool
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
+    from recsys_core.reflection import enable_reflection  # answers method symbols, as ghz asks
 
     with tempfile.TemporaryDirectory(prefix="echo-proto-") as tmp:
         pb2, pb2_grpc = compile_echo(Path(tmp))
@@ -97,8 +73,7 @@ async def serve(host: str, port: int) -> None:
         pb2_grpc.add_EchoServicer_to_server(Echo(), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server, pool=_MethodSymbolPool(descriptor_pool.Default()))
+        enable_reflection([SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
         bound = server.add_insecure_port(f"{host}:{port}")
         await server.start()
         for name in ("", SERVICE):

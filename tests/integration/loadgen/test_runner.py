@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -32,6 +31,7 @@ from recsys_core.loadgen import (
     run,
 )
 from recsys_core.loadgen.__main__ import main as cli_main
+from recsys_core.reflection import enable_reflection
 
 REPO = Path(__file__).resolve().parents[3]
 GATEWAY = "recsys.gateway.v1.Gateway"
@@ -62,33 +62,15 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.SimilarMoviesResponse(model_version="v")
 
 
-class MethodSymbolPool:
-    """Reflection that also answers method symbols (what ghz asks for)."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-    def FindFileContainingSymbol(self, symbol: str) -> Any:
-        try:
-            return self._pool.FindFileContainingSymbol(symbol)
-        except KeyError:
-            service, _, method = symbol.rpartition(".")
-            svc = self._pool.FindServiceByName(service)
-            if method in svc.methods_by_name:
-                return svc.file
-            raise
-
-
 async def start_server(method_symbols: bool) -> tuple[grpc.aio.Server, int, FakeGateway]:
     server = grpc.aio.server()
     fake = FakeGateway()
     gateway_pb2_grpc.add_GatewayServicer_to_server(fake, server)
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    pool = MethodSymbolPool(descriptor_pool.Default()) if method_symbols else None
-    reflection.enable_server_reflection([GATEWAY, reflection.SERVICE_NAME], server, pool=pool)
+    if method_symbols:  # the kit's reflection, as every recsys server has it
+        enable_reflection([GATEWAY], server)
+    else:  # grpcio-reflection as it comes: services and messages only
+        reflection.enable_server_reflection([GATEWAY, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port, fake

@@ -241,3 +241,10 @@ def test_remote_targets_refused_unless_allowed(target: str) -> None:
     with pytest.raises(LoadError, match="not a loopback address"):
         check_target(target)
     check_target(target, allow_remote=True)
+
+
+async def test_run_refuses_a_config_that_would_never_stop() -> None:
+    from recsys_core.loadgen import LoadConfig, run
+
+    with pytest.raises(ConfigError, match="never stop"):
+        await run(LoadConfig(call=BASE["call"], host=BASE["host"], total=None, duration=None))

@@ -318,6 +318,10 @@ def _channel_options(config: LoadConfig) -> list[tuple[str, Any]]:
 
 async def run(config: LoadConfig, *, allow_remote: bool = False, details: bool = False) -> dict[str, Any]:
     """Run one load test; return ghz's JSON report as a dict (see report.build_report)."""
+    if config.total is None and not config.duration:
+        raise ConfigError("total: unbounded (None) needs a duration, or the run would never stop")
+    if config.concurrency < 1 or config.connections < 1:
+        raise ConfigError("concurrency and connections: must be >= 1")
     check_target(config.host, allow_remote)
     method = await asyncio.to_thread(
         resolve_method,
