@@ -99,7 +99,7 @@ def build_manifest(
     flat = {f"{ph}/{m}": v for ph, ms in forms[best].items() for m, v in ms.items()}
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "dataset": {"name": p.name, "sha256": p.sha256},
+        "dataset": {"name": p.name, "sha256": p.sha256, "content_sha256": p.content_sha256()},
         "split": split_summary(p),
         "seed": cfg.seed,
         "training_time_s": round(res.training_time_s, 1),

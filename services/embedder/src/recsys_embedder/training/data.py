@@ -7,6 +7,7 @@ event is TEST, the one before VALIDATION, the rest TRAIN.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,13 @@ class Prepared:
     r: np.ndarray  # rating
     t: np.ndarray  # timestamp
     split: np.ndarray  # event -> TRAIN / VALID / TEST
+
+    def content_sha256(self) -> str:
+        """Checksum of the catalog ids and the sorted events (works for folders too)."""
+        h = hashlib.sha256()
+        for a in (self.movie_ids, self.user_ids[self.u], self.movie_ids[self.i], self.r, self.t):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
 
     @property
     def n_items(self) -> int:

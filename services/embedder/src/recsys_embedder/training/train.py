@@ -46,14 +46,14 @@ class TrainConfig:
     dropout: float = 0.1
     user_window: int = 50
     title_buckets: int = 4096
-    epochs: int = 30
-    patience: int = 4
-    batch_size: int = 256
-    lr: float = 3e-3
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 1024
+    lr: float = 5e-3
     weight_decay: float = 0.0
     logit_scale: float = 10.0
     item_loss_weight: float = 0.5
-    item_batch_size: int = 256
+    item_batch_size: int = 1024
     margin: float = 0.3
     hard_negative_share: float = 0.5
     seed: int = 0
@@ -271,7 +271,7 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     with torch.no_grad():
-        emb = model.embed_items(*tensors).cpu().numpy().astype(np.float32)
+        final_emb = model.embed_items(*tensors).cpu().numpy().astype(np.float32)
     return TrainResult(
         model=model.cpu(),
         model_config=mcfg,
@@ -280,7 +280,7 @@ def train(
         item_tokens=tokens,
         nbr_ids=nbr_ids,
         nbr_w=nbr_w,
-        item_embeddings=emb,
+        item_embeddings=final_emb,
         best_epoch=best_epoch,
         best_validation_hr10=best,
         history=history,
