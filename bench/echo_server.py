@@ -132,6 +132,16 @@ def measure_echo(
     return rows
 
 
+def floor(concurrencies: tuple[int, ...] = (1, 16, 64), duration: float = 5.0) -> list[dict[str, Any]]:
+    """Start an echo server in a child process, measure it at each concurrency, stop it.
+
+    For other benches: ``sys.path.insert(0, "bench"); from echo_server import floor``; each
+    row is recsys_core.loadgen.measure's summary (``rps``, ``p50_ms``, ``p99_ms``, ...).
+    """
+    with child_server() as target:
+        return measure_echo(target, list(concurrencies), duration)
+
+
 def print_table(rows: list[dict[str, Any]], duration: float) -> None:
     print(
         f"echo: grpc.aio unary, {duration:g} s per row, {os.cpu_count()} cores, Python {sys.version.split()[0]}"

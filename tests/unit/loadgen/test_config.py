@@ -158,6 +158,7 @@ def test_open_loop_slots() -> None:
 )
 def test_go_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
+    assert parse_duration(0) == 0.0  # ghz's own test configs write "keepalive": 0
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", "--format", choices=["summary", "json", "pretty"])
     p.add_argument("-o", "--output", help="write the report here instead of stdout")
     p.add_argument("--details", action="store_true", help="include per-call details in the JSON report")
+    p.add_argument("--insecure", action="store_true", help="accepted as ghz has it (always plaintext)")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
     return p
 

@@ -137,8 +137,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def parse_duration(value: object, key: str = "duration") -> float:
-    """A Go duration string ("10s", "1m30s", "250ms", "1.5h", "0") -> seconds."""
-    if not isinstance(value, str) or isinstance(value, bool):
+    """A Go duration string ("10s", "1m30s", "250ms", "1.5h", "0") -> seconds (a bare 0 is 0 too)."""
+    if value == 0 and isinstance(value, int | float) and not isinstance(value, bool):
+        return 0.0
+    if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a duration string like '10s' or '250ms', got {value!r}")
     text = value.strip()
     if text in ("0", ""):
