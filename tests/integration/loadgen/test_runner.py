@@ -117,6 +117,7 @@ async def test_falls_back_to_service_symbol_on_stock_reflection(
 
 
 async def test_resolves_from_proto_file(gateway: tuple[str, FakeGateway]) -> None:
+    pytest.importorskip("grpc_tools", reason="compiling a proto needs grpcio-tools (requirements/dev.txt)")
     target, _ = gateway
     proto = str(REPO / "protos/recsys/gateway/v1/gateway.proto")
     rep = await run(config(target, total=3, concurrency=1, proto=proto, import_paths=(str(REPO / "protos"),)))
@@ -268,6 +269,7 @@ async def test_cli_runs_a_ghz_config(gateway: tuple[str, FakeGateway], tmp_path:
 @pytest.mark.slow
 def test_echo_server_bench_measures() -> None:
     """bench/echo_server.py --measure: child server, reflection, loadgen, a table."""
+    pytest.importorskip("grpc_tools", reason="the echo server compiles its proto with grpcio-tools")
     proc = subprocess.run(
         [
             sys.executable,
