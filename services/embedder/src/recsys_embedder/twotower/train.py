@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from recsys_embedder.model.features import FeatureSpec, movie_features
 from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet, age_bracket, gender_index
@@ -99,6 +98,7 @@ def train_two_tower(
     weight_decay: float = 0.0,
     title_buckets: int = 4096,
     title_len: int = 8,
+    recency_half_life_days: float | None = None,
 ) -> TwoTower:
     """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset)."""
     gen = torch.Generator().manual_seed(seed)
@@ -130,12 +130,17 @@ def train_two_tower(
     if np.any(movie_ids[np.minimum(i_row, len(movie_ids) - 1)] != inter.movie_ids[mask]):
         raise ValueError("ratings reference movies missing from the data set's movie list")
     rating = r_all[mask]
+    weight = np.ones(len(rating), np.float32)
+    if recency_half_life_days and len(rating):
+        ts = np.asarray(inter.timestamps, np.float64)[mask]
+        weight = np.power(0.5, (ts.max() - ts) / (recency_half_life_days * 86400.0)).astype(np.float32)
 
     net = TwoTowerNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     t_ug, t_ua, t_uo = (torch.from_numpy(x) for x in (ug, ua, uo))
     t_gen, t_tok = torch.from_numpy(item_genres), torch.from_numpy(item_tokens)
     t_u, t_i, t_r = torch.from_numpy(u_row), torch.from_numpy(i_row), torch.from_numpy(rating)
+    t_w = torch.from_numpy(weight)
     n = len(t_u)
     history: list[float] = []
     started = time.perf_counter()
@@ -153,7 +158,8 @@ def train_two_tower(
             uv = net.user_vectors(t_ug[u], t_ua[u], t_uo[u], (u + 1) * keep_id)
             iv = net.item_vectors(i + 1, t_gen[i], t_tok[i])
             pred = net.scale((uv * iv).sum(-1))
-            loss = F.mse_loss(pred, target)
+            w = t_w[idx].repeat(1 + negatives)
+            loss = (w * (pred - target) ** 2).sum() / w.sum().clamp(min=1e-12)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -175,6 +181,7 @@ def train_two_tower(
             "id_dropout": id_dropout,
             "lr": lr,
             "batch_size": batch_size,
+            "recency_half_life_days": recency_half_life_days,
             "train_ratings": int(n),
             "train_mse": [round(x, 5) for x in history],
             "train_seconds": round(time.perf_counter() - started, 2),
