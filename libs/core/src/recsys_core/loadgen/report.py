@@ -107,8 +107,9 @@ def _histogram(ok_sorted: Sequence[int]) -> list[dict[str, Any]]:
     return [{"mark": m, "count": c, "frequency": c / n} for m, c in zip(marks, counts, strict=True)]
 
 
-def _rfc3339(ts: dt.datetime) -> str:
-    return ts.astimezone().replace(microsecond=0).isoformat()
+def _rfc3339(ts: dt.datetime, *, fraction: bool = False) -> str:
+    local = ts.astimezone()
+    return (local if fraction else local.replace(microsecond=0)).isoformat()
 
 
 def build_report(
@@ -172,7 +173,7 @@ def build_report(
     if details:
         report["details"] = [
             {
-                "timestamp": _rfc3339(dt.datetime.fromtimestamp(r.timestamp_ns / 1e9, dt.UTC)),
+                "timestamp": _rfc3339(dt.datetime.fromtimestamp(r.timestamp_ns / 1e9, dt.UTC), fraction=True),
                 "latency": r.latency_ns,
                 "error": r.error,
                 "status": r.status,
