@@ -423,7 +423,12 @@ def test_jobs_migrate_and_load(rendered: dict[str, list[Manifest]], overlay: str
     load_job = find(objs, "Job", "stack-load")
     load = load_job["spec"]["template"]["spec"]["containers"][0]
     assert load["command"][:5] == ["recsys", "stack", "load", "--artifact", "/artifacts/latest"]
-    assert load["command"][5:] == ["--retriever", f"dns:///retriever:{GRPC_PORT}"]
+    assert load["command"][5:] == [
+        "--retriever",
+        f"dns:///retriever:{GRPC_PORT}",
+        "--catalog",
+        f"dns:///catalog:{GRPC_PORT}",
+    ]
     assert any(m["mountPath"] == "/artifacts" for m in load["volumeMounts"])
     # Created suspended: it runs when the operator resumes it, after copying the artifacts.
     assert load_job["spec"]["suspend"] is True
