@@ -13,8 +13,6 @@ from recsys_core.errors import InvalidArgument, NotFound
 
 pytestmark = pytest.mark.postgres
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 @pytest.fixture
 def svc(store: PgStore) -> CatalogService:
@@ -23,7 +21,8 @@ def svc(store: PgStore) -> CatalogService:
 
 async def test_record_new_user_and_aggregates(svc: CatalogService) -> None:
     (before,), _ = await svc.get_movies([7])
-    result = await svc.record_ratings([(70_001, 7, 4.5, None), (70_001, 8, 2.0, NOW)], True)
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    result = await svc.record_ratings([(70_001, 7, 4.5, t0), (70_001, 8, 2.0, None)], True)
     assert result.created_user_ids == [70_001] and result.superseded == 0
     assert [(r.movie_id, r.rating) for r in result.stored] == [(7, 4.5), (8, 2.0)]
     (after,), _ = await svc.get_movies([7])
@@ -33,8 +32,8 @@ async def test_record_new_user_and_aggregates(svc: CatalogService) -> None:
     history = await svc.get_user_history(70_001, 0)
     assert history.total == 2
     # a newer event replaces, an older one is superseded; counts do not change
-    newer = await svc.record_ratings([(70_001, 7, 1.0, NOW + dt.timedelta(seconds=1))], False)
-    older = await svc.record_ratings([(70_001, 7, 5.0, NOW - dt.timedelta(days=1))], False)
+    newer = await svc.record_ratings([(70_001, 7, 1.0, t0 + dt.timedelta(seconds=1))], False)
+    older = await svc.record_ratings([(70_001, 7, 5.0, t0 - dt.timedelta(days=1))], False)
     assert len(newer.stored) == 1 and older.superseded == 1 and older.stored == []
     (again,), _ = await svc.get_movies([7])
     assert again.rating_count == after.rating_count
@@ -42,7 +41,7 @@ async def test_record_new_user_and_aggregates(svc: CatalogService) -> None:
         (before.rating_mean * before.rating_count + 1.0) / again.rating_count
     )
     # replaying the same event is harmless
-    replay = await svc.record_ratings([(70_001, 7, 1.0, NOW + dt.timedelta(seconds=1))], False)
+    replay = await svc.record_ratings([(70_001, 7, 1.0, t0 + dt.timedelta(seconds=1))], False)
     assert len(replay.stored) == 1
     (same,), _ = await svc.get_movies([7])
     assert same.rating_count == again.rating_count and same.rating_mean == pytest.approx(again.rating_mean)

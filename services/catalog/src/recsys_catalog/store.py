@@ -55,6 +55,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CannotConnectNowError,  # starting up / shutting down
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", pool closing
+    asyncpg.exceptions.InternalClientError,  # protocol state broken by an asynchronous FATAL
     OSError,  # refused, unreachable, socket file missing
     TimeoutError,  # connect or acquire timeout
 )
@@ -82,14 +83,13 @@ SQL_GET_MOVIES = f"SELECT {MOVIE_COLUMNS} FROM movies m WHERE m.movie_id = ANY($
 
 # Similarity reported = mean of whole-title similarity and word similarity (the query as a
 # part of the title): an identical title scores 1, a query that is one word of a long title
-# about 0.6. Candidates come from the trigram GIN index on catalog_fold(title).
+# about 0.6. Candidates: word similarity >= pg_trgm.word_similarity_threshold (0.6), from the
+# trigram GIN index on title_fold = catalog_fold(title).
 SQL_SEARCH = f"""
 SELECT {MOVIE_COLUMNS},
-       ((similarity(catalog_fold(m.title), catalog_fold($1::text))
-         + word_similarity(catalog_fold($1::text), catalog_fold(m.title))) / 2)::float8 AS score
-FROM movies m
-WHERE catalog_fold($1::text) <% catalog_fold(m.title)
-   OR catalog_fold(m.title) % catalog_fold($1::text)
+       ((similarity(m.title_fold, q.q) + word_similarity(q.q, m.title_fold)) / 2)::float8 AS score
+FROM movies m, (SELECT catalog_fold($1::text) AS q) AS q
+WHERE q.q <% m.title_fold
 ORDER BY score DESC, m.rating_count DESC, m.movie_id
 LIMIT $2
 """
@@ -279,30 +279,43 @@ ON CONFLICT (user_id, movie_id) DO UPDATE
       AND (r.rating, r.rated_at) IS DISTINCT FROM (EXCLUDED.rating, EXCLUDED.rated_at)
 """
 
-# Fast path into an EMPTY ratings table (first load, or --replace): drop the secondary indexes
-# and foreign keys, insert in primary-key order, rebuild the indexes by sorting and re-add the
-# foreign keys (validated by one join each instead of two lookups per row). All of it is inside
-# the load's transaction, so a failure restores the table as it was. The definitions must match
-# migrations/0001_init.sql (a test compares the schema after a fast load with a migrated one).
-SQL_FAST_DROP = """
+# Fast path into an EMPTY catalog (first load, or --replace): drop the secondary indexes and
+# the foreign keys, insert in primary-key order, compute the aggregates, then rebuild the
+# indexes by sorting and re-add the foreign keys (validated by one join each instead of lookups
+# per row). All inside the load's transaction: a failure restores the tables as they were. The
+# definitions must match migrations/0001_init.sql (a test compares the schema after a fast load
+# with the migrated one).
+SQL_FRESH_DROP = """
 ALTER TABLE ratings DROP CONSTRAINT ratings_user_id_fkey, DROP CONSTRAINT ratings_movie_id_fkey;
 DROP INDEX ratings_user_recent;
 DROP INDEX ratings_movie;
+DROP INDEX movies_title_trgm;
+DROP INDEX movies_genres;
+DROP INDEX movies_most_rated;
 """
 
-SQL_FAST_INSERT = """
+SQL_FRESH_RATINGS = """
 INSERT INTO ratings (user_id, movie_id, rating, rated_at)
 SELECT DISTINCT ON (user_id, movie_id) user_id, movie_id, rating, to_timestamp(ts)
 FROM load_ratings ORDER BY user_id, movie_id, ts DESC, rating DESC
 """
 
-SQL_FAST_RESTORE = """
+SQL_FRESH_RESTORE = """
+CREATE INDEX movies_title_trgm ON movies USING gin (title_fold gin_trgm_ops);
+CREATE INDEX movies_genres ON movies USING gin (genres);
+CREATE INDEX movies_most_rated ON movies (rating_count DESC, movie_id);
 CREATE INDEX ratings_user_recent ON ratings (user_id, rated_at DESC, movie_id);
 CREATE INDEX ratings_movie ON ratings (movie_id) INCLUDE (rating);
 ALTER TABLE ratings
     ADD CONSTRAINT ratings_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (user_id) ON DELETE CASCADE,
     ADD CONSTRAINT ratings_movie_id_fkey FOREIGN KEY (movie_id) REFERENCES movies (movie_id)
         ON DELETE CASCADE;
+"""
+
+# After a merge: move GIN pending-list entries into the index (else searches scan the list).
+SQL_CLEAN_GIN = """
+SELECT gin_clean_pending_list('movies_title_trgm'::regclass),
+       gin_clean_pending_list('movies_genres'::regclass)
 """
 
 SQL_LOAD_GENRES = """
@@ -449,7 +462,13 @@ class PgStore:
         if self._pool is None:
             raise self.not_ready or DependencyUnavailable(DEPENDENCY, "not connected yet")
         async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
-            yield conn
+            try:
+                yield conn
+            except CONNECTION_ERRORS:
+                # never hand a broken connection back to the pool (it may be detached already)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
+                raise
 
     async def _read(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run a read; a connection lost under it (terminated backend, restart) is retried once
@@ -733,6 +752,7 @@ class PgStore:
         loop = asyncio.get_running_loop()
         started = loop.time()
         n_ratings = 0
+        fresh = False
 
         def report(stage: str, n: int) -> None:
             if progress is not None:
@@ -756,22 +776,24 @@ class PgStore:
                     await conn.execute("ANALYZE load_movies, load_users, load_ratings")
                     if replace:
                         await conn.execute(SQL_LOAD_REPLACE)
+                    fresh = bool(await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM movies)"))
+                    if fresh:
+                        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                        await conn.execute(SQL_FRESH_DROP)
                     await conn.execute(SQL_LOAD_MOVIES)
                     await conn.execute(SQL_LOAD_GENRES)
                     await conn.execute(SQL_LOAD_USERS)
                     await conn.execute(SQL_LOAD_RATING_USERS)
                     report("merge", 0)
-                    if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM ratings)"):
-                        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                        await conn.execute(SQL_FAST_DROP)
-                        await conn.execute(SQL_FAST_INSERT)
-                        await conn.execute(SQL_FAST_RESTORE)
-                    else:
-                        await conn.execute(SQL_LOAD_RATINGS)
+                    await conn.execute(SQL_FRESH_RATINGS if fresh else SQL_LOAD_RATINGS)
                     await conn.execute(SQL_LOAD_AGGREGATES)
+                    if fresh:
+                        await conn.execute(SQL_FRESH_RESTORE)
                     await conn.execute(
                         SQL_LOAD_RECORD, name, sha256, len(movies), len(users), n_ratings, replace
                     )
+                if not fresh:
+                    await conn.fetch(SQL_CLEAN_GIN)
                 await conn.execute("ANALYZE movies, users, ratings")
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
