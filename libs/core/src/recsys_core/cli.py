@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export"),
     "recsys_gateway.cli": ("recsys-gateway", ("gateway",), "gateway: serve"),
     "recsys_core.stack": ("recsys-core", ("up", "down", "status", "stack"), "the whole stack"),
+    "recsys_core.loadgen.cli": (
+        "recsys-core",
+        ("load",),
+        "load-test with a ghz config (Python load generator)",
+    ),
     "recsys_core.client_cli": (
         "recsys-core",
         ("recommend", "similar", "search", "movies", "quiz", "rate"),
