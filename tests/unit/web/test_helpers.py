@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from recsys_core.settings import SettingsError, load_settings
-from recsys_web.app import hue, initials, read_user_cookie, user_cookie_value
+from recsys_web.app import display_title, hue, initials, read_user_cookie, user_cookie_value
 from recsys_web.settings import RecsysWebSettings
 
 
@@ -46,3 +46,13 @@ def test_placeholder_initials_and_colour():
     assert initials("!!!") == "?"
     assert initials("Amélie") == "A"
     assert hue(1) != hue(2) and 0 <= hue(123456789) < 360
+
+
+def test_display_title_moves_the_trailing_article():
+    assert display_title("Matrix, The") == "The Matrix"
+    assert display_title("Island City 249, The") == "The Island City 249"
+    assert display_title("Few Good Men, A") == "A Few Good Men"
+    assert display_title("Avventura, L'") == "L'Avventura"
+    assert display_title("Toy Story") == "Toy Story"
+    assert display_title("The, The") == "The The"
+    assert display_title("Them, Thé") == "Them, Thé"

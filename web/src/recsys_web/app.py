@@ -141,6 +141,18 @@ def initials(title: str) -> str:
     return "".join(w[0] for w in words[:2]).upper()
 
 
+_ARTICLE = re.compile(r"^(?P<title>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Der|Die|Das|El)$")
+
+
+def display_title(title: str) -> str:
+    """MovieLens' "Matrix, The" as "The Matrix" (the catalog keeps the data set's spelling)."""
+    m = _ARTICLE.match(title)
+    if not m:
+        return title
+    sep = "" if m["article"].endswith("'") else " "
+    return f"{m['article']}{sep}{m['title']}"
+
+
 def hue(movie_id: int) -> int:
     return (int(movie_id) * 137) % 360
 
@@ -341,7 +353,7 @@ async def movie(request: web.Request) -> web.Response:
     return render(
         request,
         "movie.html",
-        title=got.movies[0].title,
+        title=display_title(got.movies[0].title),
         movie=got.movies[0],
         similar=list(similar.movies) if similar is not None else [],
         similar_error=gateway_error_view(similar_error) if similar_error else None,
@@ -557,6 +569,7 @@ def make_env() -> jinja2.Environment:
     )
     env.filters["initials"] = initials
     env.filters["hue"] = hue
+    env.filters["display_title"] = display_title
     return env
 
 
@@ -616,4 +629,12 @@ def create_app(settings: RecsysWebSettings, *, gateway: GatewayClient | None = N
     return app
 
 
-__all__ = ["BadInput", "ErrorView", "create_app", "gateway_error_view", "initials", "read_user_cookie"]
+__all__ = [
+    "BadInput",
+    "ErrorView",
+    "create_app",
+    "display_title",
+    "gateway_error_view",
+    "initials",
+    "read_user_cookie",
+]
