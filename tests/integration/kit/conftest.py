@@ -126,9 +126,10 @@ async def kit(toy: Toy) -> AsyncIterator[tuple[Server, grpc.aio.Channel, Toy]]:
 
 @pytest.fixture
 def make_server(toy: Toy) -> Any:
-    """``make_server(**settings_overrides) -> Server`` (not started) serving the toy servicers."""
+    """``make_server(toy=None, **settings_overrides) -> Server`` (not started) serving toy servicers
+    (the fixture's ``toy`` unless another is given)."""
 
-    def make(**overrides: Any) -> Server:
-        return build_server(toy, **overrides)
+    def make(toy_: Toy | None = None, **overrides: Any) -> Server:
+        return build_server(toy_ or toy, **overrides)
 
     return make

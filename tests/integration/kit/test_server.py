@@ -59,7 +59,9 @@ async def test_reflection_lists_services_and_resolves_method_symbols(kit: Any) -
     (service,) = [s for s in files[0].service if s.name == "Catalog"]
     assert "GetMovies" in {m.name for m in service.method}
     # stock lookups still work; unknown members are still "not found"
-    assert (await reflection_file_containing(channel, RETRIEVER))[0].name == "recsys/retriever/v1/retriever.proto"
+    assert (await reflection_file_containing(channel, RETRIEVER))[
+        0
+    ].name == "recsys/retriever/v1/retriever.proto"
     files = await reflection_file_containing(channel, "recsys.catalog.v1.GetMoviesRequest.movie_ids")
     assert files[0].name == "recsys/catalog/v1/catalog.proto"
     with pytest.raises(LookupError):
@@ -88,7 +90,9 @@ async def test_reflection_lists_services_and_resolves_method_symbols(kit: Any) -
         ),
     ],
 )
-async def test_domain_errors_map_to_codes(kit: Any, error: Exception, code: grpc.StatusCode, details: str) -> None:
+async def test_domain_errors_map_to_codes(
+    kit: Any, error: Exception, code: grpc.StatusCode, details: str
+) -> None:
     _, channel, toy = kit
     toy.errors["GetMovies"] = error
     stub = catalog_pb2_grpc.CatalogStub(channel)
@@ -128,7 +132,9 @@ async def test_unexpected_exception_is_internal_without_traceback(
     stub = catalog_pb2_grpc.CatalogStub(channel)
     with caplog.at_level(logging.INFO, logger="recsys.rpc"):
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Describe(catalog_pb2.DescribeRequest(), metadata=(("x-request-id", "req-42"),), timeout=5)
+            await stub.Describe(
+                catalog_pb2.DescribeRequest(), metadata=(("x-request-id", "req-42"),), timeout=5
+            )
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert info.value.details() == "internal error (request id req-42)"
     assert "Traceback" not in (info.value.details() or "") and "hunter2" not in (info.value.details() or "")
@@ -185,7 +191,7 @@ async def test_client_streaming_and_server_streaming_handlers(kit: Any) -> None:
 
 
 def _http_get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (local test endpoint)
+    with urllib.request.urlopen(url, timeout=5) as resp:
         return resp.read().decode()
 
 
@@ -202,7 +208,9 @@ async def test_metrics_endpoint_counts_calls(make_server: Any) -> None:
         assert server.metrics_port
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"
         labels = {"service": "kit-test", "method": "recsys.catalog.v1.Catalog/GetMovies"}
-        before_ok = _sample(await asyncio.to_thread(_http_get, url), "recsys_grpc_requests_total", {**labels, "code": "OK"})
+        before_ok = _sample(
+            await asyncio.to_thread(_http_get, url), "recsys_grpc_requests_total", {**labels, "code": "OK"}
+        )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = catalog_pb2_grpc.CatalogStub(channel)
             await stub.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=[1, 2]), timeout=5)
