@@ -116,3 +116,11 @@ def test_broken_artifact_is_an_error(tiny, trained: TrainResult, tmp_path: Path)
         A.load_artifact(folder)
     with pytest.raises(A.ArtifactError):
         A.load_artifact(tmp_path / "nowhere")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_matches_shapes(tiny) -> None:  # type: ignore[no-untyped-def]
+    res = train(tiny, TrainConfig(**{**SMALL.to_json(), "device": "cuda"}), log=_quiet, progress=False)
+    assert res.item_embeddings.shape == (tiny.n_items, 16)
+    np.testing.assert_allclose(np.linalg.norm(res.item_embeddings, axis=1), 1.0, atol=1e-5)

@@ -92,13 +92,14 @@ def user_vectors(
     out = []
     for s in range(0, len(seqs), chunk):
         hist, rat, mask = padded_histories(seqs, range(s, min(s + chunk, len(seqs))), max_len)
-        out.append(model.embed_users(item_emb, hist, rat, mask, form))
+        dev = item_emb.device
+        out.append(model.embed_users(item_emb, hist.to(dev), rat.to(dev), mask.to(dev), form))
     return torch.cat(out)
 
 
 def pinsage_scorer(model: PinSageNet, item_emb: Tensor, p: Prepared, phase: Phase, form: str) -> B.Scorer:
     uv = user_vectors(model, item_emb, p.sequences(phase.upto), form)
-    return lambda rows: uv[rows] @ item_emb.T
+    return lambda rows: (uv[rows.to(uv.device)] @ item_emb.T).cpu()
 
 
 def evaluate_pinsage(

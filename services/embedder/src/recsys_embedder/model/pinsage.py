@@ -50,7 +50,7 @@ class ModelConfig:
     hidden: int = 64
     n_layers: int = 2
     use_id_embedding: bool = True
-    dropout: float = 0.1
+    dropout: float = 0.0
     user_window: int = 50
     pos_buckets: int = 10
     rating_buckets: int = 11
@@ -103,7 +103,8 @@ class PinSageConv(nn.Module):
     def forward(self, h_src: Tensor, h_dst: Tensor, nbr_ids: Tensor, nbr_w: Tensor) -> Tensor:
         n = self.messages(h_src)[nbr_ids]  # (B, T, hidden)
         w = nbr_w.to(n.dtype)
-        agg = (n * w.unsqueeze(-1)).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1.0)
+        w = w / w.sum(dim=1, keepdim=True).clamp(min=1.0)
+        agg = torch.bmm(w.unsqueeze(1), n).squeeze(1)
         return self.combine(agg, h_dst)
 
 

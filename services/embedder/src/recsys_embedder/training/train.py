@@ -43,7 +43,7 @@ class TrainConfig:
     num_traversals: int = 3
     termination_prob: float = 0.5
     use_id_embedding: bool = True
-    dropout: float = 0.1
+    dropout: float = 0.0
     user_window: int = 50
     title_buckets: int = 4096
     epochs: int = 20
