@@ -193,6 +193,30 @@ def test_quiz_to_rating_in_chromium_fake_gateway(browser):
         browser.size(*DESKTOP)
 
 
+def test_quiz_works_as_a_form_without_javascript(browser):
+    fake = FakeGateway()
+    with BackgroundWeb(fake=fake) as bg:
+        browser.size(*DESKTOP)
+        browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+        try:
+            browser.open(bg.url + "/?seed=5")
+            cards = browser.all(".quiz-card")
+            assert len(cards) == 16 and all(c.is_displayed() for c in cards)  # every card, as a form
+            assert not browser.css(".quiz-buttons").is_displayed()
+            ids = [int(c.get_attribute("data-movie-id")) for c in cards]
+            browser.css(f'input[name="m{ids[0]}"][value="like"]').click()
+            browser.css(f'input[name="m{ids[1]}"][value="dislike"]').click()
+            browser.screenshot("fake-quiz-nojs-desktop")
+            browser.css("#quiz-submit").click()
+            browser.wait_url(f"/recommendations?liked={ids[0]}&disliked={ids[1]}")
+            recommended = [
+                int(c.get_attribute("data-movie-id")) for c in browser.all("#recommendations .card")
+            ]
+            assert len(recommended) == 10 and not set(recommended) & {ids[0], ids[1]}
+        finally:
+            browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
 def test_quiz_to_rating_in_chromium_real_stack(browser, request):
     try:
         stack = request.getfixturevalue("stack")
