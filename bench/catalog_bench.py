@@ -93,26 +93,32 @@ async def main() -> int:
     ap.add_argument("--requests", type=int, default=2_000, help="per workload")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--dataset", default=None, help="a real data set (name, zip, folder) instead of synthetic"
+    )
     ap.add_argument("--dsn", default=None, help="admin DSN of a PostgreSQL server")
     ap.add_argument("--embedded", action="store_true", help="use the embedded PostgreSQL 18")
     ap.add_argument("--pool-max", type=int, default=8)
     args = ap.parse_args()
 
-    print(
-        f"catalog bench: {args.movies} movies, {args.users} users, {args.ratings} ratings; "
-        f"python {platform.python_version()}, {os.cpu_count()} cpus"
-    )
     tmp = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     t0 = time.perf_counter()
-    data_dir = synthetic.generate(
-        tmp / "synthetic",
-        fmt="latest",
-        n_users=args.users,
-        n_movies=args.movies,
-        n_ratings=args.ratings,
-        seed=args.seed,
+    if args.dataset:
+        ds = load_dataset(args.dataset)
+    else:
+        data_dir = synthetic.generate(
+            tmp / "synthetic",
+            fmt="latest",
+            n_users=args.users,
+            n_movies=args.movies,
+            n_ratings=args.ratings,
+            seed=args.seed,
+        )
+        ds = load_dataset(data_dir)
+    print(
+        f"catalog bench: {ds.name}: {len(ds.movies)} movies, {len(ds.users)} users, "
+        f"{len(ds.interactions)} ratings; python {platform.python_version()}, {os.cpu_count()} cpus"
     )
-    ds = load_dataset(data_dir)
     print(f"generate + parse data set       {time.perf_counter() - t0:7.2f} s")
 
     embedded: EmbeddedPostgres | None = None

@@ -220,6 +220,10 @@ SQL_SCHEMA_VERSION = """
 SELECT coalesce(max(version), 0) FROM catalog_schema_migrations
 """
 
+# Client-side timeout of migrations and bulk-load statements (the pool's command_timeout is
+# sized for RPCs; these run without a server statement_timeout).
+BULK_TIMEOUT_S = 6 * 3600.0
+
 # One lock id for "migrating or bulk-loading the catalog": the two never interleave.
 ADVISORY_LOCK_ID = 0x7265_6373_7973  # "recsys"
 
@@ -524,15 +528,15 @@ class PgStore:
         try:
             async with self._conn() as conn:
                 await conn.execute("SET statement_timeout = 0")
-                await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_ID)
+                await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_ID, timeout=BULK_TIMEOUT_S)
                 try:
-                    await conn.execute(SQL_MIGRATIONS_TABLE)
-                    current = int(await conn.fetchval(SQL_SCHEMA_VERSION))
+                    await conn.execute(SQL_MIGRATIONS_TABLE, timeout=BULK_TIMEOUT_S)
+                    current = int(await conn.fetchval(SQL_SCHEMA_VERSION, timeout=BULK_TIMEOUT_S))
                     for mig in sorted(migrations, key=lambda m: m.version):
                         if mig.version <= current:
                             continue
                         async with conn.transaction():
-                            await conn.execute(mig.sql)
+                            await conn.execute(mig.sql, timeout=BULK_TIMEOUT_S)
                             await conn.execute(
                                 "INSERT INTO catalog_schema_migrations (version, name) VALUES ($1, $2)",
                                 mig.version,
@@ -541,7 +545,9 @@ class PgStore:
                         applied.append(mig.version)
                         log.info("applied migration %04d_%s", mig.version, mig.name)
                 finally:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID)
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID, timeout=BULK_TIMEOUT_S
+                    )
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
         return applied
@@ -762,39 +768,47 @@ class PgStore:
             async with self._conn() as conn:
                 async with conn.transaction():
                     await conn.execute("SET LOCAL statement_timeout = 0")
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_ID)
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_ID, timeout=BULK_TIMEOUT_S
+                    )
                     await self._require_schema(conn)
-                    await conn.execute(SQL_LOAD_TEMP_TABLES)
-                    await conn.copy_records_to_table("load_movies", records=movies)
+                    await conn.execute(SQL_LOAD_TEMP_TABLES, timeout=BULK_TIMEOUT_S)
+                    await conn.copy_records_to_table("load_movies", records=movies, timeout=BULK_TIMEOUT_S)
                     report("movies", len(movies))
-                    await conn.copy_records_to_table("load_users", records=users)
+                    await conn.copy_records_to_table("load_users", records=users, timeout=BULK_TIMEOUT_S)
                     report("users", len(users))
                     for chunk in ratings:
-                        await conn.copy_records_to_table("load_ratings", records=chunk)
+                        await conn.copy_records_to_table(
+                            "load_ratings", records=chunk, timeout=BULK_TIMEOUT_S
+                        )
                         n_ratings += len(chunk)
                         report("ratings", len(chunk))
-                    await conn.execute("ANALYZE load_movies, load_users, load_ratings")
+                    await conn.execute(
+                        "ANALYZE load_movies, load_users, load_ratings", timeout=BULK_TIMEOUT_S
+                    )
                     if replace:
-                        await conn.execute(SQL_LOAD_REPLACE)
+                        await conn.execute(SQL_LOAD_REPLACE, timeout=BULK_TIMEOUT_S)
                     fresh = bool(await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM movies)"))
                     if fresh:
-                        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                        await conn.execute(SQL_FRESH_DROP)
-                    await conn.execute(SQL_LOAD_MOVIES)
-                    await conn.execute(SQL_LOAD_GENRES)
-                    await conn.execute(SQL_LOAD_USERS)
-                    await conn.execute(SQL_LOAD_RATING_USERS)
+                        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'", timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_FRESH_DROP, timeout=BULK_TIMEOUT_S)
+                    await conn.execute(SQL_LOAD_MOVIES, timeout=BULK_TIMEOUT_S)
+                    await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
+                    await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
+                    await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)
                     report("merge", 0)
-                    await conn.execute(SQL_FRESH_RATINGS if fresh else SQL_LOAD_RATINGS)
-                    await conn.execute(SQL_LOAD_AGGREGATES)
-                    if fresh:
-                        await conn.execute(SQL_FRESH_RESTORE)
                     await conn.execute(
-                        SQL_LOAD_RECORD, name, sha256, len(movies), len(users), n_ratings, replace
+                        SQL_FRESH_RATINGS if fresh else SQL_LOAD_RATINGS, timeout=BULK_TIMEOUT_S
+                    )
+                    await conn.execute(SQL_LOAD_AGGREGATES, timeout=BULK_TIMEOUT_S)
+                    if fresh:
+                        await conn.execute(SQL_FRESH_RESTORE, timeout=BULK_TIMEOUT_S)
+                    await conn.execute(
+                        SQL_LOAD_RECORD, name, sha256, len(movies), len(users), n_ratings, replace, timeout=60
                     )
                 if not fresh:
-                    await conn.fetch(SQL_CLEAN_GIN)
-                await conn.execute("ANALYZE movies, users, ratings")
+                    await conn.fetch(SQL_CLEAN_GIN, timeout=BULK_TIMEOUT_S)
+                await conn.execute("ANALYZE movies, users, ratings", timeout=BULK_TIMEOUT_S)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
         except asyncpg.ForeignKeyViolationError as exc:
