@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from recsys_core.settings import ServerSettings
 
 
@@ -19,9 +22,19 @@ class GatewaySettings(ServerSettings):
     upstream_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # Calls in flight per upstream; more wait (bounded by their deadline).
     max_in_flight_per_upstream: int = Field(default=64, ge=1, le=10000)
-    # API keys (comma-separated in the environment). Empty = no authentication.
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # API keys: comma-separated ("k1,k2") or a JSON list ('["k1","k2"]'). Empty = no authentication.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Quiz default: only movies with at least this many ratings.
     sample_min_ratings: int = Field(default=50, ge=0)
     # Newest ratings read per user for Recommend.
     history_limit: int = Field(default=1000, ge=1, le=10000)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [k.strip() for k in text.split(",") if k.strip()]
+        return value
