@@ -606,6 +606,7 @@ def create_app(settings: RecsysWebSettings, *, gateway: GatewayClient | None = N
         if owned and state.gateway is not None:
             await state.gateway.close()
             state.gateway = None
+        log.info("web app stopped")
 
     async def on_shutdown(app: web.Application) -> None:
         state.draining = True  # readiness fails while open requests drain
