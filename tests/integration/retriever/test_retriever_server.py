@@ -174,21 +174,42 @@ async def test_a_real_milvus_server(retriever_factory: Any, dataset: Any, upsert
     uri = os.environ.get("RECSYS_TEST_MILVUS_URI")
     if not uri:
         pytest.skip(
-            "no Milvus server: set RECSYS_TEST_MILVUS_URI (e.g. the `milvus` wheel's server started "
-            "in a private network namespace, `unshare -n`, loopback only)"
+            "no Milvus server: set RECSYS_TEST_MILVUS_URI (services/retriever/scripts/milvus_server_tests.sh "
+            "starts the `milvus` wheel's server in a private network namespace and runs this test)"
         )
     start, stop = retriever_factory
     prefix = f"rt{int(time.time())}_"
-    r = await start(milvus_uri=uri, collection_prefix=prefix, index_type="FLAT")
+    r = await start(milvus_uri=uri, collection_prefix=prefix, index_type="FLAT", exclude_overfetch=8)
     try:
-        data = dataset(500, DIM)
+        data = dataset(1000, DIM)
         await r.stub.Upsert(upsert_stream(data.requests("v1")), timeout=120)
         await r.stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version="v1"))
-        q = data.vecs[0]
-        resp = await r.stub.Search(retriever_pb2.SearchRequest(queries=[query(q, [1, 2])], k=10), timeout=60)
-        assert [h.movie_id for h in resp.results[0].hits] == data.brute_force(q, 10, [1, 2])[0]
+        qs = np.random.default_rng(2).normal(size=(4, DIM)).astype(np.float32)
+        excludes = [[], [1, 2], data.brute_force(qs[2], 300)[0], list(range(1, 990))]
+        flt: dict[str, Any] = {"genres_any": ["Drama", "Comedy"], "year_min": 1970}
+        resp = await r.stub.Search(
+            retriever_pb2.SearchRequest(
+                queries=[query(q, ex) for q, ex in zip(qs, excludes, strict=True)],
+                k=10,
+                filter=common_pb2.MovieFilter(**flt),
+            ),
+            timeout=60,
+        )
+        for q, ex, res in zip(qs, excludes, resp.results, strict=True):
+            assert [h.movie_id for h in res.hits] == data.brute_force(q, 10, ex, **flt)[0]
+        desc = await r.stub.Describe(retriever_pb2.DescribeRequest())
+        assert desc.backend == "server" and [(c.version, c.count, c.serving) for c in desc.collections] == [
+            ("v1", 1000, True)
+        ]
+        got = await r.stub.GetVectors(retriever_pb2.GetVectorsRequest(movie_ids=[5, 100_000]))
+        assert [i.movie_id for i in got.items] == [5] and list(got.missing_ids) == [100_000]
+        assert (await r.stub.Delete(retriever_pb2.DeleteRequest(movie_ids=[5, 6, 100_000]))).deleted == 2
         await r.stub.Upsert(upsert_stream(data.requests("v2")), timeout=120)
-        await r.stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version="v2"))
+        prev = await r.stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version="v2"))
+        assert prev.previous_version == "v1"
         await r.stub.DropVersion(retriever_pb2.DropVersionRequest(version="v1"))
+        resp = await r.stub.Search(retriever_pb2.SearchRequest(queries=[query(qs[0])], k=3), timeout=60)
+        assert resp.version == "v2"
+        await r.stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version="v2"))
     finally:
         await stop(r)
