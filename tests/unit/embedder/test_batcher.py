@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
 
 

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from recsys_embedder.artifacts import load_artifact
 from recsys_embedder.backends.base import INPUTS, OUT_QUERY, USER_FORMS, QueryInput, pad_batch
 from recsys_embedder.backends.torch_backend import TorchQueryBackend, pick_device
-from recsys_embedder.export import config_pbtxt, export_onnx, parse_config_pbtxt, query_net, write_model_repository
+from recsys_embedder.export import (
+    config_pbtxt,
+    export_onnx,
+    parse_config_pbtxt,
+    query_net,
+    write_model_repository,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_embedder.backends.base import ModelMeta, NewMovie, QueryBatch, TwoTowerServing
 from recsys_embedder.service import (
@@ -54,11 +53,15 @@ class FakeBackend:
 
 
 class FakeModel:
-    def __init__(self, version: str, seed: int = 0, gate: asyncio.Event | None = None, two_tower: bool = True):
+    def __init__(
+        self, version: str, seed: int = 0, gate: asyncio.Event | None = None, two_tower: bool = True
+    ):
         rng = np.random.default_rng(seed)
         self.movie_ids = np.array([30, 10, 20, 40, 50, 60], np.int64)  # deliberately unsorted
         self.item_vectors = _norm(rng.normal(size=(6, DIM))).astype(np.float32)
-        self.meta = ModelMeta(version=version, dimension=DIM, metrics={"test/hr@10": 0.2}, default_form="mean")
+        self.meta = ModelMeta(
+            version=version, dimension=DIM, metrics={"test/hr@10": 0.2}, default_form="mean"
+        )
         self.backend = FakeBackend(self.item_vectors, gate)
         self.genres = ("Drama",)
         self.two_tower = None
@@ -250,7 +253,12 @@ async def test_new_movie(svc: EmbedderService) -> None:
     assert res.unknown_ids == [555] and res.vector.shape == (DIM,)
     model = svc._slot.model  # type: ignore[union-attr]
     assert model.new_movies[-1].neighbour_rows.tolist() == [1]
-    for args in (("", 2020, [], []), ("x" * 501, 0, [], []), ("ok", 1200, [], []), ("ok", 0, [], list(range(1, 52)))):
+    for args in (
+        ("", 2020, [], []),
+        ("x" * 501, 0, [], []),
+        ("ok", 1200, [], []),
+        ("ok", 0, [], list(range(1, 52))),
+    ):
         with pytest.raises(InvalidArgument):
             await svc.embed_new_movie(*args)  # type: ignore[arg-type]
 

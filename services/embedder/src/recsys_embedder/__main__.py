@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from recsys_core.server import run
 from recsys_core.settings import load_settings
+
 from recsys_embedder.settings import EmbedderSettings
 
 

@@ -220,7 +220,10 @@ def parse_config_pbtxt(text: str) -> dict[str, Any]:
         m = re.search(rf"^{key}\s*\[(.*?)^\]", text, re.M | re.S)
         if not m:
             return []
-        return [(n, d, [int(x) for x in dims.replace(",", " ").split()]) for n, d, dims in tensor.findall(m.group(1))]
+        return [
+            (n, d, [int(x) for x in dims.replace(",", " ").split()])
+            for n, d, dims in tensor.findall(m.group(1))
+        ]
 
     out["inputs"] = block("input")
     out["outputs"] = block("output")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from recsys.embedder.v1 import embedder_pb2_grpc
 from recsys_core.server import Server
+
 from recsys_embedder.service import EmbedderService, ModelLoader
 from recsys_embedder.servicer import SERVICE_NAME, EmbedderServicer
 from recsys_embedder.settings import EmbedderSettings
@@ -44,18 +46,28 @@ def build_service(settings: EmbedderSettings, loader: ModelLoader | None = None)
 
 def build_server(settings: EmbedderSettings, service: EmbedderService) -> Server:
     server = Server(settings, "embedder")
-    server.add_service(embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderServicer(service), SERVICE_NAME)
+    server.add_service(
+        embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderServicer(service), SERVICE_NAME
+    )
     server.on_stop(service.close)
     return server
 
 
 async def start(
-    settings: EmbedderSettings, loader: ModelLoader | None = None
+    settings: EmbedderSettings,
+    loader: ModelLoader | None = None,
+    *,
+    on_listening: Callable[[Server], None] | None = None,
 ) -> tuple[Server, EmbedderService, asyncio.Task[None] | None]:
-    """Start listening (NOT_SERVING), load the model, then SERVING; the file-watch task if enabled."""
+    """Start listening (NOT_SERVING), load the model, then SERVING; the file-watch task if enabled.
+
+    ``on_listening(server)`` is called once the port is bound, before the model loads (tests).
+    """
     service = build_service(settings, loader)
     server = build_server(settings, service)
     await server.start()
+    if on_listening is not None:
+        on_listening(server)
     try:
         await service.load(settings.artifact_version)
     except BaseException:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
 
@@ -389,7 +389,8 @@ class EmbedderService:
             raise InvalidArgument(f"{where}.history: at most {MAX_HISTORY} movies", field=f"{where}.history")
         if len(s.disliked) > MAX_HISTORY:
             raise InvalidArgument(
-                f"{where}.disliked_movie_ids: at most {MAX_HISTORY} movies", field=f"{where}.disliked_movie_ids"
+                f"{where}.disliked_movie_ids: at most {MAX_HISTORY} movies",
+                field=f"{where}.disliked_movie_ids",
             )
         for j, h in enumerate(s.history):
             f = f"{where}.history[{j}]"
@@ -410,7 +411,9 @@ class EmbedderService:
                     f"{where}.demographics.age: 1..120 or 0, got {d.age}", field=f"{where}.demographics.age"
                 )
             if d.gender not in (None, "F", "M"):
-                raise InvalidArgument(f"{where}.demographics.gender: invalid", field=f"{where}.demographics.gender")
+                raise InvalidArgument(
+                    f"{where}.demographics.gender: invalid", field=f"{where}.demographics.gender"
+                )
             if d.occupation and normalise_occupation(d.occupation) is None:
                 raise InvalidArgument(
                     f"{where}.demographics.occupation: unknown occupation {d.occupation[:40]!r} "
@@ -418,7 +421,9 @@ class EmbedderService:
                     field=f"{where}.demographics.occupation",
                 )
 
-    def _resolve(self, slot: _Slot, s: Signal, form: str, now: float) -> tuple[QueryInput | None, list[int], int]:
+    def _resolve(
+        self, slot: _Slot, s: Signal, form: str, now: float
+    ) -> tuple[QueryInput | None, list[int], int]:
         """History/dislikes -> item rows; low ratings become dislikes. None when nothing is known."""
         liked_ids, liked_r, liked_t, disliked = [], [], [], list(s.disliked)
         for h in s.history:
@@ -557,4 +562,3 @@ def occupation_index(value: str, vocabulary: Sequence[str]) -> int:
         if c and c in vocab:
             return vocab.index(c) + 1
     return 0
-

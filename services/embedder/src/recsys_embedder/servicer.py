@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import timestamp_pb2
-
 from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys_core.errors import InvalidArgument
+
 from recsys_embedder.backends.base import USER_FORMS
 from recsys_embedder.service import (
     PINSAGE,
@@ -54,7 +54,8 @@ def _signal(k: int, s: embedder_pb2.QuerySignal) -> Signal:
         d = s.demographics
         if d.gender not in (common_pb2.GENDER_UNSPECIFIED, *_GENDER):
             raise InvalidArgument(
-                f"signals[{k}].demographics.gender: unknown value {d.gender}", field=f"signals[{k}].demographics.gender"
+                f"signals[{k}].demographics.gender: unknown value {d.gender}",
+                field=f"signals[{k}].demographics.gender",
             )
         if len(d.zip_code) > 16:
             raise InvalidArgument(
@@ -94,7 +95,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     def __init__(self, service: EmbedderService) -> None:
         self.service = service
 
-    async def EmbedItems(self, request: embedder_pb2.EmbedItemsRequest, context: Any) -> embedder_pb2.EmbedItemsResponse:
+    async def EmbedItems(
+        self, request: embedder_pb2.EmbedItemsRequest, context: Any
+    ) -> embedder_pb2.EmbedItemsResponse:
         if request.space == common_pb2.VECTOR_SPACE_TWO_TOWER:
             space = TWO_TOWER
         elif request.space in (common_pb2.VECTOR_SPACE_UNSPECIFIED, common_pb2.VECTOR_SPACE_PINSAGE):
@@ -109,7 +112,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
             model_version=res.version,
         )
 
-    async def EmbedQuery(self, request: embedder_pb2.EmbedQueryRequest, context: Any) -> embedder_pb2.EmbedQueryResponse:
+    async def EmbedQuery(
+        self, request: embedder_pb2.EmbedQueryRequest, context: Any
+    ) -> embedder_pb2.EmbedQueryResponse:
         signals = [_signal(k, s) for k, s in enumerate(request.signals)]
         results, version = await self.service.embed_query(signals)
         return embedder_pb2.EmbedQueryResponse(
@@ -136,8 +141,12 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
             vector=_vector(res.vector), unknown_movie_ids=res.unknown_ids, model_version=res.version
         )
 
-    async def ModelInfo(self, request: embedder_pb2.ModelInfoRequest, context: Any) -> embedder_pb2.ModelInfoResponse:
+    async def ModelInfo(
+        self, request: embedder_pb2.ModelInfoRequest, context: Any
+    ) -> embedder_pb2.ModelInfoResponse:
         return model_info_response(self.service.info())
 
-    async def Reload(self, request: embedder_pb2.ReloadRequest, context: Any) -> embedder_pb2.ModelInfoResponse:
+    async def Reload(
+        self, request: embedder_pb2.ReloadRequest, context: Any
+    ) -> embedder_pb2.ModelInfoResponse:
         return model_info_response(await self.service.load(request.version))

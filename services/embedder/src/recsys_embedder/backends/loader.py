@@ -16,10 +16,17 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition, NotFound
+
 from recsys_embedder.artifacts import LATEST, MANIFEST, Artifact, ArtifactError, load_artifact, resolve
-from recsys_embedder.backends.base import USER_FORMS, ModelMeta, NewMovie, QueryInput, TwoTowerServing, pad_batch
+from recsys_embedder.backends.base import (
+    USER_FORMS,
+    ModelMeta,
+    NewMovie,
+    QueryInput,
+    TwoTowerServing,
+    pad_batch,
+)
 from recsys_embedder.backends.querynet import QueryNet
 from recsys_embedder.backends.torch_backend import ArtifactModel, TorchQueryBackend, pick_device
 
@@ -81,7 +88,9 @@ def load_two_tower_serving(folder: Path, manifest: dict[str, Any]) -> TwoTowerSe
     from recsys_embedder.twotower.train import load_two_tower
 
     tt = load_two_tower(folder, section)
-    items = np.load(folder / (section or {}).get("files", {}).get("item_embeddings", "two_tower/item_embeddings.npy"))
+    items = np.load(
+        folder / (section or {}).get("files", {}).get("item_embeddings", "two_tower/item_embeddings.npy")
+    )
     ids = np.asarray(tt.movie_ids, np.int64)
     order = np.argsort(ids, kind="stable")
     return TwoTowerServing(
@@ -150,7 +159,9 @@ class ArtifactLoader:
         if self.backend == "triton":
             from recsys_embedder.backends.triton_backend import TritonQueryBackend
 
-            backend = TritonQueryBackend(self.triton_url, self.triton_model_name, timeout_s=self.triton_timeout_s)
+            backend = TritonQueryBackend(
+                self.triton_url, self.triton_model_name, timeout_s=self.triton_timeout_s
+            )
             try:
                 await backend.check(meta.version, meta.dimension)
             except BaseException:

@@ -10,8 +10,9 @@ computed and the requested one gathered per row, shapes stay symbolic.
 from __future__ import annotations
 
 import torch
-from recsys_embedder.model.pinsage import PinSageNet, position_bucket, rating_bucket
 from torch import Tensor, nn
+
+from recsys_embedder.model.pinsage import PinSageNet, position_bucket, rating_bucket
 
 
 def _normalise(x: Tensor) -> Tensor:

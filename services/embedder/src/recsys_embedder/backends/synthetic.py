@@ -39,11 +39,18 @@ def make_artifact(
     movie_ids = np.array([m.movie_id for m in movies], np.int64)
     pos = np.searchsorted(movie_ids, dataset.interactions.movie_ids)
     np.add.at(counts, pos, 1)
-    spec = FeatureSpec(genres=genres, title_buckets=256, title_len=6, pop_log_max=float(np.log1p(counts.max())))
+    spec = FeatureSpec(
+        genres=genres, title_buckets=256, title_len=6, pop_log_max=float(np.log1p(counts.max()))
+    )
     dense, tokens = movie_features(spec, [m.title for m in movies], [m.year for m in movies],
                                    [m.genres for m in movies], counts)  # fmt: skip
     cfg = ModelConfig(
-        n_items=n, dense_dim=spec.dense_dim, title_buckets=spec.title_buckets, dim=dim, hidden=dim, user_window=8
+        n_items=n,
+        dense_dim=spec.dense_dim,
+        title_buckets=spec.title_buckets,
+        dim=dim,
+        hidden=dim,
+        user_window=8,
     )
     net = PinSageNet(cfg).eval()
     with torch.no_grad():  # make the learned user weights non-trivial
@@ -54,7 +61,10 @@ def make_artifact(
         emb = net.embed_items(torch.from_numpy(dense), torch.from_numpy(tokens), torch.from_numpy(nbr),
                               torch.from_numpy(w)).numpy()  # fmt: skip
     manifest: dict[str, Any] = {
-        "dataset": {"name": getattr(dataset, "name", "synthetic"), "sha256": getattr(dataset, "sha256", None)},
+        "dataset": {
+            "name": getattr(dataset, "name", "synthetic"),
+            "sha256": getattr(dataset, "sha256", None),
+        },
         "trained_at": dt.datetime(2026, 11, 23, 10, 15, tzinfo=dt.UTC).isoformat(),
         "seed": seed,
         "metrics": {"test/hr@10": 0.1, "valid/hr@10": 0.12},
@@ -78,6 +88,7 @@ def make_artifact(
     folder = save_artifact(root, version, arrays, manifest)
     if two_tower:
         from recsys_core.data.split import leave_last_out
+
         from recsys_embedder.twotower.train import save_two_tower, train_two_tower
 
         train, _, _ = leave_last_out(dataset.interactions)
@@ -89,7 +100,9 @@ def make_artifact(
     return folder
 
 
-def tiny_dataset(tmp: str | Path, *, n_users: int = 40, n_movies: int = 60, n_ratings: int = 600, seed: int = 0) -> Any:
+def tiny_dataset(
+    tmp: str | Path, *, n_users: int = 40, n_movies: int = 60, n_ratings: int = 600, seed: int = 0
+) -> Any:
     """A generated ml-100k-format data set (with demographics), loaded."""
     from recsys_core.data import load_dataset
     from recsys_core.data.synthetic import generate

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-
 from recsys_core.errors import FailedPrecondition
+
 from recsys_embedder.artifacts import Artifact
 from recsys_embedder.backends.base import (
     ModelMeta,
@@ -28,7 +28,7 @@ from recsys_embedder.model.features import movie_features
 
 
 def pick_device(setting: str) -> torch.device:
-    """"auto": CUDA when present, else CPU; "cuda" without a GPU is refused (FailedPrecondition)."""
+    """ "auto": CUDA when present, else CPU; "cuda" without a GPU is refused (FailedPrecondition)."""
     s = setting.strip().lower()
     if s == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -52,7 +52,9 @@ class TorchQueryBackend:
 
     def run(self, batch: QueryBatch) -> np.ndarray:
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in batch.arrays().values()]
+            args = [
+                torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in batch.arrays().values()
+            ]
             out = self.net(*args)
             return out.to("cpu").numpy().astype(np.float32, copy=False)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition
+
 from recsys_embedder.backends.base import INPUTS, OUT_QUERY, QueryBatch
 
 VERSION_PARAMETER = "artifact_version"
@@ -57,7 +57,9 @@ class TritonQueryBackend:
             self.max_batch = min(self.max_batch, mb)
         dims = [o.get("dims") for o in config.get("output", []) if o.get("name") == OUT_QUERY]
         if dims and dims[0] and int(dims[0][-1]) != dimension:
-            raise FailedPrecondition(f"triton output {OUT_QUERY} has dims {dims[0]}, artifact dim {dimension}")
+            raise FailedPrecondition(
+                f"triton output {OUT_QUERY} has dims {dims[0]}, artifact dim {dimension}"
+            )
 
     async def _infer(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         from tritonclient.utils import InferenceServerException
