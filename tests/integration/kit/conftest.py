@@ -95,8 +95,31 @@ def _echo_handler(toy: Toy) -> grpc.GenericRpcHandler:
                 raise toy.errors["Chunks-mid"]
             yield request + str(i).encode()
 
-    handler = grpc.unary_stream_rpc_method_handler(chunks)
-    return grpc.method_handlers_generic_handler(ECHO, {"Chunks": handler})
+    async def echo(request_iterator: Any, context: Any) -> AsyncIterator[bytes]:
+        await toy.enter("Echo")
+        async for item in request_iterator:
+            if item == b"boom":
+                raise ValueError("boom")
+            yield item.upper()
+
+    async def own_status(request: bytes, context: Any) -> bytes:
+        await toy.enter("OwnStatus")
+        if request == b"abort":
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "own abort")
+        if request == b"sleep":
+            await asyncio.sleep(30)
+        context.set_code(grpc.StatusCode.ALREADY_EXISTS)
+        context.set_details("set code")
+        return b""
+
+    return grpc.method_handlers_generic_handler(
+        ECHO,
+        {
+            "Chunks": grpc.unary_stream_rpc_method_handler(chunks),
+            "Echo": grpc.stream_stream_rpc_method_handler(echo),
+            "OwnStatus": grpc.unary_unary_rpc_method_handler(own_status),
+        },
+    )
 
 
 def build_server(toy: Toy, **overrides: Any) -> Server:

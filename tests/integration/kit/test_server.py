@@ -246,3 +246,65 @@ async def test_stop_drains_in_flight_call_then_runs_on_stop(make_server: Any, to
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Describe(catalog_pb2.DescribeRequest(), timeout=2)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_bidi_streaming_and_servicer_set_statuses(kit: Any, caplog: pytest.LogCaptureFixture) -> None:
+    _, channel, toy = kit
+    echo = channel.stream_stream("/kit.test.Echo/Echo")
+    assert [r async for r in echo(iter([b"a", b"b"]), timeout=5)] == [b"A", b"B"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _ = [r async for r in echo(iter([b"a", b"boom"]), timeout=5)]
+    assert info.value.code() == grpc.StatusCode.INTERNAL and "boom" not in (info.value.details() or "")
+
+    own = channel.unary_unary("/kit.test.Echo/OwnStatus")
+    with caplog.at_level(logging.INFO, logger="recsys.rpc"):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await own(b"abort", timeout=5)
+        assert (info.value.code(), info.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "own abort")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await own(b"set", timeout=5)
+        assert (info.value.code(), info.value.details()) == (grpc.StatusCode.ALREADY_EXISTS, "set code")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await own(b"sleep", timeout=0.2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        toy.entered.clear()
+        call = own(b"sleep", timeout=10)
+        await asyncio.wait_for(toy.entered.wait(), 5)
+        call.cancel()
+        for _ in range(100):  # the server side notices the cancellation
+            if any(getattr(r, "grpc_code", None) == "CANCELLED" for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    codes = [
+        r.grpc_code  # type: ignore[attr-defined]
+        for r in caplog.records
+        if getattr(r, "method", None) == "kit.test.Echo/OwnStatus" and getattr(r, "grpc_code", None)
+    ]
+    assert codes == ["PERMISSION_DENIED", "ALREADY_EXISTS", "DEADLINE_EXCEEDED", "CANCELLED"]
+    from recsys_core import metrics
+
+    gauge = metrics.IN_FLIGHT.labels("kit-test", "kit.test.Echo/OwnStatus")
+    assert gauge._value.get() == 0  # type: ignore[attr-defined]
+
+
+async def test_health_watch_sees_changes_and_the_stop(make_server: Any) -> None:
+    from grpc_health.v1 import health_pb2_grpc
+
+    server = make_server()
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            first = stub.Watch(health_pb2.HealthCheckRequest(service=CATALOG), timeout=10)
+            second = stub.Watch(health_pb2.HealthCheckRequest(service=CATALOG), timeout=10)
+            NS, S = health_pb2.HealthCheckResponse.NOT_SERVING, health_pb2.HealthCheckResponse.SERVING
+            assert (await first.read()).status == NS
+            assert (await second.read()).status == NS
+            first.cancel()  # one watcher leaving must not deafen the other
+            await asyncio.sleep(0.05)
+            server.set_serving(True)
+            assert (await second.read()).status == S
+            await server.stop(grace=0)
+            assert (await second.read()).status == NS
+    finally:
+        await server.stop(grace=0)

@@ -44,6 +44,7 @@ class HealthServicer(_AsyncHealthServicer):
     def __init__(self) -> None:
         super().__init__()
         self._notify_tasks: set[asyncio.Task[None]] = set()
+        self._watch_counts: dict[str, int] = {}
 
     def set_now(self, service: str, status: Any) -> None:
         if self._gracefully_shutting_down:
@@ -64,6 +65,27 @@ class HealthServicer(_AsyncHealthServicer):
     async def _notify(condition: asyncio.Condition) -> None:
         async with condition:
             condition.notify_all()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        """The library's Watch, except that a watcher ending no longer drops the condition other
+        watchers of the same service wait on (they would miss every later change)."""
+        service = request.service
+        condition = self._server_watchers[service]
+        self._watch_counts[service] = self._watch_counts.get(service, 0) + 1
+        last = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                    last = status
+                    await condition.wait()
+        finally:
+            self._watch_counts[service] -= 1
+            if self._watch_counts[service] == 0:
+                del self._watch_counts[service]
+                self._server_watchers.pop(service, None)
 
 
 def _address(host: str, port: int) -> str:
