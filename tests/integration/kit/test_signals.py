@@ -49,3 +49,14 @@ async def test_signal_drains_in_flight_call(sig: signal.Signals) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_bad_settings_fail_at_start_naming_the_variable() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RECSYS_MAX_MESSAGE_BYTES": "lots"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SCRIPT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"RECSYS_MAX_MESSAGE_BYTES" in out + err
+    assert b"TOY port" not in out and b"Traceback" not in out + err
