@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from urllib.parse import urlsplit
 
@@ -101,3 +102,15 @@ async def test_unreachable_database_is_dependency_unavailable() -> None:
         await store.open()
     with pytest.raises(DependencyUnavailable):
         await store.get_movies([1])
+
+
+async def test_concurrent_writers_keep_aggregates_exact(svc: CatalogService) -> None:
+    (before,), _ = await svc.get_movies([9])
+    events = [[(71_000 + i, 9, 1.0 + (i % 9) / 2, None), (71_000 + i, 10, 3.0, None)] for i in range(12)]
+    await asyncio.gather(*(svc.record_ratings(e, True) for e in events))
+    (after,), _ = await svc.get_movies([9])
+    assert after.rating_count == before.rating_count + 12
+    added = sum(1.0 + (i % 9) / 2 for i in range(12))
+    assert after.rating_mean == pytest.approx(
+        (before.rating_mean * before.rating_count + added) / after.rating_count
+    )

@@ -400,6 +400,18 @@ def _filter_args(flt: MovieFilter, exclude_ids: Sequence[int]) -> list[Any]:
     ]
 
 
+# The tables or functions this code expects are not there: an unmigrated (or older) schema.
+SCHEMA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedColumnError,
+    asyncpg.UndefinedFunctionError,
+)
+
+
+def _schema_missing(exc: BaseException) -> FailedPrecondition:
+    return FailedPrecondition(f"catalog schema missing or outdated ({exc}): run `recsys catalog migrate`")
+
+
 def _unavailable(exc: BaseException) -> DependencyUnavailable:
     detail = str(exc) or type(exc).__name__
     return DependencyUnavailable(DEPENDENCY, detail)
@@ -487,6 +499,8 @@ class PgStore:
                 log.warning("postgresql connection lost (%s), retrying once", exc)
             except asyncpg.QueryCanceledError as exc:
                 raise DeadlineExceeded(f"database query timed out: {exc}") from exc
+            except SCHEMA_ERRORS as exc:
+                raise _schema_missing(exc) from exc
         raise AssertionError("unreachable")
 
     async def _write(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -500,6 +514,8 @@ class PgStore:
             raise DeadlineExceeded(f"database query timed out: {exc}") from exc
         except asyncpg.CheckViolationError as exc:
             raise InvalidArgument(f"rejected by the database: {exc}") from exc
+        except SCHEMA_ERRORS as exc:
+            raise _schema_missing(exc) from exc
 
     async def ping(self) -> bool:
         """True when a pooled connection answers ``SELECT 1``."""
