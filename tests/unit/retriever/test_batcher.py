@@ -106,8 +106,42 @@ async def test_aclose_flushes_waiting_requests() -> None:
     assert await t == [9.0]
 
 
+async def test_while_every_slot_is_busy_a_due_group_keeps_growing() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    b: Batcher[float] = Batcher(rec, max_size=64, max_wait_s=0.01, max_inflight=1)
+    first = asyncio.create_task(b.submit("k", rows(0)))
+    await asyncio.sleep(0.05)  # timer fired, slot free: the first call is running (blocked)
+    assert rec.calls == [("k", 1)]
+    later = [asyncio.create_task(b.submit("k", rows(i))) for i in range(1, 11)]
+    await asyncio.sleep(0.05)  # their timer fired too, but no slot: still one call
+    assert rec.calls == [("k", 1)]
+    rec.gate.set()
+    assert await first == [0.0]
+    assert [await t for t in later] == [[float(i)] for i in range(1, 11)]
+    assert rec.calls == [("k", 1), ("k", 10)]
+
+
+async def test_full_groups_wait_for_a_slot_and_go_first() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    b: Batcher[float] = Batcher(rec, max_size=2, max_wait_s=0.01, max_inflight=1)
+    tasks = [asyncio.create_task(b.submit("a", rows(0)))]
+    await asyncio.sleep(0.05)
+    tasks.append(asyncio.create_task(b.submit("b", rows(1))))
+    await asyncio.sleep(0.05)  # "b" is due
+    tasks += [asyncio.create_task(b.submit("c", rows(i))) for i in (2, 3)]  # "c" full: sealed
+    await asyncio.sleep(0.01)
+    rec.gate.set()
+    out = await asyncio.gather(*tasks)
+    assert out == [[0.0], [1.0], [2.0], [3.0]]
+    assert rec.calls == [("a", 1), ("c", 2), ("b", 1)]
+
+
 def test_invalid_parameters_are_rejected() -> None:
     with pytest.raises(ValueError):
         Batcher(Recorder(), max_size=0, max_wait_s=0.01)
     with pytest.raises(ValueError):
         Batcher(Recorder(), max_size=4, max_wait_s=-1)
+    with pytest.raises(ValueError):
+        Batcher(Recorder(), max_size=4, max_wait_s=0.01, max_inflight=-1)

@@ -49,6 +49,7 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
         ),
         batch_max_size=settings.batch_max_size,
         batch_max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        batch_max_inflight=settings.batch_max_inflight,
         exclude_overfetch=settings.exclude_overfetch,
         alias_refresh_s=settings.alias_refresh_s,
         upsert_max_items=settings.upsert_max_items,

@@ -252,6 +252,7 @@ class RetrieverService:
         index: IndexConfig | None = None,
         batch_max_size: int = 64,
         batch_max_wait_s: float = 0.002,
+        batch_max_inflight: int = 2,
         exclude_overfetch: int = 64,
         alias_refresh_s: float = 5.0,
         upsert_max_items: int = 200_000,
@@ -266,7 +267,9 @@ class RetrieverService:
         self.upsert_max_items = upsert_max_items
         self.drop_wait_s = drop_wait_s
         self.max_limit = max_limit
-        self.batcher: Batcher[RawHits] = Batcher(self._run_batch, batch_max_size, batch_max_wait_s)
+        self.batcher: Batcher[RawHits] = Batcher(
+            self._run_batch, batch_max_size, batch_max_wait_s, batch_max_inflight
+        )
         self._serving: dict[str, tuple[str | None, float]] = {}
         self._meta: dict[str, CollectionStats] = {}
         self._inflight: Counter[str] = Counter()

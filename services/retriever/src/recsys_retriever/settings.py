@@ -36,6 +36,8 @@ class RetrieverSettings(ServerSettings):
     #: micro-batching of concurrent searches (see batcher.py); wait 0 = off
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    #: merged Milvus calls running at once (0 = no limit); while all run, due batches keep growing
+    batch_max_inflight: int = Field(default=2, ge=0, le=256)
     #: extra hits fetched for queries with exclusions before the exact fallback is used
     exclude_overfetch: int = Field(default=64, ge=0, le=10_000)
     #: largest search limit asked of Milvus (a server caps topk at 16384); past it the exclusion
