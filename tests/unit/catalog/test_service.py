@@ -124,7 +124,9 @@ async def test_get_movies_accepts_1000(svc: CatalogService) -> None:
     assert len(movies) == 10 and len(missing) == 990
 
 
-@pytest.mark.parametrize(("query", "limit"), [("", 0), ("   \t", 0), ("x" * 201, 0), ("ok", -1), ("ok", 101)])
+@pytest.mark.parametrize(
+    ("query", "limit"), [("", 0), ("   \t", 0), ("x" * 201, 0), ("ok", -1), ("ok", 101), ("a\x00b", 0)]
+)
 async def test_search_invalid(svc: CatalogService, query: str, limit: int) -> None:
     with pytest.raises(InvalidArgument):
         await svc.search_movies(query, limit)
@@ -252,6 +254,7 @@ async def test_record_newest_wins_and_superseded(svc: CatalogService) -> None:
         Movie(1, "x", genres=("",)),
         Movie(1, "x", poster_url="ftp://a/b"),
         Movie(1, "x", info_url="/relative"),
+        Movie(1, "nul\x00title"),
     ],
 )
 async def test_upsert_invalid(svc: CatalogService, movie: Movie) -> None:

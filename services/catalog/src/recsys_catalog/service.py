@@ -145,6 +145,8 @@ class CatalogService:
             raise InvalidArgument("query: must not be empty or blank", field="query")
         if len(text) > MAX_QUERY_CHARS:
             raise InvalidArgument(f"query: at most {MAX_QUERY_CHARS} characters", field="query")
+        if "\x00" in text:
+            raise InvalidArgument("query: must not contain NUL characters", field="query")
         n = _limit(limit, "limit", DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
         return await self._store.search_movies(text, n)
 
@@ -203,17 +205,19 @@ class CatalogService:
                 raise InvalidArgument(f"{f}.movie_id: {m.movie_id} appears twice", field=f"{f}.movie_id")
             seen.add(m.movie_id)
             title = m.title.strip()
-            if not title or len(title) > MAX_TITLE_CHARS:
+            if not title or len(title) > MAX_TITLE_CHARS or "\x00" in title:
                 raise InvalidArgument(f"{f}.title: 1..{MAX_TITLE_CHARS} characters", field=f"{f}.title")
             if m.year is not None and not YEAR_MIN <= m.year <= YEAR_MAX:
                 raise InvalidArgument(f"{f}.year: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"{f}.year")
             genres = tuple(dict.fromkeys(g.strip() for g in m.genres))
-            if any(not g or GENRE_SEP in g or len(g) > 64 for g in genres):
+            if any(not g or GENRE_SEP in g or "\x00" in g or len(g) > 64 for g in genres):
                 raise InvalidArgument(f"{f}.genres: names must be 1..64 characters", field=f"{f}.genres")
             for name in ("poster_url", "info_url"):
                 url = getattr(m, name)
                 if url and not _valid_url(url):
                     raise InvalidArgument(f"{f}.{name}: an absolute http(s) URL", field=f"{f}.{name}")
+            if any("\x00" in (v or "") for v in (m.imdb_id, m.poster_url, m.info_url)):
+                raise InvalidArgument(f"{f}: text must not contain NUL characters", field=f)
             if m.tmdb_id is not None and m.tmdb_id < 0:
                 raise InvalidArgument(f"{f}.tmdb_id: must be >= 0", field=f"{f}.tmdb_id")
             clean.append(
