@@ -34,6 +34,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STATE_FILE = "stack.json"
+WEB_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--train-args", default="", help="extra arguments for `recsys train` (quoted)")
     p.add_argument("--detach", action="store_true", help="return once serving (stop with `recsys down`)")
     p.add_argument("--synthetic-size", type=int, default=20000, help="ratings of a generated data set")
+    p.add_argument("--no-web", action="store_true", help="do not start the web app")
     p.set_defaults(func=lambda a: asyncio.run(_up(a)))
 
     p = sub.add_parser("down", help="stop a stack started with `recsys up`")
@@ -175,6 +177,34 @@ def service_env(svc: ServiceDef, *, workdir: Path, artifacts: Path, host: str, o
     return env
 
 
+def web_env(*, host: str, offset: int) -> dict[str, str]:
+    gateway = next(s for s in SERVICES if s.name == "gateway")
+    return {
+        "RECSYS_WEB_HOST": host,
+        "RECSYS_WEB_PORT": str(WEB_PORT + offset),
+        "RECSYS_WEB_GATEWAY_TARGET": f"127.0.0.1:{gateway.port + offset}",
+    }
+
+
+async def wait_http_ready(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with code {proc.returncode} before becoming ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} not ready after {timeout:.0f}s")
+        await asyncio.sleep(0.3)
+
+
 async def wait_healthy(
     target: str, service: str, timeout: float, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
@@ -271,10 +301,27 @@ async def _up(args: argparse.Namespace) -> int:
                 f"127.0.0.1:{svc.port + args.port_offset}", svc.full_name, 180, procs[svc.name]
             )
             _say(f"{svc.name}: SERVING")
+        if not args.no_web:
+            web_port = WEB_PORT + args.port_offset
+            log = open(workdir / "logs" / "web.log", "ab")
+            _say(f"starting web on port {web_port} (log: {log.name})")
+            procs["web"] = subprocess.Popen(
+                [sys.executable, "-m", "recsys_web"],
+                env={**os.environ, **web_env(host=args.host, offset=args.port_offset)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            await wait_http_ready(f"http://127.0.0.1:{web_port}/readyz", 60, procs["web"])
+            _say("web: ready")
         state_path.write_text(
             json.dumps({"pids": {n: p.pid for n, p in procs.items()}, "offset": args.port_offset})
         )
         gw = f"{args.host}:{SERVICES[-1].port + args.port_offset}"
+        if not args.no_web:
+            print(
+                f"\nWeb app (quiz, recommendations, movie pages): http://{args.host}:{WEB_PORT + args.port_offset}/"
+            )
         print(
             f"\nrecsys is up. Gateway: {gw} (gRPC, reflection on)\n"
             f"  recsys recommend --target {gw} --like 1,50,100 --dislike 181\n"
@@ -360,6 +407,12 @@ async def _status(args: argparse.Namespace) -> int:
                 row["health"] = f"DOWN ({exc.code().name})"
                 ok = False
         rows.append(row)
+    web_url = f"http://127.0.0.1:{WEB_PORT + offset}/readyz"
+    try:
+        await wait_http_ready(web_url, 2)
+        rows.append({"service": "web", "target": web_url.removesuffix("/readyz"), "health": "SERVING"})
+    except SystemExit:
+        rows.append({"service": "web", "target": web_url.removesuffix("/readyz"), "health": "DOWN"})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
