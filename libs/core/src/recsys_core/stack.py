@@ -319,9 +319,8 @@ async def _up(args: argparse.Namespace) -> int:
         )
         gw = f"{args.host}:{SERVICES[-1].port + args.port_offset}"
         if not args.no_web:
-            print(
-                f"\nWeb app (quiz, recommendations, movie pages): http://{args.host}:{WEB_PORT + args.port_offset}/"
-            )
+            web_url = f"http://{args.host}:{WEB_PORT + args.port_offset}/"
+            print(f"\nWeb app (quiz, recommendations, movie pages): {web_url}")
         print(
             f"\nrecsys is up. Gateway: {gw} (gRPC, reflection on)\n"
             f"  recsys recommend --target {gw} --like 1,50,100 --dislike 181\n"
