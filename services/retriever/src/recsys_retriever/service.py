@@ -450,15 +450,13 @@ class RetrieverService:
         version = ""
         collection = ""
         dim = 0
-        exists = False
         items: dict[int, Item] = {}
         async for chunk in chunks:
             if space is None:
                 space = check_space(chunk.space, required=True)
                 version = check_version(chunk.version)
                 collection = self.collection_name(space, version)
-                exists = collection in await self.store.list_collections()
-                if exists:
+                if collection in await self.store.list_collections():
                     dim = (await self._meta_of(collection)).dimension
                     if chunk.dimension and chunk.dimension != dim:
                         raise InvalidArgument(
@@ -499,6 +497,11 @@ class RetrieverService:
                 if collection not in await self.store.list_collections():
                     await self.store.create_collection(collection, dim, self.index)
                     self._meta.pop(collection, None)
+                elif (have := (await self._meta_of(collection)).dimension) != dim:
+                    # another call created this version meanwhile, with another dimension
+                    raise InvalidArgument(
+                        f"version {version} has dimension {have}, not {dim}", field="dimension"
+                    )
                 batch = list(items.values())
                 if batch:
                     await self.store.upsert(collection, batch)
