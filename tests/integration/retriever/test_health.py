@@ -48,7 +48,9 @@ async def test_not_serving_until_reachable_unavailable_then_recovered() -> None:
             item = retriever_pb2.VectorItem(movie_id=1, vector=v)
 
             async def one() -> AsyncIterator[retriever_pb2.UpsertRequest]:
-                yield retriever_pb2.UpsertRequest(space=1, version="v1", dimension=4, items=[item])
+                yield retriever_pb2.UpsertRequest(
+                    space=common_pb2.VECTOR_SPACE_PINSAGE, version="v1", dimension=4, items=[item]
+                )
 
             await stub.Upsert(one())
             await stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version="v1"))
