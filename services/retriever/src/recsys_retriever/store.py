@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
-from recsys_core.errors import DependencyUnavailable
+from recsys_core.errors import DependencyUnavailable, NotFound
 
 from recsys_retriever.service import CollectionStats, IndexConfig, Item, RawHits
 
@@ -50,6 +50,11 @@ _UNAVAILABLE_WORDS = (
     "timeout",
     "closed channel",  # a call racing with a reconnect
 )
+
+
+def _is_missing_collection(exc: MilvusException) -> bool:
+    msg = str(exc.message).lower()
+    return exc.code == 100 or ("collection" in msg and ("not found" in msg or "not exist" in msg))
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,8 @@ class MilvusStore:
             if self._is_unavailable(exc):
                 self._drop_client()
                 raise DependencyUnavailable("milvus", f"Milvus at {self._safe_uri()} is unavailable") from exc
+            if isinstance(exc, MilvusException) and _is_missing_collection(exc):
+                raise NotFound("the version's collection does not exist (dropped meanwhile?)") from exc
             raise
 
     async def _run(self, fn: Callable[[MilvusClient], T]) -> T:
