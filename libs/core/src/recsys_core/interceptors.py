@@ -47,6 +47,7 @@ _WARN_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _ERROR_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+_DEADLINE_SLACK_S = 0.05
 _CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 
@@ -96,7 +97,8 @@ class _Call:
 
     def cancelled(self, context: grpc.aio.ServicerContext) -> None:
         remaining = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
+        # the server's deadline timer and time_remaining() can disagree by a few ms
+        expired = remaining is not None and remaining <= _DEADLINE_SLACK_S
         self.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
     async def fail(self, exc: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
