@@ -31,7 +31,7 @@ async def _line(proc: asyncio.subprocess.Process, prefix: str) -> str:
 async def test_signal_drains_in_flight_call(sig: signal.Signals) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), "1.0", stdout=asyncio.subprocess.PIPE, env=env
+        sys.executable, str(SCRIPT), "0.5", stdout=asyncio.subprocess.PIPE, env=env
     )
     try:
         port = int(await _line(proc, "TOY port"))
