@@ -284,7 +284,7 @@ ON CONFLICT (user_id, movie_id) DO UPDATE
 """
 
 # Fast path into an EMPTY catalog (first load, or --replace): drop the secondary indexes and
-# the foreign keys, insert in primary-key order, compute the aggregates, then rebuild the
+# the foreign keys, insert in primary-key order (movies with their aggregates), then rebuild the
 # indexes by sorting and re-add the foreign keys (validated by one join each instead of lookups
 # per row). All inside the load's transaction: a failure restores the tables as they were. The
 # definitions must match migrations/0001_init.sql (a test compares the schema after a fast load
@@ -302,6 +302,18 @@ SQL_FRESH_RATINGS = """
 INSERT INTO ratings (user_id, movie_id, rating, rated_at)
 SELECT DISTINCT ON (user_id, movie_id) user_id, movie_id, rating, to_timestamp(ts)
 FROM load_ratings ORDER BY user_id, movie_id, ts DESC, rating DESC
+"""
+
+# Fresh path: movies go in after the ratings, with their aggregates (no second pass over them).
+SQL_FRESH_MOVIES = """
+INSERT INTO movies (movie_id, title, year, genres, imdb_id, tmdb_id, rating_count, rating_sum)
+SELECT DISTINCT ON (l.movie_id) l.movie_id, l.title, l.year, l.genres, l.imdb_id, l.tmdb_id,
+       coalesce(a.c, 0), coalesce(a.s, 0)
+FROM load_movies AS l
+LEFT JOIN (
+    SELECT movie_id, count(*) AS c, sum(rating::float8) AS s FROM ratings GROUP BY movie_id
+) AS a ON a.movie_id = l.movie_id
+ORDER BY l.movie_id
 """
 
 SQL_FRESH_RESTORE = """
@@ -808,17 +820,21 @@ class PgStore:
                     if fresh:
                         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'", timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_FRESH_DROP, timeout=BULK_TIMEOUT_S)
-                    await conn.execute(SQL_LOAD_MOVIES, timeout=BULK_TIMEOUT_S)
-                    await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
-                    await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
-                    await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)
-                    report("merge", 0)
-                    await conn.execute(
-                        SQL_FRESH_RATINGS if fresh else SQL_LOAD_RATINGS, timeout=BULK_TIMEOUT_S
-                    )
-                    await conn.execute(SQL_LOAD_AGGREGATES, timeout=BULK_TIMEOUT_S)
-                    if fresh:
+                        await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)
+                        report("merge", 0)
+                        await conn.execute(SQL_FRESH_RATINGS, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_FRESH_MOVIES, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_FRESH_RESTORE, timeout=BULK_TIMEOUT_S)
+                    else:
+                        await conn.execute(SQL_LOAD_MOVIES, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)
+                        report("merge", 0)
+                        await conn.execute(SQL_LOAD_RATINGS, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(SQL_LOAD_AGGREGATES, timeout=BULK_TIMEOUT_S)
                     await conn.execute(
                         SQL_LOAD_RECORD, name, sha256, len(movies), len(users), n_ratings, replace, timeout=60
                     )
