@@ -103,6 +103,7 @@ def build_manifest(
         "split": split_summary(p),
         "seed": cfg.seed,
         "training_time_s": round(res.training_time_s, 1),
+        "training_cpu_s": round(res.training_cpu_s, 1),
         "git_revision": A.git_revision(),
         "package_versions": A.package_versions(),
         "metric": "IP",
@@ -163,6 +164,6 @@ def run(args: argparse.Namespace) -> int:
     print(E.format_table(rows, {n: len(ph.users) for n, ph in phases.items()}))
     print(
         f"\nartifact: {folder} (default user form: {manifest['models']['pinsage']['default_form']}; "
-        f"training {res.training_time_s:.0f}s)"
+        f"training {res.training_time_s:.0f}s wall, {res.training_cpu_s:.0f}s CPU)"
     )
     return 0
