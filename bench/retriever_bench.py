@@ -108,13 +108,14 @@ def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 async def load(stub: retriever_pb2_grpc.RetrieverStub, vecs: np.ndarray, version: str) -> float:
-    """Upsert through the service, calls of <= 100k items, messages of 1000."""
+    """Upsert through the service, calls of <= 20k items (each well inside the server's
+    max connection age), messages of 1000."""
     t0 = time.perf_counter()
     n, dim = vecs.shape
     rng = np.random.default_rng(1)
     years = rng.integers(1950, 2020, size=n)
-    for start in range(0, n, 100_000):
-        stop = min(n, start + 100_000)
+    for start in range(0, n, 20_000):
+        stop = min(n, start + 20_000)
 
         async def reqs(start: int = start, stop: int = stop) -> AsyncIterator[retriever_pb2.UpsertRequest]:
             for s in range(start, stop, 1000):
@@ -132,6 +133,8 @@ async def load(stub: retriever_pb2_grpc.RetrieverStub, vecs: np.ndarray, version
                 )
 
         await stub.Upsert(reqs(), timeout=3600)
+        if n >= 200_000:
+            print(f"#   loaded {stop}/{n} in {time.perf_counter() - t0:.0f}s", flush=True)
     await stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version=version), timeout=600)
     return time.perf_counter() - t0
 
