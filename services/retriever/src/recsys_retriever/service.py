@@ -255,7 +255,7 @@ class RetrieverService:
         batch_max_inflight: int = 2,
         exclude_overfetch: int = 64,
         alias_refresh_s: float = 5.0,
-        upsert_max_items: int = 200_000,
+        upsert_max_items: int = 50_000,
         drop_wait_s: float = 10.0,
         max_limit: int = 16_384,
     ) -> None:

@@ -47,8 +47,9 @@ class RetrieverSettings(ServerSettings):
     search_max_limit: int = Field(default=16_384, ge=1, le=16_384)
     #: how often the serving alias is re-read (other replicas may have swapped it)
     alias_refresh_s: float = Field(default=5.0, gt=0)
-    #: most items one Upsert call may carry (it is buffered whole before writing)
-    upsert_max_items: int = Field(default=200_000, ge=1)
+    #: most items one Upsert call may carry (it is buffered whole before writing; a long call is
+    #: also cut by the server's max_connection_age_s, so load large sets in several calls)
+    upsert_max_items: int = Field(default=50_000, ge=1)
     #: start-up connection retries: exponential backoff from initial to max (forever)
     connect_retry_initial_s: float = Field(default=0.5, gt=0)
     connect_retry_max_s: float = Field(default=15.0, gt=0)
