@@ -1,9 +1,12 @@
 """Micro-batching: concurrent callers' items grouped into one forward pass.
 
-A caller's item waits at most ``max_wait_ms`` after the first item of its batch
-arrived (the bound on added latency), or less when ``max_size`` items are
-waiting. Batches run ``max_concurrency`` at a time (1 suits one device; more
-keeps a remote server like Triton busy). Each caller gets its own result back,
+Items that arrive while ``max_concurrency`` batches are running queue up and
+form the next batch (up to ``max_size``) as soon as a slot frees: under load
+the batches grow by themselves, and an idle batcher runs a lone item at once.
+``max_wait_ms`` > 0 additionally holds a batch open that long after its first
+item arrived (the bound on the added latency), unless ``max_size`` items are
+waiting. ``max_concurrency`` = 1 suits one device; more keeps a remote server
+like Triton busy. Each caller gets its own result back,
 or the batch's exception. A full queue raises :class:`QueueFull` (the service
 maps it to RESOURCE_EXHAUSTED). :meth:`close` runs what is queued, then stops.
 """

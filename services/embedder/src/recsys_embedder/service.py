@@ -181,7 +181,7 @@ class EmbedderService:
         loader: ModelLoader,
         *,
         batch_max_size: int = 64,
-        batch_max_wait_ms: float = 2.0,
+        batch_max_wait_ms: float = 0.0,
         batch_max_queue: int = 4096,
         batch_max_concurrency: int = 1,
         max_history: int = 2000,

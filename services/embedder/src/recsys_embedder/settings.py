@@ -22,9 +22,11 @@ class EmbedderSettings(ServerSettings):
     triton_url: str = "127.0.0.1:8001"
     triton_model_name: str = "recsys_query"
     triton_timeout_s: float = Field(default=10.0, gt=0)
-    #: micro-batching: most signals per forward pass, longest added wait
+    #: micro-batching: most signals per forward pass. Signals arriving while a batch runs
+    #: form the next one; ``batch_max_wait_ms`` > 0 also holds a batch open that long after
+    #: its first signal (bigger batches on a fast GPU, at that much added latency)
     batch_max_size: int = Field(default=64, ge=1, le=1024)
-    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     #: signals waiting beyond this are RESOURCE_EXHAUSTED
     batch_max_queue: int = Field(default=4096, ge=1)
     #: batches in flight at once (1 for an in-process device; 2-4 keep Triton busy)

@@ -23,14 +23,24 @@ def evaluate_two_tower_cold(
     masks: tuple[np.ndarray, np.ndarray, np.ndarray],
     model: TwoTower,
     *,
+    target: str = "test",
     batch_size: int = 512,
 ) -> dict[str, float]:
     """``masks`` = (train, valid, test) over ``dataset.interactions``.
+
+    ``target="valid"`` ranks the VALIDATION movie excluding TRAIN movies only (for
+    choosing hyperparameters without looking at TEST).
 
     Returns ``{"two_tower/hr@10", "two_tower/ndcg@10", "popular/hr@10", "popular/ndcg@10",
     "users"}``; ``users`` = 0 (and no other key) when the data set has no demographics.
     """
     train, valid, test = (np.asarray(m, dtype=bool) for m in masks)
+    if target == "valid":
+        seen, test = train, valid
+    elif target == "test":
+        seen = train | valid
+    else:
+        raise ValueError(f"target must be 'test' or 'valid', got {target!r}")
     inter = dataset.interactions
     cfg = model.config
     demo = {
@@ -48,7 +58,6 @@ def evaluate_two_tower_cold(
     targets = np.searchsorted(movie_ids, targets_mid)
     n_items = len(movie_ids)
 
-    seen = train | valid
     seen_u = inter.user_ids[seen]
     seen_i = np.searchsorted(movie_ids, inter.movie_ids[seen])
     pop = torch.from_numpy(np.bincount(seen_i, minlength=n_items).astype(np.float32))

@@ -1,7 +1,8 @@
 """The demographic two-tower model (PaddlePaddle's MovieLens recommender demo, in torch).
 
 User tower: gender, age bracket, occupation (+ the user id when known) -> MLP.
-Movie tower: movie id, genres, hashed title words -> MLP.
+Movie tower: movie id, genres (+ year and TRAIN popularity with ``dense_features``), hashed
+title words -> MLP.
 Score: the cosine of the two (L2-normalised) vectors scaled to the rating range,
 ``rating_min + (rating_max - rating_min) * (cos + 1) / 2``, trained with squared error.
 
@@ -49,6 +50,7 @@ class TwoTowerConfig:
     n_items: int
     occupations: tuple[str, ...]
     genres: tuple[str, ...]
+    feature_dim: int = 0  # width of the item feature block; 0 = len(genres) (genres multi-hot only)
     title_buckets: int = 4096
     title_len: int = 8
     dim: int = 32
@@ -97,7 +99,7 @@ class TwoTowerNet(nn.Module):
         self.user_id = nn.Embedding(cfg.n_users + 1, e)  # row + 1; 0 = unknown / new user
         self.user_mlp = nn.Sequential(nn.Linear(4 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
         self.movie_id = nn.Embedding(cfg.n_items + 1, 2 * e)  # row + 1; 0 = unknown movie
-        self.genre = nn.Linear(len(cfg.genres), 2 * e, bias=False)
+        self.features = nn.Linear(cfg.feature_dim or len(cfg.genres), 2 * e, bias=False)
         self.title = nn.EmbeddingBag(cfg.title_buckets, 2 * e, mode="mean", padding_idx=0)
         self.movie_mlp = nn.Sequential(
             nn.Linear(6 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim)
@@ -113,11 +115,12 @@ class TwoTowerNet(nn.Module):
         )
         return _normalise(self.user_mlp(x))
 
-    def item_vectors(self, movie: Tensor, genres: Tensor, tokens: Tensor) -> Tensor:
-        """L2-normalised ``(B, dim)``: ``movie`` = row + 1 (0 = unknown), genres multi-hot, title tokens."""
+    def item_vectors(self, movie: Tensor, features: Tensor, tokens: Tensor) -> Tensor:
+        """L2-normalised ``(B, dim)``: ``movie`` = row + 1 (0 = unknown), the item feature block
+        (genres multi-hot, or the PinSage dense features), title tokens."""
         empty = (tokens == 0).all(dim=-1, keepdim=True)
         title = self.title(tokens) * (~empty).to(torch.float32)  # all-padding bag -> 0
-        x = torch.cat([self.movie_id(movie), self.genre(genres), title], dim=-1)
+        x = torch.cat([self.movie_id(movie), self.features(features), title], dim=-1)
         return _normalise(self.movie_mlp(x))
 
     def scale(self, cos: Tensor) -> Tensor:
@@ -132,7 +135,7 @@ class TwoTower:
     net: TwoTowerNet
     movie_ids: np.ndarray  # item row -> movie id (sorted)
     user_ids: np.ndarray  # user row -> user id (sorted)
-    item_genres: np.ndarray  # (n_items, n_genres) float32 multi-hot
+    item_features: np.ndarray  # (n_items, feature_dim) float32
     item_tokens: np.ndarray  # (n_items, title_len) int64 hashed title words
     metrics: dict[str, float] = field(default_factory=dict)
     train_info: dict[str, object] = field(default_factory=dict)
@@ -151,7 +154,7 @@ class TwoTower:
         self.net.eval()
         rows = torch.arange(1, len(self.movie_ids) + 1)
         v = self.net.item_vectors(
-            rows, torch.from_numpy(self.item_genres), torch.from_numpy(self.item_tokens)
+            rows, torch.from_numpy(self.item_features), torch.from_numpy(self.item_tokens)
         )
         return v.numpy().astype(np.float32)
 

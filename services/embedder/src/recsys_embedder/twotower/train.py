@@ -10,7 +10,7 @@ and loses to "most popular" on HR@10). The user id goes in with probability
 
 Artifact layout (``<artifact>/two_tower/``): ``weights.pt`` (a state dict, loaded
 with ``weights_only=True``), ``item_embeddings.npy`` (float32, L2-normalised, row
-order of ``movie_ids.npy``), ``movie_ids.npy``, ``user_ids.npy``, ``item_genres.npy``,
+order of ``movie_ids.npy``), ``movie_ids.npy``, ``user_ids.npy``, ``item_features.npy``,
 ``item_tokens.npy`` and ``two_tower.json`` (the manifest section, so the folder
 loads on its own; the training CLI merges the same dict into ``manifest.json``
 under ``"two_tower"``).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ FILES = {
     "item_embeddings": f"{SUBDIR}/item_embeddings.npy",
     "movie_ids": f"{SUBDIR}/movie_ids.npy",
     "user_ids": f"{SUBDIR}/user_ids.npy",
-    "item_genres": f"{SUBDIR}/item_genres.npy",
+    "item_features": f"{SUBDIR}/item_features.npy",
     "item_tokens": f"{SUBDIR}/item_tokens.npy",
     "weights": f"{SUBDIR}/weights.pt",
 }
@@ -47,18 +47,33 @@ FORMAT_VERSION = 1
 
 
 def item_inputs(
-    movies: Sequence[Any], genres: Sequence[str], title_buckets: int, title_len: int
+    movies: Sequence[Any],
+    genres: Sequence[str],
+    title_buckets: int,
+    title_len: int,
+    counts: dict[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(movie_ids, genres multi-hot, title tokens)`` of ``movies`` sorted by id.
+    """``(movie_ids, features, title tokens)`` of ``movies`` sorted by id.
 
     Uses the PinSage feature code (``model/features.py``) so both models hash
-    title words the same way.
+    title words the same way. Without ``counts`` the features are the genres
+    multi-hot; with ``counts`` (TRAIN ratings per movie id) the whole PinSage
+    dense block (genres, decade, year, popularity).
     """
     ms = sorted(movies, key=lambda m: m.movie_id)
-    spec = FeatureSpec(genres=tuple(genres), title_buckets=title_buckets, title_len=title_len)
-    dense, tokens = movie_features(spec, [m.title for m in ms], [m.year for m in ms], [m.genres for m in ms])
     ids = np.array([m.movie_id for m in ms], dtype=np.int64)
-    return ids, np.ascontiguousarray(dense[:, : len(genres)]), tokens
+    cnt = np.array([(counts or {}).get(int(i), 0) for i in ids], dtype=np.int64)
+    spec = FeatureSpec(
+        genres=tuple(genres),
+        title_buckets=title_buckets,
+        title_len=title_len,
+        pop_log_max=float(np.log1p(cnt.max())) if len(cnt) and cnt.max() > 0 else 1.0,
+    )
+    dense, tokens = movie_features(
+        spec, [m.title for m in ms], [m.year for m in ms], [m.genres for m in ms], cnt if counts else None
+    )
+    feats = dense if counts is not None else dense[:, : len(genres)]
+    return ids, np.ascontiguousarray(feats), tokens
 
 
 def user_inputs(
@@ -99,6 +114,9 @@ def train_two_tower(
     title_buckets: int = 4096,
     title_len: int = 8,
     recency_half_life_days: float | None = None,
+    lr_decay: bool = True,
+    dense_features: bool = True,
+    on_epoch: Callable[[int, TwoTower], None] | None = None,
 ) -> TwoTower:
     """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset)."""
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +124,13 @@ def train_two_tower(
     inter = dataset.interactions
     mask = np.asarray(train_mask, dtype=bool)
     genres = tuple(dataset.genres) or tuple(sorted({g for m in dataset.movies for g in m.genres}))
-    movie_ids, item_genres, item_tokens = item_inputs(dataset.movies, genres, title_buckets, title_len)
+    counts: dict[int, int] | None = None
+    if dense_features:
+        u_ids, u_counts = np.unique(inter.movie_ids[np.asarray(train_mask, dtype=bool)], return_counts=True)
+        counts = {int(a): int(b) for a, b in zip(u_ids, u_counts, strict=True)}
+    movie_ids, item_features, item_tokens = item_inputs(
+        dataset.movies, genres, title_buckets, title_len, counts
+    )
     user_ids = np.unique(
         np.concatenate([np.asarray([u.user_id for u in dataset.users], np.int64), inter.user_ids])
     ).astype(np.int64)
@@ -116,6 +140,7 @@ def train_two_tower(
         n_items=len(movie_ids),
         occupations=occupation_vocabulary(dataset.users),
         genres=genres,
+        feature_dim=int(item_features.shape[1]),
         title_buckets=title_buckets,
         title_len=title_len,
         dim=dim,
@@ -137,13 +162,41 @@ def train_two_tower(
 
     net = TwoTowerNet(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * max(1, -(-int(mask.sum()) // batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 1.0 - 0.9 * min(step / steps, 1.0) if lr_decay else 1.0
+    )
     t_ug, t_ua, t_uo = (torch.from_numpy(x) for x in (ug, ua, uo))
-    t_gen, t_tok = torch.from_numpy(item_genres), torch.from_numpy(item_tokens)
+    t_gen, t_tok = torch.from_numpy(item_features), torch.from_numpy(item_tokens)
     t_u, t_i, t_r = torch.from_numpy(u_row), torch.from_numpy(i_row), torch.from_numpy(rating)
     t_w = torch.from_numpy(weight)
     n = len(t_u)
     history: list[float] = []
     started = time.perf_counter()
+
+    def _wrap(module: TwoTowerNet) -> TwoTower:
+        return TwoTower(
+            net=module,
+            movie_ids=movie_ids,
+            user_ids=user_ids,
+            item_features=item_features,
+            item_tokens=item_tokens,
+            train_info={
+                "seed": seed,
+                "epochs": len(history),
+                "negatives": negatives,
+                "id_dropout": id_dropout,
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "dense_features": dense_features,
+                "batch_size": batch_size,
+                "recency_half_life_days": recency_half_life_days,
+                "train_ratings": int(n),
+                "train_mse": [round(x, 5) for x in history],
+                "train_seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+
     net.train()
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(n, generator=gen)
@@ -163,30 +216,17 @@ def train_two_tower(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * len(u)
             count += len(u)
         history.append(total / max(count, 1))
         log.info("two-tower epoch %d/%d mse %.4f", epoch, epochs, history[-1])
+        if on_epoch is not None:
+            net.eval()
+            on_epoch(epoch, _wrap(net))
+            net.train()
     net.eval()
-    return TwoTower(
-        net=net,
-        movie_ids=movie_ids,
-        user_ids=user_ids,
-        item_genres=item_genres,
-        item_tokens=item_tokens,
-        train_info={
-            "seed": seed,
-            "epochs": epochs,
-            "negatives": negatives,
-            "id_dropout": id_dropout,
-            "lr": lr,
-            "batch_size": batch_size,
-            "recency_half_life_days": recency_half_life_days,
-            "train_ratings": int(n),
-            "train_mse": [round(x, 5) for x in history],
-            "train_seconds": round(time.perf_counter() - started, 2),
-        },
-    )
+    return _wrap(net)
 
 
 def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
@@ -196,7 +236,7 @@ def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
     np.save(root / FILES["item_embeddings"], model.item_embeddings())
     np.save(root / FILES["movie_ids"], model.movie_ids.astype(np.int64))
     np.save(root / FILES["user_ids"], model.user_ids.astype(np.int64))
-    np.save(root / FILES["item_genres"], model.item_genres.astype(np.float32))
+    np.save(root / FILES["item_features"], model.item_features.astype(np.float32))
     np.save(root / FILES["item_tokens"], model.item_tokens.astype(np.int64))
     torch.save(model.net.state_dict(), root / FILES["weights"])
     section: dict[str, Any] = {
@@ -232,11 +272,14 @@ def load_two_tower(artifact_dir: str | Path, section: dict[str, Any] | None = No
         net=net,
         movie_ids=movie_ids,
         user_ids=np.load(root / files["user_ids"]),
-        item_genres=np.load(root / files["item_genres"]),
+        item_features=np.load(root / files["item_features"]),
         item_tokens=np.load(root / files["item_tokens"]),
         metrics=dict(section.get("metrics", {})),
         train_info=dict(section.get("train", {})),
     )
-    if len(movie_ids) != cfg.n_items or model.item_genres.shape != (cfg.n_items, len(cfg.genres)):
+    if len(movie_ids) != cfg.n_items or model.item_features.shape != (
+        cfg.n_items,
+        cfg.feature_dim or len(cfg.genres),
+    ):
         raise ValueError(f"{root / SUBDIR}: item files do not match the config ({cfg.n_items} movies)")
     return model
