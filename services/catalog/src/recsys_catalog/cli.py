@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--replace", action="store_true", help="replace all movies, users and ratings")
     p.add_argument("--lenient", action="store_true", help="skip malformed rows instead of failing")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--migrate", action="store_true", help="apply migrations first")
+    p.add_argument(
+        "--migrate", action="store_true", help="apply migrations first (always done for the embedded server)"
+    )
     p.set_defaults(func=_sync(_load))
 
     p = sub.add_parser("describe", help="counts, schema version, genres, last load (JSON)")
@@ -53,7 +55,7 @@ def _settings(args: argparse.Namespace) -> CatalogSettings:
 
 
 def _sync(
-    fn: Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]],
+    fn: Callable[[argparse.Namespace, Any, CatalogSettings], Coroutine[Any, Any, int]],
 ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -61,7 +63,7 @@ def _sync(
 
             async def main() -> int:
                 async with open_store(settings) as store:
-                    return await fn(args, store)
+                    return await fn(args, store, settings)
 
             return asyncio.run(main())
         except (RecsysError, SettingsError) as exc:
@@ -90,7 +92,7 @@ async def open_store(settings: CatalogSettings) -> AsyncIterator[Any]:
             await embedded.stop()
 
 
-async def _migrate(args: argparse.Namespace, store: Any) -> int:
+async def _migrate(args: argparse.Namespace, store: Any, settings: CatalogSettings) -> int:
     from recsys_catalog.migrate import migrate
 
     applied = await migrate(store)
@@ -99,11 +101,11 @@ async def _migrate(args: argparse.Namespace, store: Any) -> int:
     return 0
 
 
-async def _load(args: argparse.Namespace, store: Any) -> int:
+async def _load(args: argparse.Namespace, store: Any, settings: CatalogSettings) -> int:
     from recsys_catalog.loader import load_source
     from recsys_catalog.migrate import migrate
 
-    if args.migrate:
+    if args.migrate or settings.should_migrate_on_start:
         await migrate(store)
     report = await load_source(
         store, args.source, lenient=args.lenient, replace=args.replace, show_progress=not args.no_progress
@@ -115,7 +117,7 @@ async def _load(args: argparse.Namespace, store: Any) -> int:
     return 0
 
 
-async def _describe(args: argparse.Namespace, store: Any) -> int:
+async def _describe(args: argparse.Namespace, store: Any, settings: CatalogSettings) -> int:
     info = await store.describe()
     print(
         json.dumps(
