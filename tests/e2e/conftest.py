@@ -42,6 +42,7 @@ def _port_offset() -> int:
         ports = [svc.port + off for svc in stack_mod.SERVICES] + [
             svc.metrics_port + off for svc in stack_mod.SERVICES
         ]
+        ports.append(stack_mod.WEB_PORT + off)
         if all(_free(p) for p in ports):
             return off
     raise RuntimeError("no free port range for the stack")
@@ -70,6 +71,10 @@ class Stack:
     @property
     def gateway_target(self) -> str:
         return self.target("gateway")
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{stack_mod.WEB_PORT + self.offset}"
 
     def pids(self) -> dict[str, int]:
         return dict(json.loads((self.workdir / stack_mod.STATE_FILE).read_text())["pids"])

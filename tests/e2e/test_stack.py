@@ -229,3 +229,13 @@ async def test_killed_upstream_is_unavailable_naming_it_and_recovers(  # type: i
                 raise
             await asyncio.sleep(0.5)
     assert len(resp.recommendations) == 5
+
+
+def test_web_app_started_by_stack_is_ready(stack: Stack) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{stack.web_url}/readyz", timeout=5) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"{stack.web_url}/", timeout=10) as resp:
+        assert resp.status == 200
+        assert b"<html" in resp.read().lower()
