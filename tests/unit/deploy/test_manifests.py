@@ -299,8 +299,9 @@ def test_servers_use_native_grpc_health_probes(
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
     live, ready = c["livenessProbe"], c["readinessProbe"]
-    # Liveness on the overall server (""), readiness on the full service name.
-    assert live["grpc"]["port"] == GRPC_PORT and live["grpc"].get("service", "") == ""
+    # Liveness on the kit's process-liveness name (stays SERVING through dependency outages),
+    # readiness on the full service name.
+    assert live["grpc"]["port"] == GRPC_PORT and live["grpc"].get("service") == "recsys.liveness"
     assert ready["grpc"]["port"] == GRPC_PORT and ready["grpc"]["service"] == SERVICES[name]
     if name == "embedder":
         startup = c["startupProbe"]

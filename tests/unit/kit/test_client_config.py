@@ -25,8 +25,9 @@ def test_retry_policy_only_for_idempotent_methods() -> None:
     ]
     assert mc["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert mc["retryPolicy"]["maxAttempts"] == 4
-    assert service_config("s.S", []) == {"methodConfig": []}
-    assert service_config("s.S", ["A"], max_attempts=1) == {"methodConfig": []}
+    rr = [{"round_robin": {}}]  # every channel balances over all resolved addresses
+    assert service_config("s.S", []) == {"loadBalancingConfig": rr, "methodConfig": []}
+    assert service_config("s.S", ["A"], max_attempts=1) == {"loadBalancingConfig": rr, "methodConfig": []}
     with pytest.raises(ValueError):
         service_config("s.S", ["A"], max_attempts=6)
 

@@ -72,7 +72,9 @@ def service_config(
     if not 1 <= max_attempts <= 5:
         raise ValueError("max_attempts must be 1..5 (gRPC caps retries at 5 attempts)")
     methods = sorted({_method_name(m) for m in idempotent_methods if m})
-    config: dict[str, Any] = {"methodConfig": []}
+    # round_robin: with a dns:/// target (headless Service) calls spread over every pod
+    # instead of pick_first's single connection.
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": []}
     if methods and max_attempts > 1:
         config["methodConfig"].append(
             {

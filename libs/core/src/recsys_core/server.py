@@ -36,6 +36,9 @@ log = logging.getLogger("recsys.server")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+#: Health name for liveness probes: SERVING from start() until stop(), whatever the dependencies
+#: do (a database outage makes "" and the service names NOT_SERVING, which must not restart pods).
+LIVENESS_SERVICE = "recsys.liveness"
 
 
 class HealthServicer(_AsyncHealthServicer):
@@ -164,6 +167,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in ("", *self.service_names):
             self._health.set_now(name, NOT_SERVING)
+        self._health.set_now(LIVENESS_SERVICE, SERVING)
         enable_reflection([*self.service_names, HEALTH_SERVICE], server)
 
         address = _address(self.settings.host, self.settings.port)
