@@ -136,3 +136,27 @@ async def test_list_movies_pages_through_everything(svc: CatalogService, dataset
         if after == 0:
             break
     assert seen == sorted(m.movie_id for m in dataset.movies)
+
+
+@pytest.mark.parametrize("prior_weight", [0.0, 5.0, 25.0, 500.0])
+async def test_bayesian_pruning_is_exact(store: PgStore, prior_weight: float) -> None:
+    """The index-pruned top-k equals a full scan, for several k, filters and priors."""
+    from recsys_catalog.store import SQL_POPULAR_BAYES, _filter_args
+
+    mean = await store.global_rating_mean()
+    assert mean is not None
+    for k, flt, exclude in [
+        (1, MovieFilter(), []),
+        (5, MovieFilter(), [1, 2, 3]),
+        (20, MovieFilter(genres_any=("Drama",)), []),
+        (50, MovieFilter(year_min=1960), []),
+        (1000, MovieFilter(), []),
+    ]:
+        fast = await store.popular_bayesian(k, flt, exclude, prior_weight, mean)
+
+        async def full(conn, k=k, flt=flt, exclude=exclude):  # type: ignore[no-untyped-def]
+            args = [*_filter_args(flt, exclude), k, prior_weight, mean, 1]
+            return [(r["movie_id"], float(r["score"])) for r in await conn.fetch(SQL_POPULAR_BAYES, *args)]
+
+        expected = await store._read(full)
+        assert [(m.movie_id, s) for m, s in fast] == expected

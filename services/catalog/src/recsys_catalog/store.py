@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from recsys_core.errors import (
 )
 
 from recsys_catalog.model import (
+    RATING_MAX,
     CatalogInfo,
     History,
     LoadReport,
@@ -112,15 +114,30 @@ ORDER BY m.rating_count DESC, m.movie_id
 LIMIT $6
 """
 
-# Bayesian average: (sum + C * prior_mean) / (count + C).
+# Bayesian average: (sum + C * prior_mean) / (count + C), over movies with at least $9 ratings.
 SQL_POPULAR_BAYES = f"""
 SELECT {MOVIE_COLUMNS},
        ((m.rating_sum + $7::float8 * $8::float8) / (m.rating_count + $7::float8))::float8 AS score
 FROM movies m
 WHERE {FILTER_SQL}
-  AND m.rating_count > 0
+  AND m.rating_count >= $9::bigint
 ORDER BY score DESC, m.rating_count DESC, m.movie_id
 LIMIT $6
+"""
+
+# The k-th best Bayesian score among the $9 most rated matching movies (index scan), or NULL.
+SQL_POPULAR_BAYES_BAR = f"""
+SELECT score FROM (
+    SELECT ((m.rating_sum + $7::float8 * $8::float8) / (m.rating_count + $7::float8))::float8 AS score
+    FROM movies m
+    WHERE {FILTER_SQL}
+      AND m.rating_count > 0
+    ORDER BY m.rating_count DESC, m.movie_id
+    LIMIT $9
+) AS top
+ORDER BY score DESC
+OFFSET $6 - 1
+LIMIT 1
 """
 
 SQL_GLOBAL_MEAN = "SELECT (sum(rating_sum) / NULLIF(sum(rating_count), 0))::float8 FROM movies"
@@ -617,9 +634,18 @@ class PgStore:
     async def popular_bayesian(
         self, k: int, flt: MovieFilter, exclude_ids: Sequence[int], prior_weight: float, prior_mean: float
     ) -> list[tuple[Movie, float]]:
+        """Exact top-k by Bayesian average without scanning every movie: the k-th best score T
+        among the most-rated movies is a bar; a movie with n ratings scores at most
+        (5n + C*mean) / (n + C), so only n >= C (T - mean) / (5 - T) can reach T, and the
+        final query reads just those through the rating_count index."""
+
         async def op(conn: asyncpg.Connection) -> list[tuple[Movie, float]]:
             args = [*_filter_args(flt, exclude_ids), k, prior_weight, prior_mean]
-            rows = await conn.fetch(SQL_POPULAR_BAYES, *args)
+            bar = await conn.fetchval(SQL_POPULAR_BAYES_BAR, *args, max(4 * k, 200))
+            min_count = 1
+            if bar is not None and prior_mean < bar < RATING_MAX:
+                min_count = max(1, math.floor(prior_weight * (bar - prior_mean) / (RATING_MAX - bar)))
+            rows = await conn.fetch(SQL_POPULAR_BAYES, *args, min_count)
             return [(_movie(r), float(r["score"])) for r in rows]
 
         return await self._read(op)
