@@ -71,10 +71,14 @@ def start_milvus(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_retriever(milvus_port: int, port: int, index: str, batch_wait_ms: float) -> subprocess.Popen[bytes]:
+def start_retriever(
+    uri: str, port: int, index: str, batch_wait_ms: float, inflight: int, prefix: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "RECSYS_RETRIEVER_MILVUS_URI": f"http://127.0.0.1:{milvus_port}",
+        "RECSYS_RETRIEVER_MILVUS_URI": uri,
+        "RECSYS_RETRIEVER_COLLECTION_PREFIX": prefix,
+        "RECSYS_RETRIEVER_BATCH_MAX_INFLIGHT": str(inflight),
         "RECSYS_RETRIEVER_PORT": str(port),
         "RECSYS_RETRIEVER_INDEX_TYPE": index,
         "RECSYS_RETRIEVER_BATCH_MAX_WAIT_MS": str(batch_wait_ms),
@@ -135,7 +139,14 @@ async def load(stub: retriever_pb2_grpc.RetrieverStub, vecs: np.ndarray, version
         await stub.Upsert(reqs(), timeout=3600)
         if n >= 200_000:
             print(f"#   loaded {stop}/{n} in {time.perf_counter() - t0:.0f}s", flush=True)
-    await stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version=version), timeout=600)
+    while True:  # a server builds the index after the flush: FAILED_PRECONDITION until it is done
+        try:
+            await stub.ActivateVersion(retriever_pb2.ActivateVersionRequest(version=version), timeout=600)
+            break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            await asyncio.sleep(1)
     return time.perf_counter() - t0
 
 
@@ -238,11 +249,21 @@ async def bench_size(args: argparse.Namespace, n: int, workdir: Path) -> list[di
     rng = np.random.default_rng(n)
     vecs = unit(rng, n, args.dim)
     qs = unit(rng, args.queries, args.dim)
-    milvus_port, port = free_port(), free_port()
-    milvus = start_milvus(workdir / f"milvus-{n}", milvus_port)
-    uri = f"http://127.0.0.1:{milvus_port}"
+    port = free_port()
+    milvus: subprocess.Popen[bytes] | None = None
+    if args.milvus_uri:
+        uri = args.milvus_uri
+    else:
+        milvus_port = free_port()
+        milvus = start_milvus(workdir / f"milvus-{n}", milvus_port)
+        uri = f"http://127.0.0.1:{milvus_port}"
+    prefix = f"bench{int(time.time())}_"
     rows: list[dict[str, Any]] = []
-    retriever = start_retriever(milvus_port, port, args.index, args.batch_wait_ms)
+
+    def retriever_proc(wait_ms: float) -> subprocess.Popen[bytes]:
+        return start_retriever(uri, port, args.index, wait_ms, args.inflight, prefix)
+
+    retriever = retriever_proc(args.batch_wait_ms)
     try:
         channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
@@ -273,7 +294,7 @@ async def bench_size(args: argparse.Namespace, n: int, workdir: Path) -> list[di
         await channel.close()
         retriever.terminate()
         retriever.wait(60)
-        retriever = start_retriever(milvus_port, port, args.index, 0.0)
+        retriever = retriever_proc(0.0)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stub = retriever_pb2_grpc.RetrieverStub(channel)
         await wait_serving(channel)
@@ -284,8 +305,9 @@ async def bench_size(args: argparse.Namespace, n: int, workdir: Path) -> list[di
         retriever.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             retriever.wait(60)
-        milvus.kill()
-        milvus.wait(60)
+        if milvus is not None:
+            milvus.kill()
+            milvus.wait(60)
     direct = rows[0]
     for r in rows:
         r.update(
@@ -306,6 +328,13 @@ async def main() -> None:
     p.add_argument("--exclude", type=int, default=200, help="seen movies per query in the service-excl run")
     p.add_argument("--index", default="FLAT", choices=["FLAT", "HNSW", "AUTOINDEX"])
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--inflight", type=int, default=2, help="the retriever's BATCH_MAX_INFLIGHT")
+    p.add_argument(
+        "--milvus-uri",
+        default="",
+        help="an existing Milvus server (e.g. the `milvus` wheel's, inside `unshare -n`) instead of "
+        "starting `milvus-lite server`; collections get a fresh prefix and are left there",
+    )
     args = p.parse_args()
     print(f"# {platform.platform()} python {platform.python_version()} cpus={os.cpu_count()}", flush=True)
     all_rows: list[dict[str, Any]] = []
