@@ -328,7 +328,7 @@ async def test_too_many_items_in_one_call_is_resource_exhausted() -> None:
 async def test_activate_rollback_and_drop(svc: RetrieverService) -> None:
     vecs1, *_ = await load(svc, "v1", 30, seed=1)
     await load(svc, "v2", 30, seed=2)
-    with pytest.raises(NotFound):
+    with pytest.raises(FailedPrecondition):  # the contract says FAILED_PRECONDITION, not NOT_FOUND
         await svc.activate(None, "v3")
     assert await svc.activate(None, "v1") == ""
     assert await svc.activate(None, "v2") == "v1"

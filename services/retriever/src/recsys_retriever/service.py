@@ -537,6 +537,11 @@ class RetrieverService:
         check_version(version)
         collection = self.collection_name(space, version)
         async with self._lock(collection):
+            if collection not in await self.store.list_collections():
+                # the contract: "must exist and be complete (FAILED_PRECONDITION)"
+                raise FailedPrecondition(
+                    f"version {version} does not exist in space {space}", field="version"
+                )
             await self._meta_of(collection)
             if self._writing[collection]:
                 raise FailedPrecondition(f"version {version} is being written")
