@@ -4,6 +4,8 @@
 # must only ever see a loopback interface. Needs root (or user namespaces) for `unshare -n`.
 #
 #   sh services/retriever/scripts/milvus_server_tests.sh           # from the repository root
+#   sh services/retriever/scripts/milvus_server_tests.sh bench --sizes 4000,100000 --index HNSW
+#                                  # bench/retriever_bench.py against that server instead of pytest
 #
 # The wheel goes into a throw-away directory (not the venv); the server runs in its own process
 # group, killed at the end.
@@ -41,5 +43,10 @@ until "$PY" -c "import socket; socket.create_connection(('127.0.0.1', 19530), ti
   sleep 1
 done
 sleep 5
-OMP_NUM_THREADS=1 RECSYS_TEST_MILVUS_URI=http://127.0.0.1:19530 \
-  "$ROOT/.venv/bin/pytest" -q -m milvus_server tests/integration/retriever "$@"
+if [ "${1:-}" = "bench" ]; then
+  shift
+  OMP_NUM_THREADS=1 "$PY" "$ROOT/bench/retriever_bench.py" --milvus-uri http://127.0.0.1:19530 "$@"
+else
+  OMP_NUM_THREADS=1 RECSYS_TEST_MILVUS_URI=http://127.0.0.1:19530 \
+    "$ROOT/.venv/bin/pytest" -q -m milvus_server tests/integration/retriever "$@"
+fi
