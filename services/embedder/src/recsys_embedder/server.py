@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from recsys.embedder.v1 import embedder_pb2_grpc
+from recsys_core.errors import RecsysError
 from recsys_core.server import Server
 
 from recsys_embedder.service import EmbedderService, ModelLoader
@@ -88,5 +89,9 @@ async def start(
 
 
 async def serve(settings: EmbedderSettings) -> None:
-    server, _service, _watch = await start(settings)
+    try:
+        server, _service, _watch = await start(settings)
+    except RecsysError as exc:  # no model: nothing to serve
+        log.critical("cannot start: %s", exc.message)
+        raise SystemExit(1) from None
     await server.wait_for_signal()
