@@ -7,6 +7,10 @@ all, not only how it rates what it watched (the PaddlePaddle demo trains on
 ratings alone; without negatives the model ranks obscure well-rated movies first
 and loses to "most popular" on HR@10). The user id goes in with probability
 ``1 - id_dropout`` so the demographic-only path (a new user) is trained too.
+Each rating (and its negatives) is weighted by ``0.5 ** (age / recency_half_life_days)``,
+its age counted from the newest training rating, so the model leans towards what
+is watched now (the TEST events are each user's latest); the movie tower also
+sees the PinSage dense features (genres, decade/year, TRAIN popularity).
 
 Artifact layout (``<artifact>/two_tower/``): ``weights.pt`` (a state dict, loaded
 with ``weights_only=True``), ``item_embeddings.npy`` (float32, L2-normalised, row
@@ -113,7 +117,7 @@ def train_two_tower(
     weight_decay: float = 0.0,
     title_buckets: int = 4096,
     title_len: int = 8,
-    recency_half_life_days: float | None = None,
+    recency_half_life_days: float | None = 60.0,
     lr_decay: bool = True,
     dense_features: bool = True,
     on_epoch: Callable[[int, TwoTower], None] | None = None,
