@@ -16,7 +16,7 @@ echo "==> installing packages (pinned by requirements/constraints.txt)"
   -e libs/core \
   -e services/catalog \
   -e services/retriever \
-  -e "services/embedder[train,triton]" \
+  -e "services/embedder[train,triton,export]" \
   -e gateway \
   -e "web[test]" \
   -r requirements/dev.txt
