@@ -136,9 +136,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f"recsys up failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}{logs}"
         )
     st = Stack(workdir=workdir, artifacts=artifacts, data=data, offset=offset)
+
+    def _interrupt(signum: int, frame: object) -> None:  # a SIGTERMed pytest still runs `recsys down`
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield st
     finally:
+        signal.signal(signal.SIGTERM, previous)
         subprocess.run(
             [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(workdir)],
             timeout=120,
