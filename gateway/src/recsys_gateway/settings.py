@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+from recsys_core.client import ClientTLS
 from recsys_core.settings import ServerSettings
 
 
@@ -18,6 +20,13 @@ class GatewaySettings(ServerSettings):
     catalog_target: str = "127.0.0.1:50052"
     embedder_target: str = "127.0.0.1:50053"
     retriever_target: str = "127.0.0.1:50054"
+    # TLS to the upstreams: CA bundle their certificates chain to (set = TLS; empty = plaintext),
+    # this gateway's client certificate and key for mutual TLS (both or neither), and the name
+    # to verify in the upstreams' certificates when it differs from the target host.
+    upstream_tls_ca_file: Path | None = None
+    upstream_tls_cert_file: Path | None = None
+    upstream_tls_key_file: Path | None = None
+    upstream_tls_server_name: str = ""
     # Per-hop deadline (seconds) when the caller set none; otherwise the caller's remaining budget.
     upstream_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # Calls in flight per upstream; more wait (bounded by their deadline).
@@ -28,6 +37,22 @@ class GatewaySettings(ServerSettings):
     sample_min_ratings: int = Field(default=50, ge=0)
     # Newest ratings read per user for Recommend.
     history_limit: int = Field(default=1000, ge=1, le=10000)
+
+    @field_validator("upstream_tls_ca_file", "upstream_tls_cert_file", "upstream_tls_key_file", mode="before")
+    @classmethod
+    def _empty_tls_path(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def upstream_tls(self) -> ClientTLS | None:
+        """The upstream channels' TLS (None = plaintext)."""
+        if self.upstream_tls_ca_file is None and self.upstream_tls_cert_file is None:
+            return None
+        return ClientTLS(
+            ca_file=self.upstream_tls_ca_file,
+            cert_file=self.upstream_tls_cert_file,
+            key_file=self.upstream_tls_key_file,
+            server_name=self.upstream_tls_server_name or None,
+        )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -70,21 +70,22 @@ class GrpcUpstreams:
 
     def __init__(self, settings: GatewaySettings) -> None:
         s = settings
+        tls = s.upstream_tls()
         self._catalog = _Upstream(
             "catalog",
-            open_channel(s.catalog_target, service=CATALOG, idempotent_methods=CATALOG_READS),
+            open_channel(s.catalog_target, service=CATALOG, idempotent_methods=CATALOG_READS, tls=tls),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )
         self._embedder = _Upstream(
             "embedder",
-            open_channel(s.embedder_target, service=EMBEDDER, idempotent_methods=EMBEDDER_READS),
+            open_channel(s.embedder_target, service=EMBEDDER, idempotent_methods=EMBEDDER_READS, tls=tls),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )
         self._retriever = _Upstream(
             "retriever",
-            open_channel(s.retriever_target, service=RETRIEVER, idempotent_methods=RETRIEVER_READS),
+            open_channel(s.retriever_target, service=RETRIEVER, idempotent_methods=RETRIEVER_READS, tls=tls),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )

@@ -16,6 +16,8 @@ import contextvars
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -157,6 +159,36 @@ class RequestIdClientInterceptor(
         return await continuation(_Details.amend(client_call_details), request_iterator)
 
 
+@dataclass(frozen=True)
+class ClientTLS:
+    """TLS for a client channel, from PEM files.
+
+    ``ca_file``: CA bundle the server's certificate must chain to (None = the system roots).
+    ``cert_file`` + ``key_file``: this client's certificate, for servers that require mutual
+    TLS (both or neither). ``server_name``: the name to verify in the server's certificate
+    when it differs from the target's host (e.g. a dns:/// target behind a shared cert).
+    """
+
+    ca_file: Path | str | None = None
+    cert_file: Path | str | None = None
+    key_file: Path | str | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("ClientTLS: cert_file and key_file must be given together")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Path | str | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
+
+
 def open_channel(
     target: str,
     *,
@@ -164,24 +196,29 @@ def open_channel(
     idempotent_methods: Sequence[str] = (),
     max_attempts: int = 3,
     max_message_bytes: int = 4 * 1024 * 1024,
+    tls: ClientTLS | None = None,
 ) -> grpc.aio.Channel:
-    """A long-lived insecure channel to ``target`` for ``service`` (full name, "recsys.catalog.v1.Catalog").
+    """A long-lived channel to ``target`` for ``service`` (full name, "recsys.catalog.v1.Catalog").
 
     ``idempotent_methods`` are method names of ``service`` ("GetMovies"; a full
     "pkg.Svc/Method" works too): only they are retried, on UNAVAILABLE, up to
-    ``max_attempts`` attempts in all. Close it with ``await channel.close()``.
+    ``max_attempts`` attempts in all. ``tls``: a TLS (or, with a client certificate,
+    mutual TLS) channel; None = plaintext. Close it with ``await channel.close()``.
     """
-    return grpc.aio.insecure_channel(
-        target,
-        options=channel_options(
-            service, idempotent_methods, max_attempts=max_attempts, max_message_bytes=max_message_bytes
-        ),
-        interceptors=[RequestIdClientInterceptor()],
+    options = channel_options(
+        service, idempotent_methods, max_attempts=max_attempts, max_message_bytes=max_message_bytes
     )
+    interceptors = [RequestIdClientInterceptor()]
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.aio.secure_channel(target, tls.credentials(), options=options, interceptors=interceptors)
 
 
 __all__ = [
     "REQUEST_ID_KEY",
+    "ClientTLS",
     "RequestIdClientInterceptor",
     "channel_options",
     "open_channel",

@@ -97,6 +97,31 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' PEM files; None = plaintext.
+
+    With ``tls_client_ca_file`` the server requires a client certificate signed by that CA
+    (mutual TLS). A missing or unreadable file raises :class:`SettingsError` naming the variable.
+    """
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+
+    def read(field: str) -> bytes:
+        path = getattr(settings, field)
+        try:
+            return bytes(path.read_bytes())
+        except OSError as exc:
+            var = type(settings).env_name(field)
+            raise SettingsError(f"{var}: cannot read {path}: {exc.strerror}", [var]) from None
+
+    ca = read("tls_client_ca_file") if settings.tls_client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(read("tls_key_file"), read("tls_cert_file"))],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
 class Server:
     """A grpc.aio server with the kit's interceptor, health, reflection, metrics and graceful stop."""
 
@@ -171,8 +196,12 @@ class Server:
         enable_reflection([*self.service_names, HEALTH_SERVICE], server)
 
         address = _address(self.settings.host, self.settings.port)
+        credentials = server_credentials(self.settings)
         try:
-            port = server.add_insecure_port(address)
+            if credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot bind gRPC {address}: {exc}") from exc
         if port == 0:
@@ -187,12 +216,21 @@ class Server:
         await server.start()
         self._server = server
         self._port = port
+        tls = "plaintext"
+        if self.settings.tls_enabled:
+            tls = "mutual TLS" if self.settings.tls_client_ca_file is not None else "TLS"
         log.info(
-            "%s listening on %s (metrics %s)",
+            "%s listening on %s (%s, metrics %s)",
             self.service_name,
             _address(self.settings.host, port),
+            tls,
             self.metrics_port if self.metrics_port is not None else "off",
-            extra={"port": port, "metrics_port": self.metrics_port, "services": self.service_names},
+            extra={
+                "port": port,
+                "metrics_port": self.metrics_port,
+                "services": self.service_names,
+                "tls": tls,
+            },
         )
         return port
 
@@ -303,4 +341,4 @@ def run(main: Callable[[], Awaitable[None]], *, service: str = "recsys") -> None
         raise SystemExit(130) from None
 
 
-__all__ = ["NOT_SERVING", "SERVING", "HealthServicer", "Server", "run"]
+__all__ = ["NOT_SERVING", "SERVING", "HealthServicer", "Server", "run", "server_credentials"]

@@ -14,9 +14,10 @@ start-up with a :class:`SettingsError` naming the variable
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretBytes, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretBytes, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -51,6 +52,29 @@ class ServerSettings(BaseSettings):
     max_concurrent_rpcs: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+    #: TLS: PEM certificate chain and private key of this server; unset (or empty) = plaintext
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: PEM CA bundle for client certificates; set = mutual TLS (clients without a certificate
+    #: signed by it are refused)
+    tls_client_ca_file: Path | None = None
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_path(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
 
     @field_validator("log_level")
     @classmethod
