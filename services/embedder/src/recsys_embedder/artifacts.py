@@ -110,8 +110,13 @@ class PinSageArrays:
     item_title_tokens: np.ndarray
 
 
-def save_artifact(root: str | Path, version: str, arrays: PinSageArrays, manifest: dict[str, Any]) -> Path:
+def save_artifact(
+    root: str | Path, version: str, arrays: PinSageArrays, manifest: dict[str, Any], *, latest: bool = True
+) -> Path:
     """Write ``<root>/<version>/`` (via a temporary folder, renamed) and then ``<root>/latest``.
+
+    ``latest=False`` leaves the pointer alone, so more models can be added to the folder
+    (:func:`update_manifest`) before :func:`write_latest` publishes it.
 
     ``manifest`` gets ``format_version``, ``version`` and the PinSage ``files``
     map filled in. Returns the version folder.
@@ -143,8 +148,25 @@ def save_artifact(root: str | Path, version: str, arrays: PinSageArrays, manifes
     manifest.setdefault("models", {}).setdefault("pinsage", {})["files"] = dict(PINSAGE_FILES)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, final)
-    write_latest(root, version)
+    if latest:
+        write_latest(root, version)
     return final
+
+
+def update_manifest(folder: str | Path, update: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``<folder>/manifest.json`` (top-level keys; ``models`` merged per
+    model), written atomically. Returns the new manifest."""
+    path = Path(folder) / MANIFEST
+    manifest = json.loads(path.read_text())
+    for key, value in update.items():
+        if key in ("models", "metrics") and isinstance(value, dict):
+            manifest.setdefault(key, {}).update(value)
+        else:
+            manifest[key] = value
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return manifest
 
 
 def write_latest(root: Path, version: str) -> None:

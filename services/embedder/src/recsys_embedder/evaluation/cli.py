@@ -15,6 +15,8 @@ import torch
 from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
 from recsys_embedder.training import data as D
+from recsys_embedder.training import two_tower_step as TT
+from recsys_embedder.twotower import load_two_tower
 
 
 def _log(msg: str) -> None:
@@ -38,7 +40,7 @@ def register(subparsers: Any) -> None:
 
 
 def evaluate_artifact(
-    art: A.Artifact, p: D.Prepared, baselines: bool = True, seed: int = 0
+    art: A.Artifact, p: D.Prepared, baselines: bool = True, seed: int = 0, data_source: str | None = None
 ) -> tuple[dict[str, Any], str]:
     """Results dict and the markdown table."""
     if len(art.movie_ids) != p.n_items or not np.array_equal(art.movie_ids, p.movie_ids):
@@ -47,15 +49,32 @@ def evaluate_artifact(
     forms = E.evaluate_pinsage(art.model, torch.from_numpy(art.item_embeddings), p, phases)
     base = E.run_baselines(p, phases, seed=seed, log=_log) if baselines else None
     best = E.best_form(forms)
-    table = E.format_table(E.table_rows(forms, base), {n: len(ph.users) for n, ph in phases.items()})
+    two_tower = evaluate_two_tower(art, data_source)
+    rows = E.table_rows(forms, base) + E.extra_rows(two_tower)
+    table = E.format_table(rows, {n: len(ph.users) for n, ph in phases.items()})
     results = {
         "artifact": art.version,
         "dataset": {"name": p.name, "sha256": p.sha256},
         "best_form_on_validation": best,
         "pinsage": forms,
         "baselines": base or {},
+        "two_tower_cold": two_tower,
     }
     return results, table
+
+
+def evaluate_two_tower(art: A.Artifact, data_source: str | None) -> dict[str, Any]:
+    """The artifact's two-tower model for users treated as new: TEST measured now; VALIDATION
+    from the manifest (it came from the TRAIN-only model, which the artifact does not keep)."""
+    section = art.manifest.get("models", {}).get("two_tower")
+    if not section or data_source is None:
+        return {}
+    model = load_two_tower(art.path, section)
+    results = TT.evaluate(TT.load(data_source), model)
+    stored = section.get("evaluation", {})
+    for name, res in results.items():
+        res["validation"] = stored.get(name, {}).get("validation", {})
+    return results
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    results, table = evaluate_artifact(art, p, baselines=not args.no_baselines, seed=args.seed)
+    results, table = evaluate_artifact(
+        art, p, baselines=not args.no_baselines, seed=args.seed, data_source=args.data or ds["name"]
+    )
     print(f"artifact {art.version} on {p.name} (sha256 {p.sha256[:12]}), leave-last-out\n")
     print(table)
     print(f"\nbest PinSage user form on VALIDATION: {results['best_form_on_validation']}")

@@ -189,11 +189,22 @@ def table_rows(
     return rows
 
 
+def extra_rows(
+    results: dict[str, dict[str, dict[str, float]]],
+) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """Rows of other models (e.g. the two-tower cold-start pair) in the table's shape."""
+    return [(name, res.get("validation", {}), res.get("test", {})) for name, res in results.items()]
+
+
+def _cell(values: dict[str, float], m: str) -> str:
+    return f"{values[m]:.4f}" if m in values else "–"
+
+
 def format_table(rows: list[tuple[str, dict[str, float], dict[str, float]]], n_users: dict[str, int]) -> str:
     head = ["model"] + [f"test {m}" for m in METRICS] + [f"valid {m}" for m in METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, val, test in rows:
-        cells = [name] + [f"{test[m]:.4f}" for m in METRICS] + [f"{val[m]:.4f}" for m in METRICS]
+        cells = [name] + [_cell(test, m) for m in METRICS] + [_cell(val, m) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
         f"\n(users evaluated: validation {n_users.get('validation', 0)}, test {n_users.get('test', 0)})"

@@ -17,7 +17,9 @@ import torch
 from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
 from recsys_embedder.training import data as D
+from recsys_embedder.training import two_tower_step as TT
 from recsys_embedder.training.train import TrainConfig, TrainResult, train
+from recsys_embedder.twotower import save_two_tower
 
 
 def _log(msg: str) -> None:
@@ -51,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--baselines", action="store_true", help="also run the baselines into the manifest")
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint of an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-two-tower", action="store_true", help="skip the demographic two-tower model (issue #5)"
+    )
     p.set_defaults(func=run)
 
 
@@ -158,9 +163,20 @@ def run(args: argparse.Namespace) -> int:
     version = A.new_version(p.name)
     while (out / version).exists():  # two runs in one second
         version = A.new_version(p.name, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
-    folder = A.save_artifact(out, version, arrays, manifest)
+    two_tower = None
+    if not args.no_two_tower:
+        two_tower = TT.train_and_evaluate(TT.load(args.data), seed=cfg.seed, log=_log)
+    folder = A.save_artifact(out, version, arrays, manifest, latest=two_tower is None)
+    tt_results: dict[str, Any] = {}
+    if two_tower is not None:
+        model, tt_results = two_tower
+        model.metrics = TT.manifest_metrics(tt_results)
+        section = save_two_tower(model, folder)
+        section["evaluation"] = tt_results
+        A.update_manifest(folder, {"models": {"two_tower": section}, "metrics": model.metrics})
+        A.write_latest(out, version)
     ck.unlink(missing_ok=True)
-    rows = E.table_rows(forms, baselines)
+    rows = E.table_rows(forms, baselines) + E.extra_rows(tt_results)
     print(E.format_table(rows, {n: len(ph.users) for n, ph in phases.items()}))
     print(
         f"\nartifact: {folder} (default user form: {manifest['models']['pinsage']['default_form']}; "
