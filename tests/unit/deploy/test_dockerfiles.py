@@ -30,8 +30,9 @@ DOCKERFILES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "services/embedder/Dockerfile": ("embedder", ("libs/core", "services/embedder"), False),
     "services/embedder/Dockerfile.cuda": ("embedder", ("libs/core", "services/embedder"), True),
     "gateway/Dockerfile": ("gateway", ("libs/core", "gateway"), False),
+    "web/Dockerfile": ("web", ("libs/core", "web"), False),
 }
-PACKAGE_DIRS = ("libs/core", "services/catalog", "services/retriever", "services/embedder", "gateway")
+PACKAGE_DIRS = ("libs/core", "services/catalog", "services/retriever", "services/embedder", "gateway", "web")
 DIGEST = re.compile(r"^[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}$")
 FORBIDDEN_SOURCES = ("data", "artifacts", "var", ".venv", ".git", ".env", "secrets", "test-artifacts")
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|DSN|CREDENTIAL)", re.I)
@@ -141,7 +142,8 @@ def test_runtime_stage_is_non_root_exec_form_and_copies_only_the_venv(
     assert not [i for i in final.instrs if i.keyword == "CMD"], f"{rel}: CMD would add arguments"
     env = " ".join(i.args for i in final.instrs if i.keyword == "ENV")
     assert "PYTHONUNBUFFERED=1" in env
-    assert any("50051" in i.args.split() for i in final.instrs if i.keyword == "EXPOSE")
+    port = "8080" if service == "web" else "50051"  # the web page is HTTP; the servers gRPC
+    assert any(port in i.args.split() for i in final.instrs if i.keyword == "EXPOSE")
     # The runtime stage gets the installed venv from the build stage, never sources or data.
     for i in final.instrs:
         if i.keyword in {"COPY", "ADD"}:

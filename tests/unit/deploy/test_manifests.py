@@ -37,9 +37,18 @@ SERVICES: dict[str, str] = {
 }
 GRPC_PORT = 50051
 METRICS_PORT = 9090
+# The web page (recsys_web): HTTP only, /metrics on the same port, HTTP probes.
+WEB = "web"
+WEB_PORT = 8080
+# Settings class of each app (tests/unit/deploy checks its ConfigMap/Secret coverage).
+SETTINGS_CLASSES: dict[str, str] = {
+    **{name: f"recsys_{name}.settings.{name.capitalize()}Settings" for name in SERVICES},
+    WEB: "recsys_web.settings.RecsysWebSettings",
+}
 # Who may call whom (prod NetworkPolicies); "*" = from anywhere.
 CALLERS: dict[str, set[str]] = {
-    "gateway": {"*"},
+    "gateway": {"*", "web"},
+    "web": {"*"},
     "catalog": {"gateway", "stack-load"},
     "retriever": {"gateway", "stack-load"},
     "embedder": {"gateway"},
@@ -267,7 +276,7 @@ def policy_errors(objs: list[Manifest]) -> list[str]:
             image = c.get("image", "")
             if "@sha256:" not in image and (":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")):
                 errors.append(f"{where}: image {image!r} is not pinned by tag or digest")
-            if image.split(":")[0].split("@")[0] in {f"recsys/{s}" for s in SERVICES}:
+            if image.split(":")[0].split("@")[0] in {f"recsys/{s}" for s in (*SERVICES, WEB)}:
                 errors.append(f"{where}: image {image!r} is not mapped to a registry by the overlay")
     return errors
 
@@ -310,6 +319,50 @@ def test_servers_use_native_grpc_health_probes(
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     # The server's start command is the image's entrypoint: no migrations in it.
     assert "command" not in c and "args" not in c
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_uses_http_probes_on_healthz_and_readyz(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    """The web page: liveness on /healthz (the process), readiness on /readyz (200 only while
+    the gateway answers SERVING), both on its one HTTP port."""
+    dep = server_deployment(rendered[overlay], WEB)
+    spec = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["template"]["metadata"]["labels"]["app"] == WEB
+    (c,) = [c for c in spec["containers"] if c["name"] == WEB]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": WEB_PORT}
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        http = c[probe].get("httpGet")
+        assert http is not None, f"web {probe} is not an httpGet probe"
+        assert http["path"] == path, f"web {probe} on {http['path']}"
+        assert probe_port(c[probe], c) == WEB_PORT
+        assert http.get("scheme", "HTTP") == "HTTP"
+    # A gateway outage must not restart the web: liveness gives at least a minute.
+    live = c["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 60
+    assert "command" not in c and "args" not in c
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_web_config_targets_the_gateway_and_drains_in_time(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    objs = rendered[overlay]
+    spec = server_deployment(objs, WEB)["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    env = env_of(objs, c, overlay)
+    assert env["RECSYS_WEB_HOST"] == "0.0.0.0"
+    assert int(env["RECSYS_WEB_PORT"]) == WEB_PORT
+    assert env["RECSYS_WEB_GATEWAY_TARGET"] == f"dns:///gateway:{GRPC_PORT}"
+    assert env.get("RECSYS_WEB_COOKIE_SECRET"), "replicas must share one cookie secret"
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    grace = float(env["RECSYS_WEB_GRACE_SECONDS"])
+    assert pre_stop + grace < spec.get("terminationGracePeriodSeconds", 30)
+    # It writes nothing to disk: at most a small /tmp.
+    for vol in spec.get("volumes", []):
+        assert set(vol) <= {"name", "emptyDir"}, f"web mounts {vol}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -380,7 +433,7 @@ def test_gateway_and_retriever_have_pdb_and_prod_hpa(
     rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
     objs = rendered[overlay]
-    for name in ("gateway", "retriever"):
+    for name in ("gateway", "retriever", WEB):
         pdb = find(objs, "PodDisruptionBudget", name)
         assert pdb["spec"]["selector"]["matchLabels"] == {"app": name}
         hpas = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == name]
@@ -393,7 +446,7 @@ def test_gateway_and_retriever_have_pdb_and_prod_hpa(
         assert "replicas" not in server_deployment(objs, name)["spec"]
     if overlay == "dev":
         assert not [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"]
-        for name in SERVICES:
+        for name in (*SERVICES, WEB):
             assert server_deployment(objs, name)["spec"].get("replicas", 1) == 1
 
 
@@ -478,6 +531,7 @@ def test_prod_serves_the_model_on_triton_on_a_gpu_node(rendered: dict[str, list[
     svc = find(objs, "Service", host)
     assert int(port) in {p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc"}
     assert find(objs, "Service", "gateway")["spec"]["type"] == "LoadBalancer"
+    assert find(objs, "Service", WEB)["spec"]["type"] == "LoadBalancer"
     for name in ("catalog", "retriever", "embedder"):
         assert find(objs, "Service", name)["spec"].get("type", "ClusterIP") == "ClusterIP"
 
@@ -531,7 +585,7 @@ def test_prod_network_policies_allow_only_the_callers(rendered: dict[str, list[M
         if o["kind"] == "NetworkPolicy" and o["spec"]["podSelector"] == {} and not o["spec"].get("ingress")
     ]
     assert deny, "prod needs a default-deny ingress policy"
-    ports = {"triton": 8001}
+    ports = {"triton": 8001, WEB: WEB_PORT}
     for app, callers in CALLERS.items():
         assert allowed_sources(objs, app, ports.get(app, GRPC_PORT)) == callers, app
     # Metrics: only the monitoring namespace; never from other pods.
@@ -539,6 +593,8 @@ def test_prod_network_policies_allow_only_the_callers(rendered: dict[str, list[M
         assert allowed_sources(objs, app, METRICS_PORT) == {
             "ns:{'kubernetes.io/metadata.name': 'monitoring'}"
         }
+    # The web's /metrics shares its public HTTP port.
+    assert allowed_sources(objs, WEB, WEB_PORT) == {"*"}
     # Every caller named in a policy is a real pod label.
     labels = {tpl["metadata"]["labels"].get("app") for _, tpl in workloads(objs)}
     assert {c for cs in CALLERS.values() for c in cs} - {"*"} <= labels
@@ -548,14 +604,13 @@ def test_prod_network_policies_allow_only_the_callers(rendered: dict[str, list[M
 
 
 def _settings_class(name: str) -> Any:
-    module_name = f"recsys_{name}.settings"
+    module_name, _, cls_name = SETTINGS_CLASSES[name].rpartition(".")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             pytest.skip(f"{module_name} does not exist yet: cannot check its ConfigMap/Secret coverage")
         raise
-    cls_name = f"{name.capitalize()}Settings"
     if not hasattr(module, cls_name):
         pytest.skip(f"{module_name} has no {cls_name} yet")
     return getattr(module, cls_name)
@@ -581,7 +636,7 @@ def _env_names(cls: Any) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("name", sorted(SERVICES))
+@pytest.mark.parametrize("name", sorted(SETTINGS_CLASSES))
 def test_every_setting_is_in_the_configmap_or_secret(
     rendered: dict[str, list[Manifest]], overlay: str, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -614,4 +669,7 @@ def test_every_setting_is_in_the_configmap_or_secret(
     for key, value in {**config, **secrets}.items():
         monkeypatch.setenv(key, value)
     settings = cls()
-    assert settings.port == GRPC_PORT and settings.metrics_port == METRICS_PORT
+    if name == WEB:
+        assert settings.port == WEB_PORT
+    else:
+        assert settings.port == GRPC_PORT and settings.metrics_port == METRICS_PORT
