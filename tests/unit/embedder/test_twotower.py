@@ -18,6 +18,8 @@ from recsys_embedder.twotower import (
     train_two_tower,
 )
 from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
+from recsys_embedder.twotower.model import augment_items, augment_users
+from recsys_embedder.twotower.train import popularity_prior
 
 ML100K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "movielens" / "ml-100k.zip"
 
@@ -94,3 +96,62 @@ def test_ml100k_cold_start_is_far_above_chance() -> None:
     assert m["users"] == 943
     assert m["two_tower/hr@10"] > 0.03  # chance: 10 / ~1600 movies = 0.006
     assert m["two_tower/hr@10"] > 0.8 * m["popular/hr@10"]
+
+
+def test_prior_folded_into_unit_vectors_ranks_by_taste_plus_weighted_prior() -> None:
+    rng = np.random.default_rng(0)
+    taste_m = rng.normal(size=(50, 6))
+    taste_m /= np.linalg.norm(taste_m, axis=1, keepdims=True)
+    taste_u = rng.normal(size=(7, 6))
+    taste_u /= np.linalg.norm(taste_u, axis=1, keepdims=True)
+    prior = rng.uniform(size=50)
+    prior[:3] = (0.0, 1.0, 1.0)
+    for w in (0.0, 0.3, 2.0, 50.0):
+        items, users = augment_items(taste_m, prior), augment_users(taste_u, w)
+        assert items.shape == (50, 8) and users.shape == (7, 8)
+        np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-6)
+        want = (taste_u @ taste_m.T + w * prior[None, :]) / np.sqrt(2.0 * (1.0 + w * w))
+        np.testing.assert_allclose(users @ items.T, want, atol=1e-6)
+
+
+def test_popularity_prior_recency_and_range() -> None:
+    movie_ids = np.array([10, 20, 30, 40])
+    day = 86400.0
+    rated = np.array([10, 10, 10, 20, 30, 99])  # 99: not a known movie, ignored
+    ts = np.array([0.0, 0.0, 0.0, 100 * day, 100 * day, 100 * day])
+    plain = popularity_prior(movie_ids, rated, ts, None)
+    assert plain[0] == pytest.approx(1.0) and plain[3] == 0.0 and plain[1] == plain[2] < 1.0
+    recent = popularity_prior(movie_ids, rated, ts, 10.0)  # 3 old ratings weigh 3 / 1024
+    assert recent[1] == recent[2] == pytest.approx(1.0) and recent[0] < 0.1 and recent[3] == 0.0
+    assert popularity_prior(movie_ids, rated[:0], ts[:0], 10.0).tolist() == [0.0] * 4
+
+
+def test_prior_round_trip_and_served_dimension(tiny_ds: Any, tmp_path: Path) -> None:
+    train, _, _ = leave_last_out(tiny_ds.interactions)
+    kw: dict[str, Any] = {"seed": 1, "epochs": 1, "dim": 8, "embed": 4, "hidden": 8, "title_buckets": 128}
+    model = train_two_tower(tiny_ds, train, prior_weight=0.7, prior_half_life_days=30.0, **kw)
+    assert model.dim == 8 and model.config.dim == 6 and model.item_prior is not None
+    items = model.item_embeddings()
+    np.testing.assert_allclose(items[:, :6] * np.sqrt(2.0), model.taste_item_embeddings(), atol=1e-6)
+    section = save_two_tower(model, tmp_path)
+    assert section["dimension"] == 8 and section["prior"]["weight"] == pytest.approx(0.7)
+    assert section["files"]["item_prior"] == "two_tower/item_prior.npy"
+    loaded = load_two_tower(tmp_path, json.loads(json.dumps(section)))
+    assert loaded.prior_weight == pytest.approx(0.7) and loaded.dim == 8
+    np.testing.assert_allclose(loaded.item_embeddings(), items, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "two_tower" / "item_embeddings.npy"), items, atol=1e-6)
+    table = loaded.demographic_table()
+    assert table.shape[-1] == 8
+    np.testing.assert_allclose(np.linalg.norm(table, axis=-1), 1.0, atol=1e-5)
+    # serving ranks by table . items; the same as cos + w * prior
+    g, a, o = 2, 3, 1
+    taste = loaded.taste_user_embeddings(np.array([g]), np.array([a]), np.array([o]))[0]
+    want = model.taste_item_embeddings() @ taste + 0.7 * model.item_prior
+    np.testing.assert_array_equal(
+        np.argsort(-(items @ table[g, a, o]), kind="stable")[:5], np.argsort(-want, kind="stable")[:5]
+    )
+    bare = train_two_tower(tiny_ds, train, prior_weight=None, **kw)
+    assert bare.item_prior is None and bare.dim == bare.config.dim == 8
+    assert "item_prior" not in save_two_tower(bare, tmp_path / "bare")["files"]
+    assert load_two_tower(tmp_path / "bare").item_prior is None

@@ -6,6 +6,12 @@ title words -> MLP.
 Score: the cosine of the two (L2-normalised) vectors scaled to the rating range,
 ``rating_min + (rating_max - rating_min) * (cos + 1) / 2``, trained with squared error.
 
+Served vectors (:meth:`TwoTower.item_embeddings`, :meth:`TwoTower.user_embeddings`) may carry
+a popularity prior folded in (see :func:`augment_items`): two extra coordinates so that the
+inner product of the (still L2-normalised) vectors ranks movies by
+``taste + prior_weight * prior``, ``taste`` = the towers' cosine and ``prior`` in ``[0, 1]``
+the movie's recency-weighted TRAIN popularity.
+
 Categorical inputs use index 0 for "unknown / not given", so a new user (no id,
 maybe no occupation) still has a vector. Plain torch: serving imports this module.
 """
@@ -84,6 +90,28 @@ class TwoTowerConfig:
         return 0
 
 
+def augment_items(taste: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Movie vectors with the prior folded in: ``[m, p, sqrt(1 - p^2)] / sqrt(2)``.
+
+    ``taste`` ``(n, d)`` L2-normalised, ``prior`` ``(n,)`` in ``[0, 1]``. Every row has norm 1
+    by construction, so an L2-normalising vector store keeps them as they are.
+    """
+    p = np.clip(np.asarray(prior, np.float64), 0.0, 1.0)[:, None]
+    out = np.concatenate([np.asarray(taste, np.float64), p, np.sqrt(1.0 - p * p)], axis=1) / np.sqrt(2.0)
+    return out.astype(np.float32)
+
+
+def augment_users(taste: np.ndarray, weight: float) -> np.ndarray:
+    """User vectors matching :func:`augment_items`: ``[u, w, 0] / sqrt(1 + w^2)`` (norm 1), so
+    ``user . movie = (cos(u, m) + w * p) / sqrt(2 (1 + w^2))``: the same order as
+    ``cos + w * p`` for every user."""
+    u = np.asarray(taste, np.float64)
+    extra = np.zeros((len(u), 2), np.float64)
+    extra[:, 0] = weight
+    out = np.concatenate([u, extra], axis=1) / np.sqrt(1.0 + weight * weight)
+    return out.astype(np.float32)
+
+
 def _normalise(x: Tensor) -> Tensor:
     return F.normalize(x, p=2.0, dim=-1, eps=1e-12)
 
@@ -139,6 +167,9 @@ class TwoTower:
     item_tokens: np.ndarray  # (n_items, title_len) int64 hashed title words
     metrics: dict[str, float] = field(default_factory=dict)
     train_info: dict[str, object] = field(default_factory=dict)
+    # Popularity prior per item row in [0, 1] (None: served vectors are the towers' alone).
+    item_prior: np.ndarray | None = None
+    prior_weight: float = 0.0
 
     @property
     def config(self) -> TwoTowerConfig:
@@ -146,11 +177,12 @@ class TwoTower:
 
     @property
     def dim(self) -> int:
-        return self.net.cfg.dim
+        """Width of the served vectors: the towers' ``dim`` (+ 2 with a prior)."""
+        return self.net.cfg.dim + (2 if self.item_prior is not None else 0)
 
     @torch.no_grad()
-    def item_embeddings(self) -> np.ndarray:
-        """``(n_items, dim)`` float32, L2-normalised, row order of :attr:`movie_ids`."""
+    def taste_item_embeddings(self) -> np.ndarray:
+        """The movie tower's ``(n_items, config.dim)`` L2-normalised vectors (no prior)."""
         self.net.eval()
         rows = torch.arange(1, len(self.movie_ids) + 1)
         v = self.net.item_vectors(
@@ -158,7 +190,14 @@ class TwoTower:
         )
         return v.numpy().astype(np.float32)
 
-    @torch.no_grad()
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, dim)`` float32, L2-normalised, row order of :attr:`movie_ids` (the served
+        movie vectors: with the prior folded in when the model has one)."""
+        taste = self.taste_item_embeddings()
+        if self.item_prior is None:
+            return taste
+        return augment_items(taste, self.item_prior)
+
     def user_embeddings(
         self,
         genders: np.ndarray,
@@ -166,7 +205,23 @@ class TwoTower:
         occupations: np.ndarray,
         user_rows: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Batched user vectors from index arrays (see :class:`TwoTowerNet`); no ids = new users."""
+        """Batched served user vectors ``(B, dim)`` from index arrays (see :class:`TwoTowerNet`);
+        no ids = new users. Inner products with :meth:`item_embeddings` rank movies by
+        ``taste + prior_weight * prior``."""
+        taste = self.taste_user_embeddings(genders, ages, occupations, user_rows)
+        if self.item_prior is None:
+            return taste
+        return augment_users(taste, self.prior_weight)
+
+    @torch.no_grad()
+    def taste_user_embeddings(
+        self,
+        genders: np.ndarray,
+        ages: np.ndarray,
+        occupations: np.ndarray,
+        user_rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The user tower's ``(B, config.dim)`` L2-normalised vectors (no prior)."""
         self.net.eval()
         g = torch.as_tensor(genders, dtype=torch.int64)
         u = torch.zeros_like(g) if user_rows is None else torch.as_tensor(user_rows, dtype=torch.int64) + 1

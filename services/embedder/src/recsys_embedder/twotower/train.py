@@ -46,7 +46,11 @@ FILES = {
     "item_tokens": f"{SUBDIR}/item_tokens.npy",
     "weights": f"{SUBDIR}/weights.pt",
 }
+PRIOR_FILE = f"{SUBDIR}/item_prior.npy"  # present when the model has a popularity prior
 SECTION_FILE = f"{SUBDIR}/two_tower.json"
+# Popularity prior folded into the served vectors; chosen on ml-100k VALIDATION (README).
+PRIOR_WEIGHT = 1.0
+PRIOR_HALF_LIFE_DAYS: float | None = 30.0
 FORMAT_VERSION = 1
 
 
@@ -97,6 +101,31 @@ def user_inputs(
     return g, a, o
 
 
+def popularity_prior(
+    movie_ids: np.ndarray,
+    rated_movie_ids: np.ndarray,
+    timestamps: np.ndarray,
+    half_life_days: float | None,
+) -> np.ndarray:
+    """Recency-weighted popularity per movie (row order of ``movie_ids``, sorted), in ``[0, 1]``:
+    ``log1p(c) / log1p(max c)`` with ``c`` = the sum over the movie's ratings of
+    ``0.5 ** (age / half_life_days)``, age counted from the newest rating (plain counts when
+    ``half_life_days`` is None)."""
+    out = np.zeros(len(movie_ids), np.float64)
+    if len(rated_movie_ids) == 0:
+        return out.astype(np.float32)
+    ts = np.asarray(timestamps, np.float64)
+    w = np.ones(len(ts))
+    if half_life_days:
+        w = np.power(0.5, (ts.max() - ts) / (half_life_days * 86400.0))
+    rows = np.searchsorted(movie_ids, rated_movie_ids)
+    ok = (rows < len(movie_ids)) & (movie_ids[np.minimum(rows, len(movie_ids) - 1)] == rated_movie_ids)
+    c = np.bincount(rows[ok], weights=w[ok], minlength=len(movie_ids)).astype(np.float64)
+    # scale so the most popular movie has c = 100: log1p then spans ~0..4.6 whatever the half-life
+    out = np.log1p(100.0 * c / max(float(c.max()), 1e-12)) / np.log1p(100.0)
+    return out.astype(np.float32)
+
+
 def occupation_vocabulary(users: Sequence[Any]) -> tuple[str, ...]:
     return tuple(sorted({u.occupation.strip().lower() for u in users if u.occupation}))
 
@@ -120,9 +149,21 @@ def train_two_tower(
     recency_half_life_days: float | None = 60.0,
     lr_decay: bool = True,
     dense_features: bool = True,
+    ranking_weight: float = 0.0,
+    temperature: float = 0.1,
+    prior_weight: float | None = PRIOR_WEIGHT,
+    prior_half_life_days: float | None = PRIOR_HALF_LIFE_DAYS,
     on_epoch: Callable[[int, TwoTower], None] | None = None,
 ) -> TwoTower:
-    """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset)."""
+    """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset).
+
+    ``prior_weight`` (None = no prior, the towers' vectors alone) folds the recency-weighted
+    TRAIN popularity (half-life ``prior_half_life_days``, see :func:`popularity_prior`) into the
+    served vectors: movies rank by ``cos + prior_weight * prior``. The defaults were chosen on
+    VALIDATION (ml-100k; see the README). ``dim`` is the width of the served vectors either
+    way: with a prior the towers output ``dim - 2`` and the prior takes two coordinates."""
+    if dim < (3 if prior_weight is not None else 1):
+        raise ValueError(f"dim must be at least 3 with a prior (1 without), got {dim}")
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     inter = dataset.interactions
@@ -147,7 +188,7 @@ def train_two_tower(
         feature_dim=int(item_features.shape[1]),
         title_buckets=title_buckets,
         title_len=title_len,
-        dim=dim,
+        dim=dim - 2 if prior_weight is not None else dim,
         embed=embed,
         hidden=hidden,
         rating_min=0.0,
@@ -174,12 +215,24 @@ def train_two_tower(
     t_gen, t_tok = torch.from_numpy(item_features), torch.from_numpy(item_tokens)
     t_u, t_i, t_r = torch.from_numpy(u_row), torch.from_numpy(i_row), torch.from_numpy(rating)
     t_w = torch.from_numpy(weight)
+    t_all = torch.arange(1, cfg.n_items + 1)
     n = len(t_u)
     history: list[float] = []
     started = time.perf_counter()
 
+    prior = None
+    if prior_weight is not None:
+        prior = popularity_prior(
+            movie_ids,
+            inter.movie_ids[mask],
+            np.asarray(inter.timestamps, np.float64)[mask],
+            prior_half_life_days,
+        )
+
     def _wrap(module: TwoTowerNet) -> TwoTower:
         return TwoTower(
+            item_prior=prior,
+            prior_weight=float(prior_weight or 0.0),
             net=module,
             movie_ids=movie_ids,
             user_ids=user_ids,
@@ -195,6 +248,10 @@ def train_two_tower(
                 "dense_features": dense_features,
                 "batch_size": batch_size,
                 "recency_half_life_days": recency_half_life_days,
+                "ranking_weight": ranking_weight,
+                "temperature": temperature,
+                "prior_weight": prior_weight,
+                "prior_half_life_days": prior_half_life_days,
                 "train_ratings": int(n),
                 "train_mse": [round(x, 5) for x in history],
                 "train_seconds": round(time.perf_counter() - started, 2),
@@ -217,6 +274,13 @@ def train_two_tower(
             pred = net.scale((uv * iv).sum(-1))
             w = t_w[idx].repeat(1 + negatives)
             loss = (w * (pred - target) ** 2).sum() / w.sum().clamp(min=1e-12)
+            if ranking_weight > 0.0:
+                # full softmax over every movie: what users like this one watched (recency-weighted)
+                all_iv = net.item_vectors(t_all, t_gen, t_tok)
+                logits = uv[:b] @ all_iv.T / temperature
+                ce = torch.nn.functional.cross_entropy(logits, t_i[idx], reduction="none")
+                wb = t_w[idx]
+                loss = loss + ranking_weight * (wb * ce).sum() / wb.sum().clamp(min=1e-12)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -243,13 +307,27 @@ def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
     np.save(root / FILES["item_features"], model.item_features.astype(np.float32))
     np.save(root / FILES["item_tokens"], model.item_tokens.astype(np.int64))
     torch.save(model.net.state_dict(), root / FILES["weights"])
+    files = dict(FILES)
+    prior: dict[str, Any] | None = None
+    if model.item_prior is not None:
+        np.save(root / PRIOR_FILE, model.item_prior.astype(np.float32))
+        files["item_prior"] = PRIOR_FILE
+        prior = {
+            "weight": model.prior_weight,
+            "half_life_days": model.train_info.get("prior_half_life_days"),
+            "item_vector": "[m, p, sqrt(1 - p^2)] / sqrt(2)",
+            "user_vector": "[u, weight, 0] / sqrt(1 + weight^2)",
+        }
     section: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "dimension": model.dim,
+        "tower_dimension": model.config.dim,
         "metric": "IP",
         "score": "rating_min + (rating_max - rating_min) * (cos + 1) / 2",
+        "ranking": "cos + prior.weight * prior" if prior is not None else "cos",
+        "prior": prior,
         "config": model.config.to_json(),
-        "files": dict(FILES),
+        "files": files,
         "movie_count": len(model.movie_ids),
         "metrics": dict(model.metrics),
         "train": dict(model.train_info),
@@ -272,7 +350,15 @@ def load_two_tower(artifact_dir: str | Path, section: dict[str, Any] | None = No
     net.load_state_dict(state)
     net.eval()
     movie_ids = np.load(root / files["movie_ids"])
+    prior_section = section.get("prior")
+    item_prior = None
+    if isinstance(prior_section, dict) and "item_prior" in files:
+        item_prior = np.load(root / files["item_prior"]).astype(np.float32)
+        if item_prior.shape != (cfg.n_items,):
+            raise ValueError(f"{root / SUBDIR}: item_prior does not match the config ({cfg.n_items} movies)")
     model = TwoTower(
+        item_prior=item_prior,
+        prior_weight=float(prior_section["weight"]) if item_prior is not None else 0.0,  # type: ignore[index]
         net=net,
         movie_ids=movie_ids,
         user_ids=np.load(root / files["user_ids"]),
