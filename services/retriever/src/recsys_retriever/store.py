@@ -87,6 +87,14 @@ class MilvusStore:
                 return self._client
             uri = self._config.uri
             if is_lite_uri(uri):
+                import importlib.util
+
+                if importlib.util.find_spec("milvus_lite") is None:
+                    raise RuntimeError(
+                        f"{uri} needs Milvus Lite, which is not installed: "
+                        "`pip install 'recsys-retriever[embedded]'`, "
+                        "or set RECSYS_RETRIEVER_MILVUS_URI to a Milvus server"
+                    )
                 os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
             kwargs: dict[str, Any] = {"timeout": self._config.timeout_s, "dedicated": True}
             if self._config.token:
