@@ -42,6 +42,7 @@ PROPS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,  # the same examples every run: a CI failure reproduces
+    database=None,
 )
 
 SQL_INJECTIONS = [
