@@ -84,18 +84,19 @@ def test_no_demographics_means_no_cold_metrics(tiny_ds: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not ML100K.is_file(), reason=f"ml-100k not found at {ML100K}")
-def test_ml100k_cold_start_is_far_above_chance() -> None:
-    """On ml-100k the demographic model is at the level of "most popular" (see the README for
-    the measured numbers; the difference is within sampling noise), far above chance."""
+def test_ml100k_cold_start_beats_most_popular() -> None:
+    """ml-100k, defaults, seed 0, refitted on TRAIN+VALIDATION: users treated as new (demographics
+    only) get a higher TEST HR@10 and NDCG@10 than "most popular" (0.0530 / 0.0283 vs 0.0498 /
+    0.0253 when written; seeds 1 and 2 and the margins are in the README: the gap is small)."""
     from recsys_core.data import load_dataset
 
     ds = load_dataset(ML100K)
     masks = leave_last_out(ds.interactions)
-    model = train_two_tower(ds, masks[0] | masks[1], seed=0, epochs=10)
+    model = train_two_tower(ds, masks[0] | masks[1], seed=0)
     m = evaluate_two_tower_cold(ds, masks, model)
     assert m["users"] == 943
-    assert m["two_tower/hr@10"] > 0.03  # chance: 10 / ~1600 movies = 0.006
-    assert m["two_tower/hr@10"] > 0.8 * m["popular/hr@10"]
+    assert m["two_tower/hr@10"] > m["popular/hr@10"]
+    assert m["two_tower/ndcg@10"] > m["popular/ndcg@10"]
 
 
 def test_prior_folded_into_unit_vectors_ranks_by_taste_plus_weighted_prior() -> None:
