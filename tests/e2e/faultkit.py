@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -335,6 +336,19 @@ def _as_owner(pgdata: Path) -> list[str]:
     import pwd
 
     return ["runuser", "-u", pwd.getpwuid(uid).pw_name, "--"]
+
+
+def pg_controllable(workdir: Path) -> str | None:
+    """None when :func:`pg_stop`/:func:`pg_start` can work here, else the reason they cannot."""
+    try:
+        pgdata = pg_data_dir(workdir)
+    except FileNotFoundError as exc:
+        return str(exc)
+    if not Path(_pg_ctl()).is_file():
+        return f"no pg_ctl at {_pg_ctl()}"
+    if pgdata.stat().st_uid != os.getuid() and shutil.which("runuser") is None:
+        return "the server runs as another user and runuser is not installed"
+    return None
 
 
 def pg_stop(workdir: Path) -> str:

@@ -32,6 +32,7 @@ from .faultkit import (
     FULL_NAMES,
     LoadLoop,
     PairSource,
+    pg_controllable,
     pg_postmaster_pid,
     pg_start,
     pg_stop,
@@ -142,6 +143,9 @@ async def test_kill9_and_restart_upstream(stack: Stack, dataset, upstream: str) 
 async def test_postgres_stop_and_restart(stack: Stack, dataset) -> None:  # type: ignore[no-untyped-def]
     if pg_postmaster_pid(stack.workdir) is None:
         pytest.skip("the catalog does not run the embedded PostgreSQL here (a DSN is configured)")
+    reason = pg_controllable(stack.workdir)
+    if reason:
+        pytest.skip(f"cannot stop/start the embedded PostgreSQL: {reason}")
     load = _load(stack, dataset, first_user=30_000)
     opts: list[str] = []
 
