@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import grpc
@@ -239,3 +242,33 @@ def test_web_app_started_by_stack_is_ready(stack: Stack) -> None:
     with urllib.request.urlopen(f"{stack.web_url}/", timeout=10) as resp:
         assert resp.status == 200
         assert b"<html" in resp.read().lower()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_client_tables_json_and_errors(stack: Stack, dataset) -> None:  # type: ignore[no-untyped-def]
+    target = stack.gateway_target
+    movie = dataset.movies[0]
+    table = _cli("recommend", "--target", target, "--like", f"{movie.movie_id}", "-k", "5")
+    assert table.returncode == 0, table.stderr
+    assert "because you liked" in table.stdout and "STRATEGY_PERSONALIZED" in table.stdout
+    as_json = _cli("similar", "--target", target, str(movie.movie_id), "-k", "3", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert len(json.loads(as_json.stdout)["movies"]) == 3
+    rated = _cli(
+        "rate", "--target", target, "--user", "10000002", "--movie", str(movie.movie_id), "--rating", "4"
+    )
+    assert rated.returncode == 0 and "stored" in rated.stdout
+    bad = _cli("rate", "--target", target, "--user", "1", "--movie", "1", "--rating", "9")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: INVALID_ARGUMENT:") and "rating" in bad.stderr
+    down = _cli("search", "--target", "127.0.0.1:1", "x", "--timeout", "2")
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
