@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from recsys.catalog.v1 import catalog_pb2_grpc
-from recsys_core.errors import FailedPrecondition, RecsysError
+from recsys_core.errors import DependencyUnavailable, FailedPrecondition, RecsysError
 from recsys_core.server import Server
 
 from recsys_catalog.embedded import EmbeddedPostgres
@@ -57,7 +57,10 @@ class CatalogServer:
         self.server.on_stop(self._close)
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.store.not_ready = FailedPrecondition("catalog starting: database not connected yet")
+        # UNAVAILABLE (retryable), not FAILED_PRECONDITION: the caller should simply retry.
+        self.store.not_ready = DependencyUnavailable(
+            "postgresql", "catalog starting: database not connected yet"
+        )
 
     async def start(self) -> int:
         port = await self.server.start()
@@ -98,7 +101,7 @@ class CatalogServer:
                 log.warning("catalog not ready: %s (retrying in %.1fs)", exc.message, delay)
             except Exception as exc:  # e.g. the embedded server failed to start
                 log.exception("catalog start-up step failed (retrying in %.1fs)", delay)
-                self.store.not_ready = FailedPrecondition(f"catalog start-up failed: {exc}")
+                self.store.not_ready = DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, s.connect_retry_max_s)
         self.store.not_ready = None
