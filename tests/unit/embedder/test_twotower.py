@@ -152,7 +152,8 @@ def test_prior_round_trip_and_served_dimension(tiny_ds: Any, tmp_path: Path) -> 
     np.testing.assert_array_equal(
         np.argsort(-(items @ table[g, a, o]), kind="stable")[:5], np.argsort(-want, kind="stable")[:5]
     )
-    bare = train_two_tower(tiny_ds, train, prior_weight=None, **kw)
+    bare = train_two_tower(tiny_ds, train, prior_weight=None, ranking_cold=True, **kw)
     assert bare.item_prior is None and bare.dim == bare.config.dim == 8
+    assert bare.train_info["ranking_cold"] is True and bare.train_info["prior_weight"] is None
     assert "item_prior" not in save_two_tower(bare, tmp_path / "bare")["files"]
     assert load_two_tower(tmp_path / "bare").item_prior is None

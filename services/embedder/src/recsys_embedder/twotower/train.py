@@ -159,6 +159,7 @@ def train_two_tower(
     dense_features: bool = True,
     ranking_weight: float = 1.0,
     temperature: float = 0.1,
+    ranking_cold: bool = False,
     prior_weight: float | None = PRIOR_WEIGHT,
     prior_half_life_days: float | None = PRIOR_HALF_LIFE_DAYS,
     on_epoch: Callable[[int, TwoTower], None] | None = None,
@@ -258,6 +259,7 @@ def train_two_tower(
                 "recency_half_life_days": recency_half_life_days,
                 "ranking_weight": ranking_weight,
                 "temperature": temperature,
+                "ranking_cold": ranking_cold,
                 "prior_weight": prior_weight,
                 "prior_half_life_days": prior_half_life_days,
                 "train_ratings": int(n),
@@ -285,7 +287,12 @@ def train_two_tower(
             if ranking_weight > 0.0:
                 # full softmax over every movie: what users like this one watched (recency-weighted)
                 all_iv = net.item_vectors(t_all, t_gen, t_tok)
-                logits = uv[:b] @ all_iv.T / temperature
+                if ranking_cold:  # the demographic-only vector: exactly what serving uses
+                    pos = t_u[idx]
+                    ru = net.user_vectors(t_ug[pos], t_ua[pos], t_uo[pos], torch.zeros_like(pos))
+                else:
+                    ru = uv[:b]
+                logits = ru @ all_iv.T / temperature
                 ce = torch.nn.functional.cross_entropy(logits, t_i[idx], reduction="none")
                 wb = t_w[idx]
                 loss = loss + ranking_weight * (wb * ce).sum() / wb.sum().clamp(min=1e-12)
