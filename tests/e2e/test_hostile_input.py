@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
@@ -217,7 +217,6 @@ def test_recommend_user_and_filter(gw, known, user: int, k: int, genres: list[st
 @PROPS
 @given(occupation=texts, age=st.integers(-5, 200), zip_code=texts)
 def test_recommend_demographics_strings(gw, occupation: str, age: int, zip_code: str) -> None:  # type: ignore[no-untyped-def]
-    assume(not _unicode_digits(occupation))  # known bug: test_occupation_of_unicode_digits_is_invalid
     demo = common_pb2.Demographics(
         gender=common_pb2.GENDER_MALE, age=age, occupation=occupation, zip_code=zip_code
     )
@@ -228,17 +227,6 @@ def test_recommend_demographics_strings(gw, occupation: str, age: int, zip_code:
         assert r.code == INVALID, r
 
 
-def _unicode_digits(value: str) -> bool:
-    v = value.strip()
-    return v.isdigit() and not v.isascii()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (embedder): recsys_embedder.service.normalise_occupation calls int() on str.isdigit() "
-    "strings, and '²'.isdigit() is True but int('²') raises: INTERNAL instead of INVALID_ARGUMENT. "
-    "Fix: `v.isascii() and v.isdigit()`; then drop this xfail and the assume() in the property above.",
-)
 @pytest.mark.parametrize("occupation", ["²", "٣", "¹⁰"])
 def test_occupation_of_unicode_digits_is_invalid(gw, occupation: str) -> None:  # type: ignore[no-untyped-def]
     demo = common_pb2.Demographics(age=30, occupation=occupation)

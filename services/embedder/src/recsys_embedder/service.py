@@ -541,7 +541,7 @@ def _age_bracket(age: int) -> int:
 def normalise_occupation(value: str) -> str | None:
     """A code "0".."20" or a name (either MovieLens vocabulary, any case) -> lowercase name; else None."""
     v = value.strip().lower()
-    if v.isdigit():
+    if v.isascii() and v.isdigit():  # "²".isdigit() is True, but int("²") raises
         code = int(v)
         return ML1M_OCCUPATIONS[code] if 0 <= code < len(ML1M_OCCUPATIONS) else None
     if v in ML1M_OCCUPATIONS or v in ML100K_OCCUPATIONS:
