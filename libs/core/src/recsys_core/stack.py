@@ -435,7 +435,14 @@ async def _version(svc: ServiceDef, channel: grpc.aio.Channel) -> str:
             d = await retriever_pb2_grpc.RetrieverStub(channel).Describe(
                 retriever_pb2.DescribeRequest(), timeout=2
             )
-            serving = [f"{c.version}:{c.count}" for c in d.collections if c.serving]
+            from recsys.common.v1 import common_pb2
+
+            serving = [
+                f"{common_pb2.VectorSpace.Name(c.space).removeprefix('VECTOR_SPACE_').lower()} {c.version} "
+                f"({c.count} vectors)"
+                for c in d.collections
+                if c.serving
+            ]
             return f"{d.backend}, serving {', '.join(serving) or 'none'}"
         if svc.name == "catalog":
             from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
