@@ -34,7 +34,7 @@ def test_brackets_and_genders() -> None:
 def test_train_save_load_round_trip(tiny_ds: Any, tmp_path: Path) -> None:
     train, valid, test = leave_last_out(tiny_ds.interactions)
     model = train_two_tower(tiny_ds, train, seed=3, epochs=2, dim=8, embed=4, hidden=8, title_buckets=128)
-    assert len(model.train_info["train_mse"]) == 2  # type: ignore[arg-type]
+    assert len(model.train_info["train_loss"]) == 2  # type: ignore[arg-type]
     items = model.item_embeddings()
     assert items.shape == (len(tiny_ds.movies), 8)
     np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)

@@ -18,12 +18,14 @@ cross-entropy), added to the squared error. It makes the demographic towers lear
 group is to watch a movie, which is what HR@10 measures; the squared-error rating head stays.
 Defaults (ranking head 1.0, prior 0.5 with a 120-day half-life, 32-wide towers = 34-wide
 served vectors) were chosen on VALIDATION extended to each user's four last pre-TEST events
-(never on TEST); see the README.
+(never on TEST); see the README. ml-100k TEST HR@10 (users treated as new), seeds 0/1/2:
+0.0530 / 0.0530 / 0.0488 vs 0.0498 for "most popular".
 
 Artifact layout (``<artifact>/two_tower/``): ``weights.pt`` (a state dict, loaded
 with ``weights_only=True``), ``item_embeddings.npy`` (float32, L2-normalised, row
-order of ``movie_ids.npy``), ``movie_ids.npy``, ``user_ids.npy``, ``item_features.npy``,
-``item_tokens.npy`` and ``two_tower.json`` (the manifest section, so the folder
+order of ``movie_ids.npy``; the served vectors, prior included), ``movie_ids.npy``,
+``user_ids.npy``, ``item_features.npy``, ``item_tokens.npy``, ``item_prior.npy`` (with a prior
+only) and ``two_tower.json`` (the manifest section, so the folder
 loads on its own; the training CLI merges the same dict into ``manifest.json``
 under ``"two_tower"``).
 """
@@ -263,7 +265,7 @@ def train_two_tower(
                 "prior_weight": prior_weight,
                 "prior_half_life_days": prior_half_life_days,
                 "train_ratings": int(n),
-                "train_mse": [round(x, 5) for x in history],
+                "train_loss": [round(x, 5) for x in history],  # squared error + ranking_weight * softmax CE
                 "train_seconds": round(time.perf_counter() - started, 2),
             },
         )
@@ -303,7 +305,7 @@ def train_two_tower(
             total += float(loss.detach()) * len(u)
             count += len(u)
         history.append(total / max(count, 1))
-        log.info("two-tower epoch %d/%d mse %.4f", epoch, epochs, history[-1])
+        log.info("two-tower epoch %d/%d loss %.4f", epoch, epochs, history[-1])
         if on_epoch is not None:
             net.eval()
             on_epoch(epoch, _wrap(net))
