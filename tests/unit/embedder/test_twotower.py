@@ -157,3 +157,27 @@ def test_prior_round_trip_and_served_dimension(tiny_ds: Any, tmp_path: Path) -> 
     assert bare.train_info["ranking_cold"] is True and bare.train_info["prior_weight"] is None
     assert "item_prior" not in save_two_tower(bare, tmp_path / "bare")["files"]
     assert load_two_tower(tmp_path / "bare").item_prior is None
+
+
+def test_extended_validation_folds(tiny_ds: Any) -> None:
+    from recsys_embedder.twotower.evaluate import extended_validation_masks
+
+    inter = tiny_ds.interactions
+    train, valid, test = leave_last_out(inter)
+    folds = extended_validation_masks(inter, folds=3)
+    assert len(folds) == 3
+    np.testing.assert_array_equal(folds[0][1], valid)
+    np.testing.assert_array_equal(folds[0][0], train)
+    for j, (tr, va, empty) in enumerate(folds):
+        assert not empty.any() and not (tr & va).any() and not ((tr | va) & test).any()
+        assert np.bincount(inter.user_ids[va]).max() == 1  # one target per user
+        for u in np.unique(inter.user_ids[va]):  # the target is later than all its user's TRAIN
+            mine = inter.user_ids == u
+            t_va = inter.timestamps[va & mine][0]
+            assert (inter.timestamps[tr & mine] <= t_va).all()
+            assert int((mine & ~tr & ~va).sum()) == j + 1  # the events after the target
+    model = train_two_tower(
+        tiny_ds, folds[1][0], seed=0, epochs=1, dim=8, embed=4, hidden=8, title_buckets=128
+    )
+    m = evaluate_two_tower_cold(tiny_ds, folds[1], model, target="valid")
+    assert m["users"] == float(folds[1][1].sum())

@@ -87,3 +87,30 @@ def evaluate_two_tower_cold(
     out.update({f"popular/{k}": v for k, v in pp.items() if k in ("hr@10", "ndcg@10")})
     out["users"] = float(len(users))
     return out
+
+
+def extended_validation_masks(inter: Any, folds: int = 4) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Masks for choosing settings on more than one event per user, all before TEST.
+
+    Fold ``j`` (0..folds-1) targets each user's ``(j + 2)``-th last event (by timestamp, then
+    movie id, as ``leave_last_out``) and trains on the events before it (every user's events
+    from that position on are in no mask); a user needs ``j + 3`` events to have a target.
+    Fold 0 is ``leave_last_out``'s (TRAIN, VALIDATION). Each element is ``(train, valid,
+    empty)`` for ``evaluate_two_tower_cold(..., target="valid")`` (the ml-100k settings were
+    chosen on the mean over 4 folds).
+    """
+    n = len(inter)
+    order = np.lexsort((inter.movie_ids, inter.timestamps, inter.user_ids))
+    users = inter.user_ids[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, n])
+    from_end = np.zeros(n, np.int64)  # 0 = the user's last event (TEST)
+    count_of = np.zeros(n, np.int64)  # the user's number of events
+    for s, c in zip(starts, counts, strict=True):
+        from_end[order[s : s + c]] = np.arange(c)[::-1]
+        count_of[order[s : s + c]] = c
+    out = []
+    for j in range(folds):
+        k = j + 1
+        out.append((from_end > k, (from_end == k) & (count_of >= k + 2), np.zeros(n, dtype=bool)))
+    return out
