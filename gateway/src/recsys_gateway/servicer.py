@@ -10,6 +10,7 @@ from recsys.catalog.v1 import catalog_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.errors import Unauthenticated
 
+from . import hops
 from .service import GatewayService
 
 API_KEY_HEADER = "x-api-key"
@@ -21,6 +22,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._keys = [k.encode() for k in api_keys]
 
     def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        hops.start()  # every RPC begins here: a fresh per-request record of upstream time
         if not self._keys:
             return
         given = ""

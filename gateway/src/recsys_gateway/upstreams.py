@@ -10,6 +10,7 @@ become ``UpstreamError`` carrying the upstream's name and status code.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_core.client import open_channel, remaining_timeout
 from recsys_core.errors import UpstreamError
 
+from . import hops
 from .settings import GatewaySettings
 
 T = TypeVar("T")
@@ -54,15 +56,32 @@ class _Upstream:
     async def call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
         timeout = remaining_timeout(self._timeout)
         if timeout <= 0:
-            raise UpstreamError(self.name, grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for this call")
+            raise self._deadline_error(f"no time left to call {self.name}")
+        started: float | None = time.monotonic()
         try:
             async with self._sem:
                 return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            hops.record(self.name, time.monotonic() - (started or 0.0))
+            started = None
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise self._deadline_error(f"{self.name} call ran out of time") from None
             err = UpstreamError.from_rpc_error(self.name, exc)
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 err = UpstreamError(self.name, exc.code(), f"unavailable: {err.detail}", field=err.field)
             raise err from None
+        finally:
+            if started is not None:
+                hops.record(self.name, time.monotonic() - started)
+
+    def _deadline_error(self, what: str) -> UpstreamError:
+        """DEADLINE_EXCEEDED naming the upstream the request's time went to (the cause)."""
+        slow = hops.slowest()
+        culprit = slow[0] if slow else self.name
+        spent = hops.summary() or "none"
+        return UpstreamError(
+            culprit, grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded: {what} (time spent: {spent})"
+        )
 
 
 class GrpcUpstreams:

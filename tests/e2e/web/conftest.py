@@ -60,9 +60,18 @@ class Browser:
         ActionChains(self.driver).send_keys(*keys).perform()
 
     def wait_url(self, fragment: str) -> None:
+        """Wait for the URL and for the new document to finish loading."""
         from selenium.webdriver.support import expected_conditions as ec
 
         self.wait.until(ec.url_contains(fragment))
+        self.wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def wait_text(self, selector: str, text: str) -> None:
+        """Wait until ``selector``'s text contains ``text`` (re-finding it if the page is replaced)."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+
+        self.wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, selector), text))
 
     def no_horizontal_scroll(self) -> bool:
         return bool(

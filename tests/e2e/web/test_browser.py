@@ -121,7 +121,7 @@ def movie_flow(browser, prefix: str, user_id: int, result: FlowResult) -> str:
     browser.css("#user-id").send_keys(str(user_id))
     browser.css("form.signin button").click()
     browser.wait_url(f"/movies/{movie_id}")
-    assert f"For user {user_id}" in browser.css("nav.user").text
+    browser.wait_text("nav.user", f"For user {user_id}")
     browser.css('form.stars button[value="4"]').click()
     browser.wait_url("rated=4")
     assert f"you rated it 4 ★ as user {user_id}" in browser.visible("#rated-flash").text
