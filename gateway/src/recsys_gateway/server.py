@@ -13,7 +13,7 @@ from recsys_core.server import Server
 from .service import GatewayOptions, GatewayService
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
-from .upstreams import CATALOG, EMBEDDER, RETRIEVER, GrpcUpstreams
+from .upstreams import GrpcUpstreams
 
 SERVICE_NAME = "recsys.gateway.v1.Gateway"
 log = logging.getLogger(__name__)
@@ -25,11 +25,7 @@ async def _wait_upstreams(server: Server, upstreams: GrpcUpstreams) -> None:
     After that the gateway stays SERVING: an upstream outage is answered per call with
     UNAVAILABLE naming the upstream, and calls that do not need it keep working.
     """
-    checks = {
-        "catalog": (upstreams._catalog.channel, CATALOG),
-        "embedder": (upstreams._embedder.channel, EMBEDDER),
-        "retriever": (upstreams._retriever.channel, RETRIEVER),
-    }
+    checks = upstreams.health_targets()
     pending = set(checks)
     while pending:
         for name in sorted(pending):

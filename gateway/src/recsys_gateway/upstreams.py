@@ -112,6 +112,14 @@ class GrpcUpstreams:
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._embedder.channel)
         self.retriever = retriever_pb2_grpc.RetrieverStub(self._retriever.channel)
 
+    def health_targets(self) -> dict[str, tuple[grpc.aio.Channel, str]]:
+        """upstream name -> (its channel, the full service name its health reports)."""
+        return {
+            "catalog": (self._catalog.channel, CATALOG),
+            "embedder": (self._embedder.channel, EMBEDDER),
+            "retriever": (self._retriever.channel, RETRIEVER),
+        }
+
     async def close(self) -> None:
         await asyncio.gather(
             self._catalog.channel.close(), self._embedder.channel.close(), self._retriever.channel.close()
