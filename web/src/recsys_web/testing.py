@@ -114,6 +114,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
                 overlap = len(set(m.genres) & set(self.by_id[lid].genres)) if lid in self.by_id else 0
                 if overlap > best:
                     best, because = float(overlap), lid
+            if not because and liked:  # like the real gateway: always the closest liked movie
+                because = liked[0]
             penalty = sum(len(set(m.genres) & set(self.by_id[d].genres)) for d in disliked if d in self.by_id)
             score = (best - 0.5 * penalty) / 2 + 1.0 / (1000 + m.movie_id)
             scored.append((score, m, because))
