@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,9 @@ sys.path.insert(0, str(HERE))
 
 from echo_server import floor  # noqa: E402
 from recsys_core.loadgen import measure  # noqa: E402
+from stack_util import recommend_requests, start_stack  # noqa: E402
 
 CALL = "recsys.gateway.v1.Gateway.Recommend"
-
-
-def start_stack(data: str, workdir: Path, artifacts: Path, offset: int) -> str:
-    cmd = [
-        sys.executable, "-m", "recsys_core.cli", "up", "--detach", "--data", data,
-        "--workdir", str(workdir), "--artifacts", str(artifacts), "--port-offset", str(offset),
-    ]  # fmt: skip
-    print("starting the stack:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return f"127.0.0.1:{50051 + offset}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,12 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     levels = tuple(int(c) for c in args.concurrency.split(","))
 
-    from recsys_core.data import load_dataset
-
-    ds = load_dataset(args.data)
-    users = sorted(set(ds.interactions.user_ids.tolist()))
-    random.Random(0).shuffle(users)
-    data = [{"user_id": int(u), "k": args.k} for u in users[:500]]
+    data = recommend_requests(args.data, args.k)
 
     started = None
     target = args.target

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -33,24 +32,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from recsys_core.loadgen import measure
 from recsys_core.stack import SERVICES
+from stack_util import GATEWAY_PORT, recommend_requests, start_stack
 
 CALL = "recsys.gateway.v1.Gateway.Recommend"
 METRIC = "recsys_grpc_request_duration_seconds"
-GATEWAY_PORT = next(s.port for s in SERVICES if s.name == "gateway")
-
-
-def start_stack(data: str, workdir: Path, artifacts: Path, offset: int, train_args: str) -> str:
-    cmd = [
-        sys.executable, "-m", "recsys_core.cli", "up", "--detach", "--data", data,
-        "--workdir", str(workdir), "--artifacts", str(artifacts), "--port-offset", str(offset),
-    ]  # fmt: skip
-    if train_args:
-        cmd += ["--train-args", train_args]
-    print("starting the stack:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return f"127.0.0.1:{GATEWAY_PORT + offset}"
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -182,12 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration < 60:
         ap.error("--duration must be at least 60 seconds (a sustained run)")
 
-    from recsys_core.data import load_dataset
-
-    ds = load_dataset(args.data)
-    users = sorted(set(ds.interactions.user_ids.tolist()))
-    random.Random(0).shuffle(users)
-    data = [{"user_id": int(u), "k": args.k} for u in users[:500]]
+    data = recommend_requests(args.data, args.k)
 
     started = None
     target = args.target
