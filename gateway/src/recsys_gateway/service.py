@@ -253,7 +253,8 @@ class GatewayService:
         if not hits:
             return []
         hit_ids = [h.movie_id for h in hits]
-        pool = [m for m in because_pool if m not in set(hit_ids)]
+        hit_set = set(hit_ids)
+        pool = [m for m in because_pool if m not in hit_set]
         meta_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
         movies_task = self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=meta_ids))
         if pool:
