@@ -19,6 +19,13 @@ from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
 from recsys_embedder.twotower.model import TwoTower
 
 METRIC_KEYS = ("hr@10", "ndcg@10")
+# (evaluate_two_tower_cold key prefix, table row); "recent popular" = counts weighted by a 30-day
+# half-life, the baseline the model's popularity prior is built like
+ROWS = (
+    ("two_tower", "two-tower (cold)"),
+    ("popular", "popular (same users)"),
+    ("recent_popular", "recent popular (same users)"),
+)
 
 
 def has_demographics(ds: Dataset) -> bool:
@@ -35,7 +42,8 @@ def train_and_evaluate(
     """Train (TRAIN, for VALIDATION), refit (TRAIN+VALIDATION, for TEST and serving), evaluate.
 
     Returns the served model and ``{"two-tower (cold)": {"validation": {...}, "test": {...}},
-    "popular (same users)": {...}}``, or None when the data set has no demographics.
+    "popular (same users)": {...}, "recent popular (same users)": {...}}``, or None when the data
+    set has no demographics.
     """
     if not has_demographics(ds):
         log("two-tower: the data set has no user demographics (e.g. ml-latest): skipped")
@@ -61,7 +69,9 @@ def results_from(
     valid: dict[str, float] | None, test: dict[str, float]
 ) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for key, name in (("two_tower", "two-tower (cold)"), ("popular", "popular (same users)")):
+    for key, name in ROWS:
+        if f"{key}/hr@10" not in test:  # no user with demographics
+            continue
         out[name] = {
             "validation": {m: float(valid[f"{key}/{m}"]) for m in METRIC_KEYS} if valid else {},
             "test": {m: float(test[f"{key}/{m}"]) for m in METRIC_KEYS},
@@ -73,8 +83,12 @@ def results_from(
 def manifest_metrics(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Flat metrics for ModelInfo, e.g. ``two_tower/test/hr@10``."""
     flat: dict[str, Any] = {}
-    for name, key in (("two-tower (cold)", "two_tower"), ("popular (same users)", "popular_cold")):
+    for name, key in (
+        ("two-tower (cold)", "two_tower"),
+        ("popular (same users)", "popular_cold"),
+        ("recent popular (same users)", "recent_popular_cold"),
+    ):
         for phase in ("validation", "test"):
-            for m, v in results[name].get(phase, {}).items():
+            for m, v in results.get(name, {}).get(phase, {}).items():
                 flat[f"{key}/{phase}/{m}"] = v
     return flat

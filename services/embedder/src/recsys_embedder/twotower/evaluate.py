@@ -3,8 +3,9 @@
 For every user with a TEST event and known demographics, the user vector comes
 from demographics alone (no id, no history). All movies are ranked except the
 user's TRAIN and VALIDATION movies, and the TEST movie's rank gives HR@10 and
-NDCG@10. "Most popular" (TRAIN+VALIDATION counts) is scored on the same users
-with the same exclusions.
+NDCG@10. "Most popular" (TRAIN+VALIDATION counts) and "recent popular" (the same counts
+weighted by ``0.5 ** (age / 30 days)``, age from the newest rating: what the model's
+popularity prior uses) are scored on the same users with the same exclusions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import torch
 
 from recsys_embedder.evaluation.metrics import metrics_from_ranks, target_ranks
 from recsys_embedder.twotower.model import TwoTower, age_bracket, gender_index
+from recsys_embedder.twotower.train import event_weights
+
+RECENT_POPULAR_HALF_LIFE_DAYS = 30.0
 
 
 def evaluate_two_tower_cold(
@@ -32,7 +36,8 @@ def evaluate_two_tower_cold(
     choosing hyperparameters without looking at TEST).
 
     Returns ``{"two_tower/hr@10", "two_tower/ndcg@10", "popular/hr@10", "popular/ndcg@10",
-    "users"}``; ``users`` = 0 (and no other key) when the data set has no demographics.
+    "recent_popular/hr@10", "recent_popular/ndcg@10", "users"}``; ``users`` = 0 (and no other
+    key) when the data set has no demographics.
     """
     train, valid, test = (np.asarray(m, dtype=bool) for m in masks)
     if target == "valid":
@@ -61,6 +66,8 @@ def evaluate_two_tower_cold(
     seen_u = inter.user_ids[seen]
     seen_i = np.searchsorted(movie_ids, inter.movie_ids[seen])
     pop = torch.from_numpy(np.bincount(seen_i, minlength=n_items).astype(np.float32))
+    recent_w = event_weights(inter.timestamps[seen], half_life_days=RECENT_POPULAR_HALF_LIFE_DAYS)
+    recent = torch.from_numpy(np.bincount(seen_i, weights=recent_w, minlength=n_items))
     user_pos = {int(u): k for k, u in enumerate(users)}
     ex_rows = np.array([user_pos.get(int(u), -1) for u in seen_u])
     ok = ex_rows >= 0
@@ -71,7 +78,7 @@ def evaluate_two_tower_cold(
     user_vec = torch.from_numpy(model.user_embeddings(g, a, o))
     item_vec = torch.from_numpy(model.item_embeddings())
 
-    tt_ranks, pop_ranks = [], []
+    tt_ranks, pop_ranks, recent_ranks = [], [], []
     for s in range(0, len(users), batch_size):
         e = min(s + batch_size, len(users))
         exclude = torch.zeros(e - s, n_items, dtype=torch.bool)
@@ -81,10 +88,11 @@ def evaluate_two_tower_cold(
         exclude[torch.arange(e - s), t] = False
         tt_ranks.append(target_ranks(user_vec[s:e] @ item_vec.T, t, exclude))
         pop_ranks.append(target_ranks(pop.unsqueeze(0).expand(e - s, -1), t, exclude))
-    tt = metrics_from_ranks(torch.cat(tt_ranks))
-    pp = metrics_from_ranks(torch.cat(pop_ranks))
-    out = {f"two_tower/{k}": v for k, v in tt.items() if k in ("hr@10", "ndcg@10")}
-    out.update({f"popular/{k}": v for k, v in pp.items() if k in ("hr@10", "ndcg@10")})
+        recent_ranks.append(target_ranks(recent.unsqueeze(0).expand(e - s, -1), t, exclude))
+    out: dict[str, float] = {}
+    for key, ranks in (("two_tower", tt_ranks), ("popular", pop_ranks), ("recent_popular", recent_ranks)):
+        m = metrics_from_ranks(torch.cat(ranks))
+        out.update({f"{key}/{k}": v for k, v in m.items() if k in ("hr@10", "ndcg@10")})
     out["users"] = float(len(users))
     return out
 
