@@ -317,6 +317,7 @@ def _fuzz_cases(
         ("empty SimilarMovies", lambda g: call(g.SimilarMovies, gateway_pb2.SimilarMoviesRequest()), {INVALID}),
         ("empty SearchMovies", lambda g: call(g.SearchMovies, catalog_pb2.SearchMoviesRequest()), {INVALID}),
         ("empty SampleMovies = defaults", lambda g: call(g.SampleMovies, gateway_pb2.SampleMoviesRequest()), {OK}),
+        ("ListGenres (no fields)", lambda g: call(g.ListGenres, gateway_pb2.ListGenresRequest()), {OK}),
         ("10^5 GetMovies ids", lambda g: call(g.GetMovies, catalog_pb2.GetMoviesRequest(movie_ids=huge)), {INVALID}),
         ("10^5 liked", lambda g: call(g.Recommend, gateway_pb2.RecommendRequest(
             liked=[common_pb2.RatedMovie(movie_id=i) for i in huge], k=5)), {INVALID}),

@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from recsys.catalog.v1 import catalog_pb2
+from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.data import load_dataset
@@ -140,6 +140,25 @@ async def test_similar_get_search(gw, dataset) -> None:  # type: ignore[no-untyp
     assert movie.movie_id in [h.movie.movie_id for h in found.hits]
 
 
+async def test_list_genres_is_the_catalog_vocabulary_and_filters_accept_it(  # type: ignore[no-untyped-def]
+    gw, stack: Stack, dataset
+) -> None:
+    resp = await gw.ListGenres(gateway_pb2.ListGenresRequest(), timeout=10)
+    genres = list(resp.genres)
+    async with grpc.aio.insecure_channel(stack.target("catalog")) as ch:
+        described = await catalog_pb2_grpc.CatalogStub(ch).Describe(catalog_pb2.DescribeRequest(), timeout=10)
+    assert genres == sorted(described.genres)
+    in_movies = {g for m in dataset.movies for g in m.genres}
+    assert in_movies <= set(genres)
+    # The rarest genre (the one a sample of movies misses first) is listed and filters accept it.
+    rare = min(in_movies, key=lambda g: sum(g in m.genres for m in dataset.movies))
+    sample = await gw.SampleMovies(
+        gateway_pb2.SampleMoviesRequest(n=5, min_ratings=0, filter=common_pb2.MovieFilter(genres_any=[rare])),
+        timeout=10,
+    )
+    assert sample.movies and all(rare in m.genres for m in sample.movies)
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -263,6 +282,9 @@ def test_cli_client_tables_json_and_errors(stack: Stack, dataset) -> None:  # ty
     as_json = _cli("similar", "--target", target, str(movie.movie_id), "-k", "3", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert len(json.loads(as_json.stdout)["movies"]) == 3
+    genres = _cli("genres", "--target", target)
+    assert genres.returncode == 0, genres.stderr
+    assert {g for m in dataset.movies for g in m.genres} <= set(genres.stdout.splitlines())
     rated = _cli(
         "rate", "--target", target, "--user", "10000002", "--movie", str(movie.movie_id), "--rating", "4"
     )

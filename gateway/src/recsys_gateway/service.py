@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,7 @@ class Upstreams(Protocol):
         self, req: catalog_pb2.GetUserHistoryRequest
     ) -> catalog_pb2.GetUserHistoryResponse: ...
     async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse: ...
+    async def describe_catalog(self, req: catalog_pb2.DescribeRequest) -> catalog_pb2.DescribeResponse: ...
     async def record_ratings(
         self, req: catalog_pb2.RecordRatingsRequest
     ) -> catalog_pb2.RecordRatingsResponse: ...
@@ -66,6 +68,8 @@ class GatewayOptions:
     sample_min_ratings: int = 50
     # History read per user for Recommend (newest first).
     history_limit: int = 1000
+    # How long ListGenres serves the genre list it last read from the catalog (seconds; 0 = no cache).
+    genres_ttl_s: float = 60.0
 
 
 def _check_id(value: int, field: str) -> None:
@@ -158,9 +162,19 @@ def _dedupe(ids: Sequence[int]) -> list[int]:
 
 
 class GatewayService:
-    def __init__(self, upstreams: Upstreams, options: GatewayOptions | None = None) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        options: GatewayOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._up = upstreams
         self._opt = options or GatewayOptions()
+        self._clock = clock
+        # ListGenres cache: (genres, read at); one catalog read at a time refreshes it.
+        self._genres: tuple[tuple[str, ...], float] | None = None
+        self._genres_lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- Recommend
     async def recommend(self, req: gateway_pb2.RecommendRequest) -> gateway_pb2.RecommendResponse:
@@ -350,6 +364,28 @@ class GatewayService:
                 n=n, seed=req.seed, min_ratings=min_ratings, filter=req.filter, exclude_ids=req.exclude_ids
             )
         )
+
+    async def list_genres(self, req: gateway_pb2.ListGenresRequest) -> gateway_pb2.ListGenresResponse:
+        """The catalog's genre vocabulary (its Describe), sorted; cached for ``genres_ttl_s``.
+
+        Describe also counts ratings, so concurrent misses share one catalog read. A failed
+        read caches nothing: the caller gets the catalog's error and the next call tries again.
+        """
+        cached = self._fresh_genres()
+        if cached is None:
+            async with self._genres_lock:
+                cached = self._fresh_genres()  # another caller may have refreshed it meanwhile
+                if cached is None:
+                    info = await self._up.describe_catalog(catalog_pb2.DescribeRequest())
+                    cached = tuple(sorted({g for g in info.genres if g}))
+                    self._genres = (cached, self._clock())
+        return gateway_pb2.ListGenresResponse(genres=cached)
+
+    def _fresh_genres(self) -> tuple[str, ...] | None:
+        if self._genres is None:
+            return None
+        genres, read_at = self._genres
+        return genres if self._clock() - read_at < self._opt.genres_ttl_s else None
 
     async def record_feedback(
         self, req: gateway_pb2.RecordFeedbackRequest

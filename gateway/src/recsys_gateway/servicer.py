@@ -57,6 +57,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._authorize(context)
         return await self._service.sample_movies(request)
 
+    async def ListGenres(  # type: ignore[no-untyped-def]
+        self, request: gateway_pb2.ListGenresRequest, context
+    ) -> gateway_pb2.ListGenresResponse:
+        self._authorize(context)
+        return await self._service.list_genres(request)
+
     async def RecordFeedback(  # type: ignore[no-untyped-def]
         self, request: gateway_pb2.RecordFeedbackRequest, context
     ) -> gateway_pb2.RecordFeedbackResponse:

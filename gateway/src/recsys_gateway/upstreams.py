@@ -146,6 +146,9 @@ class GrpcUpstreams:
     async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse:
         return await self._catalog.call(self.catalog.GetUsers, req)
 
+    async def describe_catalog(self, req: catalog_pb2.DescribeRequest) -> catalog_pb2.DescribeResponse:
+        return await self._catalog.call(self.catalog.Describe, req)
+
     async def record_ratings(
         self, req: catalog_pb2.RecordRatingsRequest
     ) -> catalog_pb2.RecordRatingsResponse:

@@ -1,17 +1,34 @@
-"""The real gateway server: API keys, health/reflection left open, upstream outages named."""
+"""The real gateway server: API keys, health/reflection left open, upstream outages named;
+every RPC of the contract covered by reflection, API keys and metrics."""
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.testing import reflection_file_containing, test_settings
 from recsys_gateway.server import build_server
 from recsys_gateway.settings import GatewaySettings
+
+GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
+METHODS = sorted(GATEWAY.methods_by_name)
+KEY = (("x-api-key", "k-123"),)
+
+
+def _empty_request(method: str) -> Any:
+    return message_factory.GetMessageClass(GATEWAY.methods_by_name[method].input_type)()
+
+
+def _calls_counted(method: str, code: str) -> float:
+    labels = {"service": "gateway", "method": f"{GATEWAY.full_name}/{method}", "code": code}
+    return REGISTRY.get_sample_value("recsys_grpc_requests_total", labels) or 0.0
 
 
 def _dead_port() -> int:
@@ -76,3 +93,29 @@ async def test_invalid_argument_names_field(gateway: grpc.aio.Channel) -> None:
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "k must be" in (exc.value.details() or "")
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_every_rpc_resolves_by_reflection(gateway: grpc.aio.Channel, method: str) -> None:
+    files = await reflection_file_containing(gateway, f"{GATEWAY.full_name}.{method}")
+    assert any(f.package == "recsys.gateway.v1" for f in files)
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_every_rpc_needs_the_key_and_is_counted(gateway: grpc.aio.Channel, method: str) -> None:
+    call = getattr(gateway_pb2_grpc.GatewayStub(gateway), method)
+    before = _calls_counted(method, "UNAUTHENTICATED")
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await call(_empty_request(method), timeout=5)
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _calls_counted(method, "UNAUTHENTICATED") == before + 1
+
+
+async def test_list_genres_with_the_catalog_down_is_unavailable_naming_it(gateway: grpc.aio.Channel) -> None:
+    stub = gateway_pb2_grpc.GatewayStub(gateway)
+    before = _calls_counted("ListGenres", "UNAVAILABLE")
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.ListGenres(gateway_pb2.ListGenresRequest(), timeout=10, metadata=KEY)
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (exc.value.details() or "").startswith("catalog: unavailable")
+    assert _calls_counted("ListGenres", "UNAVAILABLE") == before + 1

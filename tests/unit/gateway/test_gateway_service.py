@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
-from recsys_gateway.service import GatewayService
+from recsys_gateway.service import GatewayOptions, GatewayService
 
 N_MOVIES = 60
 DIM = 8
@@ -28,6 +30,8 @@ class FakeUpstreams:
         self.history: dict[int, list[int]] = {7: [1, 2, 3, 4, 5]}
         self.calls: list[str] = []
         self.fail: dict[str, grpc.StatusCode] = {}
+        # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
+        self.genres = ["Western", "Action", "Film-Noir", "Action", "Comedy"]
 
     def _hit(self, name: str) -> None:
         self.calls.append(name)
@@ -71,6 +75,11 @@ class FakeUpstreams:
     async def get_users(self, req):  # type: ignore[no-untyped-def]
         self._hit("catalog.GetUsers")
         return catalog_pb2.GetUsersResponse(users=[common_pb2.User(user_id=u) for u in req.user_ids])
+
+    async def describe_catalog(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.Describe")
+        await asyncio.sleep(0)  # a real call suspends: lets concurrent callers interleave
+        return catalog_pb2.DescribeResponse(movie_count=N_MOVIES, genres=self.genres)
 
     async def record_ratings(self, req):  # type: ignore[no-untyped-def]
         self._hit("catalog.RecordRatings")
@@ -276,3 +285,62 @@ async def test_catalog_passthrough_validation(svc: GatewayService) -> None:
                 ratings=[common_pb2.Rating(user_id=1, movie_id=1, rating=float("inf"))]
             )
         )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_list_genres_is_the_catalog_vocabulary_sorted(svc: GatewayService, fake: FakeUpstreams) -> None:
+    resp = await svc.list_genres(gateway_pb2.ListGenresRequest())
+    assert list(resp.genres) == ["Action", "Comedy", "Film-Noir", "Western"]
+    assert fake.calls == ["catalog.Describe"]
+
+
+async def test_list_genres_cached_for_the_ttl(fake: FakeUpstreams) -> None:
+    clock = Clock()
+    svc = GatewayService(fake, GatewayOptions(genres_ttl_s=60), clock=clock)
+    first = await svc.list_genres(gateway_pb2.ListGenresRequest())
+    fake.genres = ["Drama"]
+    clock.now += 59.9
+    assert (await svc.list_genres(gateway_pb2.ListGenresRequest())).genres == first.genres
+    assert fake.calls == ["catalog.Describe"]
+    clock.now += 0.1  # 60 s after the read: read again
+    assert list((await svc.list_genres(gateway_pb2.ListGenresRequest())).genres) == ["Drama"]
+    assert fake.calls == ["catalog.Describe"] * 2
+
+
+async def test_list_genres_ttl_zero_always_reads(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake, GatewayOptions(genres_ttl_s=0))
+    for _ in range(3):
+        await svc.list_genres(gateway_pb2.ListGenresRequest())
+    assert fake.calls == ["catalog.Describe"] * 3
+
+
+async def test_list_genres_concurrent_misses_share_one_read(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake)
+    results = await asyncio.gather(*(svc.list_genres(gateway_pb2.ListGenresRequest()) for _ in range(10)))
+    assert fake.calls == ["catalog.Describe"]
+    assert all(r == results[0] for r in results)
+
+
+async def test_list_genres_catalog_unavailable_names_it_and_caches_nothing(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake)
+    fake.fail["catalog.Describe"] = grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(UpstreamError) as exc:
+        await svc.list_genres(gateway_pb2.ListGenresRequest())
+    assert exc.value.status_code == grpc.StatusCode.UNAVAILABLE
+    assert str(exc.value).startswith("catalog")
+    del fake.fail["catalog.Describe"]  # back: the next call reads at once (no cached failure)
+    assert list((await svc.list_genres(gateway_pb2.ListGenresRequest())).genres)
+    assert fake.calls == ["catalog.Describe"] * 2
+
+
+async def test_list_genres_empty_catalog(fake: FakeUpstreams) -> None:
+    fake.genres = []
+    resp = await GatewayService(fake).list_genres(gateway_pb2.ListGenresRequest())
+    assert list(resp.genres) == []

@@ -1,5 +1,6 @@
-"""bench/ghz: every checked-in config parses, names a real gateway method, and the data
-generator's messages are valid requests for it (on a small synthetic data set)."""
+"""bench/ghz: every checked-in config parses, names a real gateway method, and its call data
+(the data generator's messages on a small synthetic data set, or inline ``data`` for a
+request without fields) are valid requests for it."""
 
 from __future__ import annotations
 
@@ -48,15 +49,21 @@ def test_config_parses_and_matches_generated_data(
     path: Path, messages: dict[str, list[dict[str, object]]]
 ) -> None:
     raw = json.loads(path.read_text())
-    cfg = load_config(path, overrides={"data": {}})  # the data files are generated, not committed
+    assert ("data" in raw) != ("data-file" in raw), "give data or data-file"
+    if "data" in raw:  # inline: a request with no fields to vary
+        cfg = load_config(path)
+        calls = list(cfg.data)
+    else:
+        cfg = load_config(path, overrides={"data": {}})  # the data files are generated, not committed
+        data_name = Path(raw["data-file"]).stem
+        assert raw["data-file"] == f"bench/ghz/data/{data_name}.json"
+        calls = messages[data_name]
     assert cfg.host.startswith("127.0.0.1:") and cfg.timeout > 0
     assert cfg.duration is not None or cfg.total is not None
     method = GATEWAY.methods_by_name[cfg.method]
-    data_name = Path(raw["data-file"]).stem
-    assert raw["data-file"] == f"bench/ghz/data/{data_name}.json"
     request_class = message_factory.GetMessageClass(method.input_type)
-    assert messages[data_name], data_name
-    for msg in messages[data_name]:
+    assert calls, path.name
+    for msg in calls:
         json_format.ParseDict(msg, request_class())  # raises on a wrong field or type
 
 

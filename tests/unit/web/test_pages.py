@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import grpc
 from recsys_web.app import USER_COOKIE
 
 ARTICLE_IDS = re.compile(r'<li class="card" data-movie-id="(\d+)"(?: data-score="([-\d.]+)")?')
@@ -84,6 +85,35 @@ async def test_recommendations_filters_requery_with_genre_and_years(web):
     assert '<input type="hidden" name="liked" value="1,4">' in html
     assert '<option value="Drama" selected>' in html
     assert "Clear filters" in html
+
+
+def genre_options(html: str) -> list[str]:
+    menu = re.search(r'<select[^>]*id="filter-genre".*?</select>', html, re.S)
+    assert menu is not None
+    return [v for v in re.findall(r'<option value="([^"]*)"', menu.group(0)) if v]
+
+
+async def test_genre_menu_is_the_gateway_genre_list(web):
+    # A genre no movie on the page has (and no sample would find): the menu still offers it.
+    web.fake.genres = ["Animation", "Comedy", "Drama", "Film-Noir", "Sci-Fi"]
+    status, html = await web.get("/recommendations?liked=1")
+    assert status == 200
+    assert genre_options(html) == sorted(
+        set(web.fake.genres) | set(web.fake.by_id[1].genres)
+    )  # the list, and the profile's genres (always part of the vocabulary)
+    assert "Film-Noir" in genre_options(html)
+    assert len(web.fake.requests("ListGenres")) == 1
+    assert web.fake.requests("SampleMovies") == []  # no sampling to learn genre names
+    await web.get("/recommendations?liked=1,4")
+    assert len(web.fake.requests("ListGenres")) == 1  # cached by the app
+
+
+async def test_genre_list_failure_keeps_the_page_with_the_profile_genres(web):
+    web.fake.failures["ListGenres"] = (grpc.StatusCode.UNAVAILABLE, "catalog: unavailable: down")
+    status, html = await web.get("/recommendations?liked=1&genre=Drama")
+    assert status == 200
+    assert genre_options(html) == sorted({*web.fake.by_id[1].genres, "Drama"})
+    assert card_ids(html)
 
 
 async def test_recommendations_need_a_signal_and_valid_input(web):

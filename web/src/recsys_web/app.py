@@ -178,9 +178,13 @@ def read_user_cookie(key: bytes, value: str | None) -> int | None:
 
 @dataclass
 class GenreCache:
-    """Genre names the catalog uses, learned from a sample of movies (the API has no genre list)."""
+    """The catalog's genre names (the gateway's ListGenres), kept ``ttl_s`` seconds.
 
-    ttl_s: float = 600.0
+    A failed read keeps the names read before (empty at first) and tries again in 30 s: the
+    genre menu is optional, so its failure never fails a page.
+    """
+
+    ttl_s: float = 60.0
     genres: set[str] = field(default_factory=set)
     fetched_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -191,12 +195,12 @@ class GenreCache:
         async with self._lock:
             if time.monotonic() - self.fetched_at >= self.ttl_s:
                 try:
-                    movies = await gateway.sample_any(100, seed=1)
+                    genres = await gateway.list_genres()
                 except GatewayError as exc:
-                    log.warning("could not learn genres: %s", exc)
+                    log.warning("could not read the genre list: %s", exc)
                     self.fetched_at = time.monotonic() - self.ttl_s + 30  # retry in 30 s
                 else:
-                    self.genres |= {g for m in movies for g in m.genres}
+                    self.genres = set(genres)
                     self.fetched_at = time.monotonic()
         return set(self.genres)
 
@@ -303,6 +307,7 @@ async def recommendations(request: web.Request) -> web.Response:
     )
     recs = sorted(response.recommendations, key=lambda r: -r.score)  # stable: keeps the gateway's ties
     by_id = {m.movie_id: m for m in profile.movies}
+    # The profile's genres and the chosen one too: a usable menu while the list cannot be read.
     genres = sorted(
         known_genres | {g for m in profile.movies for g in m.genres} | ({genre} if genre else set())
     )

@@ -21,7 +21,7 @@ from recsys_core.client import open_channel
 SERVICE = "recsys.gateway.v1.Gateway"
 API_KEY_HEADER = "x-api-key"
 #: reads are retried on UNAVAILABLE by the channel's service config; RecordFeedback is not
-IDEMPOTENT = ("Recommend", "SimilarMovies", "GetMovies", "SearchMovies", "SampleMovies")
+IDEMPOTENT = ("Recommend", "SimilarMovies", "GetMovies", "SearchMovies", "SampleMovies", "ListGenres")
 
 T = TypeVar("T")
 
@@ -77,11 +77,10 @@ class GatewayClient:
         response = await self._call("SampleMovies", self._stub.SampleMovies, request)
         return list(response.movies)
 
-    async def sample_any(self, n: int, *, seed: int = 0) -> list[common_pb2.Movie]:
-        """``n`` movies with no popularity floor (used to learn the catalog's genre names)."""
-        request = gateway_pb2.SampleMoviesRequest(n=n, seed=seed, min_ratings=0)
-        response = await self._call("SampleMovies", self._stub.SampleMovies, request)
-        return list(response.movies)
+    async def list_genres(self) -> list[str]:
+        """The catalog's genre vocabulary, sorted (the valid genre filter values)."""
+        response = await self._call("ListGenres", self._stub.ListGenres, gateway_pb2.ListGenresRequest())
+        return list(response.genres)
 
     async def recommend_profile(
         self,

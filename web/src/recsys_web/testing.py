@@ -68,7 +68,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     """recsys.gateway.v1.Gateway over canned movies.
 
     ``failures[method] = (code, details)`` makes a method abort; ``calls`` records
-    (method, request) pairs; ``ratings`` holds RecordFeedback events by user.
+    (method, request) pairs; ``ratings`` holds RecordFeedback events by user; ``genres`` is
+    the vocabulary ListGenres answers and filters accept (None: the movies' genres).
     Recommend scores movies by genre overlap with the liked ones (ties by id), minus
     overlap with disliked ones; a user's profile is their ratings >= 3.
     """
@@ -78,9 +79,16 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     calls: list[tuple[str, Any]] = field(default_factory=list)
     ratings: dict[int, dict[int, float]] = field(default_factory=dict)
     metadata: list[dict[str, str]] = field(default_factory=list)
+    genres: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.by_id = {m.movie_id: m for m in self.movies}
+
+    def vocabulary(self) -> list[str]:
+        """The genre names filters accept, sorted (like the catalog's)."""
+        return sorted(
+            set(self.genres) if self.genres is not None else {g for m in self.movies for g in m.genres}
+        )
 
     def requests(self, method: str) -> list[Any]:
         return [r for m, r in self.calls if m == method]
@@ -93,7 +101,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             await context.abort(code, details)
 
     async def _check_filter(self, flt: common_pb2.MovieFilter, context: grpc.aio.ServicerContext) -> None:
-        known = {g for m in self.movies for g in m.genres}
+        known = set(self.vocabulary())
         for g in [*flt.genres_any, *flt.genres_all]:
             if g not in known:
                 await context.abort(
@@ -202,6 +210,10 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         rng = random.Random(request.seed or None)
         picked = rng.sample(pool, min(request.n or 16, len(pool)))
         return catalog_pb2.SampleMoviesResponse(movies=picked)
+
+    async def ListGenres(self, request, context):  # type: ignore[no-untyped-def]
+        await self._enter("ListGenres", request, context)
+        return gateway_pb2.ListGenresResponse(genres=self.vocabulary())
 
     async def RecordFeedback(self, request, context):  # type: ignore[no-untyped-def]
         await self._enter("RecordFeedback", request, context)

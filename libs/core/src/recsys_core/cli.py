@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "recsys_core.client_cli": (
         "recsys-core",
-        ("recommend", "similar", "search", "movies", "quiz", "rate"),
+        ("recommend", "similar", "search", "movies", "quiz", "genres", "rate"),
         "call the gateway",
     ),
 }

@@ -1,4 +1,4 @@
-"""CLI client of the gateway: `recsys recommend|similar|search|rate|movies|quiz`.
+"""CLI client of the gateway: `recsys recommend|similar|search|rate|movies|quiz|genres`.
 
 Readable tables by default, `--json` for scripts, and one clear line (with the
 gRPC status name) on every error status; exit code 1 on an error status.
@@ -85,6 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=lambda a: _run(a, _quiz))
 
+    p = sub.add_parser("genres", help="the genre names filters accept (--genre values)")
+    _common(p)
+    p.set_defaults(func=lambda a: _run(a, _genres))
+
     p = sub.add_parser("rate", help="record a rating")
     _common(p)
     p.add_argument("--user", type=int, required=True)
@@ -156,6 +160,10 @@ async def _quiz(stub, args, kw):  # type: ignore[no-untyped-def]
     return await stub.SampleMovies(gateway_pb2.SampleMoviesRequest(n=args.n, seed=args.seed), **kw)
 
 
+async def _genres(stub, args, kw):  # type: ignore[no-untyped-def]
+    return await stub.ListGenres(gateway_pb2.ListGenresRequest(), **kw)
+
+
 async def _rate(stub, args, kw):  # type: ignore[no-untyped-def]
     rating = common_pb2.Rating(user_id=args.user, movie_id=args.movie, rating=args.rating)
     return await stub.RecordFeedback(gateway_pb2.RecordFeedbackRequest(ratings=[rating]), **kw)
@@ -196,6 +204,8 @@ def _print(resp: Any) -> None:
         missing = getattr(resp, "missing_ids", [])
         if missing:
             print(f"\nunknown ids: {list(missing)}")
+    elif isinstance(resp, gateway_pb2.ListGenresResponse):
+        print("\n".join(resp.genres))
     elif isinstance(resp, gateway_pb2.RecordFeedbackResponse):
         for r in resp.stored:
             print(f"stored: user {r.user_id} rated movie {r.movie_id}: {r.rating:g}")

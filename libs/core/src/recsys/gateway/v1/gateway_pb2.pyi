@@ -96,6 +96,16 @@ class SampleMoviesRequest(_message.Message):
     exclude_ids: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, n: _Optional[int] = ..., seed: _Optional[int] = ..., min_ratings: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.MovieFilter, _Mapping]] = ..., exclude_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class ListGenresRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGenresResponse(_message.Message):
+    __slots__ = ("genres",)
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genres: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RecordFeedbackRequest(_message.Message):
     __slots__ = ("ratings",)
     RATINGS_FIELD_NUMBER: _ClassVar[int]

@@ -60,6 +60,11 @@ class GatewayStub:
                 request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.SerializeToString,
                 response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.FromString,
                 _registered_method=True)
+        self.ListGenres = channel.unary_unary(
+                '/recsys.gateway.v1.Gateway/ListGenres',
+                request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresRequest.SerializeToString,
+                response_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresResponse.FromString,
+                _registered_method=True)
         self.RecordFeedback = channel.unary_unary(
                 '/recsys.gateway.v1.Gateway/RecordFeedback',
                 request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.RecordFeedbackRequest.SerializeToString,
@@ -106,6 +111,15 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGenres(self, request, context):
+        """The catalog's genre vocabulary: every value MovieFilter accepts (for
+        filter menus). Read from the catalog's Describe, cached briefly (60 s)
+        by the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordFeedback(self, request, context):
         """Record rating events; the user's next Recommend reflects them.
         """
@@ -140,6 +154,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.SampleMovies,
                     request_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.FromString,
                     response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.SerializeToString,
+            ),
+            'ListGenres': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGenres,
+                    request_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresRequest.FromString,
+                    response_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresResponse.SerializeToString,
             ),
             'RecordFeedback': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordFeedback,
@@ -282,6 +301,33 @@ class Gateway:
             '/recsys.gateway.v1.Gateway/SampleMovies',
             recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.SerializeToString,
             recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGenres(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.gateway.v1.Gateway/ListGenres',
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresRequest.SerializeToString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.ListGenresResponse.FromString,
             options,
             channel_credentials,
             insecure,
