@@ -145,3 +145,33 @@ def test_invalid_parameters_are_rejected() -> None:
         Batcher(Recorder(), max_size=4, max_wait_s=-1)
     with pytest.raises(ValueError):
         Batcher(Recorder(), max_size=4, max_wait_s=0.01, max_inflight=-1)
+
+
+async def test_idle_send_sends_a_lone_request_at_once_and_batches_behind_a_call_in_flight() -> None:
+    rec = Recorder()
+    b: Batcher[float] = Batcher(rec, max_size=64, max_wait_s=3600, idle_send=True)  # timer never fires
+    assert await asyncio.wait_for(b.submit("k", rows(1)), timeout=1) == [1.0]
+    assert await asyncio.wait_for(b.submit("k", rows(2)), timeout=1) == [2.0]
+    assert rec.calls == [("k", 1), ("k", 1)]
+
+    # while a call is in flight, later requests wait and merge (here: until the group is full)
+    rec.gate = asyncio.Event()
+    b2: Batcher[float] = Batcher(rec, max_size=4, max_wait_s=3600, idle_send=True)
+    first = asyncio.ensure_future(b2.submit("k", rows(0)))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(b2.submit("k", rows(i))) for i in range(1, 5)]
+    await asyncio.sleep(0.01)
+    assert rec.calls[2:] == [("k", 1), ("k", 4)]  # the lone first one, then one merged call
+    rec.gate.set()
+    assert await first == [0.0]
+    assert [await r for r in rest] == [[1.0], [2.0], [3.0], [4.0]]
+    assert b2.stats.calls == 2 and b2.stats.requests == 5
+
+
+async def test_without_idle_send_a_lone_request_waits_for_the_timer() -> None:
+    rec = Recorder()
+    b: Batcher[float] = Batcher(rec, max_size=64, max_wait_s=0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await b.submit("k", rows(1)) == [1.0]
+    assert loop.time() - t0 >= 0.04

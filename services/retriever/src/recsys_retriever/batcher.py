@@ -14,7 +14,11 @@ Policy:
   due group;
 - a request that alone has ``max_size`` queries or more is sent at once, unmerged, outside the
   slots;
-- ``max_wait_s == 0`` (or ``max_size <= 1``) disables batching: every request is sent at once.
+- ``max_wait_s == 0`` (or ``max_size <= 1``) disables batching: every request is sent at once;
+- ``idle_send``: a request that finds nothing in flight and nothing waiting is sent at once
+  (there is no call to share and no queue to avoid: waiting ``max_wait_s`` would only add
+  latency, which is what a lone caller, or a Recommend whose exclusion filter is its own, saw).
+  Batching then starts as soon as one call is in flight, so it still grows with the load.
 
 So when Milvus keeps up, a query waits at most ``max_wait_s`` before its call starts; beyond that
 it waits for a call slot, which is queueing that would otherwise happen inside Milvus. Results
@@ -61,7 +65,15 @@ class BatcherStats:
 
 
 class Batcher(Generic[R]):
-    def __init__(self, run: RunFn[R], max_size: int, max_wait_s: float, max_inflight: int = 0) -> None:
+    def __init__(
+        self,
+        run: RunFn[R],
+        max_size: int,
+        max_wait_s: float,
+        max_inflight: int = 0,
+        *,
+        idle_send: bool = False,
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
         if max_wait_s < 0:
@@ -72,6 +84,7 @@ class Batcher(Generic[R]):
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self.max_inflight = max_inflight
+        self.idle_send = idle_send
         self._open: dict[Hashable, _Group[R]] = {}  # accepting queries
         self._sealed: deque[_Group[R]] = deque()  # full, waiting for a slot
         self._inflight = 0
@@ -82,6 +95,10 @@ class Batcher(Generic[R]):
     @property
     def enabled(self) -> bool:
         return self.max_wait_s > 0 and self.max_size > 1
+
+    def _idle(self) -> bool:
+        """Nothing in flight, nothing sealed, no group open: a request now has no one to wait for."""
+        return self._inflight == 0 and not self._sealed and not self._open
 
     def _slot_free(self) -> bool:
         return self.max_inflight == 0 or self._inflight < self.max_inflight
@@ -95,6 +112,9 @@ class Batcher(Generic[R]):
             return await self._run(key, vectors)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[R]] = loop.create_future()
+        if self.idle_send and self._idle():
+            self._dispatch(_Group(key, next(self._seq), parts=[(vectors, fut)], size=n))
+            return await fut
         group = self._open.get(key)
         if group is not None and group.size + n > self.max_size:
             self._seal(group)  # would overflow: it goes as it is, a new group starts

@@ -268,7 +268,7 @@ class RetrieverService:
         self.drop_wait_s = drop_wait_s
         self.max_limit = max_limit
         self.batcher: Batcher[RawHits] = Batcher(
-            self._run_batch, batch_max_size, batch_max_wait_s, batch_max_inflight
+            self._run_batch, batch_max_size, batch_max_wait_s, batch_max_inflight, idle_send=True
         )
         self._serving: dict[str, tuple[str | None, float]] = {}
         self._meta: dict[str, CollectionStats] = {}
