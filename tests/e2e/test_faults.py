@@ -210,10 +210,19 @@ async def test_sigterm_gateway_drains_accepted_calls(stack: Stack, dataset) -> N
     assert accepted and all(c.ok for c in accepted), [c for c in accepted if not c.ok][:5]
     in_flight = [c for c in accepted if c.end > t_term]
     print(f"{len(in_flight)} calls in flight at SIGTERM, all OK")
-    # later calls: OK (accepted before the listener closed) or UNAVAILABLE (refused at connect)
+    # later calls: OK (accepted before the listener closed) or UNAVAILABLE (refused at connect);
+    # a call whose stream reached the gateway while grpc-core was shutting down the listener may
+    # instead be reset at once (CANCELLED, never handed to a handler): allowed only while the
+    # gateway was down, and the ledger below still proves no acknowledged rating was lost
     later = [c for c in load.calls if c.start >= t_term - 0.05]
-    odd = [c for c in later if c.code not in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE)]
+    raced = [
+        c for c in later if c.code == grpc.StatusCode.CANCELLED and c.start < t_gone and c.end - c.start < 0.5
+    ]
+    odd = [
+        c for c in later if c.code not in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE) and c not in raced
+    ]
     assert not odd, odd[:5]
+    assert len(raced) <= 4, raced[:5]  # a race at the listener, not a pattern
     await load.ledger.check(stack.target("catalog"))
 
 

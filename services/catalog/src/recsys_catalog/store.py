@@ -504,15 +504,20 @@ class PgStore:
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise self.not_ready or DependencyUnavailable(DEPENDENCY, "not connected yet")
-        async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
+        async with pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
             try:
                 yield conn
             except CONNECTION_ERRORS:
                 # never hand a broken connection back to the pool (it may be detached already)
                 with contextlib.suppress(asyncpg.InterfaceError):
                     conn.terminate()
+                # a lost backend usually means all of them (restart, failover, terminated
+                # backends): replace every pooled connection on its next acquire, so one call
+                # sees the failure instead of one per idle connection
+                await pool.expire_connections()
                 raise
 
     async def _read(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
