@@ -69,6 +69,16 @@ class _Upstream:
             err = UpstreamError.from_rpc_error(self.name, exc)
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 err = UpstreamError(self.name, exc.code(), f"unavailable: {err.detail}", field=err.field)
+            elif exc.code() == grpc.StatusCode.CANCELLED:
+                # Our caller cancelling reaches here as asyncio.CancelledError, never as this: a
+                # CANCELLED status means the upstream (or the connection) reset the call, e.g. a
+                # server closing its listener as the call arrived. To our caller that is the
+                # upstream being unavailable (retryable), not a cancellation it asked for.
+                err = UpstreamError(
+                    self.name,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"unavailable: {self.name} reset the call (shutting down?): {err.detail}",
+                )
             raise err from None
         finally:
             if started is not None:

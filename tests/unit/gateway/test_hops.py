@@ -33,3 +33,21 @@ async def test_no_time_left_names_the_slow_upstream() -> None:
     assert exc.value.upstream == "embedder"
     assert "no time left to call catalog" in exc.value.message
     assert "embedder" in hops.summary()
+
+
+async def test_an_upstream_reset_is_unavailable_not_cancelled() -> None:
+    """A CANCELLED status from an upstream (it reset the call, e.g. closing its listener) reaches
+    the caller as UNAVAILABLE naming it: the caller did not cancel anything and may retry."""
+    hops.start()
+    catalog = _Upstream("catalog", channel=None, max_in_flight=4, timeout=5.0)  # type: ignore[arg-type]
+
+    async def reset(request: object, timeout: float) -> str:
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "CANCELLED"
+        )
+
+    with pytest.raises(UpstreamError) as exc:
+        await catalog.call(reset, None)
+    assert exc.value.status_code == grpc.StatusCode.UNAVAILABLE
+    assert exc.value.upstream == "catalog"
+    assert exc.value.message.startswith("catalog: unavailable: catalog reset the call")
