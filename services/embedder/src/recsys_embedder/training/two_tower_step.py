@@ -19,12 +19,12 @@ from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
 from recsys_embedder.twotower.model import TwoTower
 
 METRIC_KEYS = ("hr@10", "ndcg@10")
-# (evaluate_two_tower_cold key prefix, table row); "recent popular" = counts weighted by a 30-day
-# half-life, the baseline the model's popularity prior is built like
+# (evaluate_two_tower_cold key prefix, table row, manifest metric prefix); "recent popular" =
+# counts weighted by a 30-day half-life, the baseline the model's popularity prior is built like
 ROWS = (
-    ("two_tower", "two-tower (cold)"),
-    ("popular", "popular (same users)"),
-    ("recent_popular", "recent popular (same users)"),
+    ("two_tower", "two-tower (cold)", "two_tower"),
+    ("popular", "popular (same users)", "popular_cold"),
+    ("recent_popular", "recent popular (same users)", "recent_popular_cold"),
 )
 
 
@@ -69,7 +69,7 @@ def results_from(
     valid: dict[str, float] | None, test: dict[str, float]
 ) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for key, name in ROWS:
+    for key, name, _ in ROWS:
         if f"{key}/hr@10" not in test:  # no user with demographics
             continue
         out[name] = {
@@ -83,11 +83,7 @@ def results_from(
 def manifest_metrics(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Flat metrics for ModelInfo, e.g. ``two_tower/test/hr@10``."""
     flat: dict[str, Any] = {}
-    for name, key in (
-        ("two-tower (cold)", "two_tower"),
-        ("popular (same users)", "popular_cold"),
-        ("recent popular (same users)", "recent_popular_cold"),
-    ):
+    for _, name, key in ROWS:
         for phase in ("validation", "test"):
             for m, v in results.get(name, {}).get(phase, {}).items():
                 flat[f"{key}/{phase}/{m}"] = v

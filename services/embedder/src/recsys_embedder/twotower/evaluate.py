@@ -17,7 +17,7 @@ import torch
 
 from recsys_embedder.evaluation.metrics import metrics_from_ranks, target_ranks
 from recsys_embedder.twotower.model import TwoTower, age_bracket, gender_index
-from recsys_embedder.twotower.train import event_weights
+from recsys_embedder.twotower.train import event_weights, positions_from_end
 
 RECENT_POPULAR_HALF_LIFE_DAYS = 30.0
 
@@ -108,15 +108,9 @@ def extended_validation_masks(inter: Any, folds: int = 4) -> list[tuple[np.ndarr
     chosen on the mean over 4 folds).
     """
     n = len(inter)
-    order = np.lexsort((inter.movie_ids, inter.timestamps, inter.user_ids))
-    users = inter.user_ids[order]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else np.zeros(0, np.int64)
-    counts = np.diff(np.r_[starts, n])
-    from_end = np.zeros(n, np.int64)  # 0 = the user's last event (TEST)
-    count_of = np.zeros(n, np.int64)  # the user's number of events
-    for s, c in zip(starts, counts, strict=True):
-        from_end[order[s : s + c]] = np.arange(c)[::-1]
-        count_of[order[s : s + c]] = c
+    from_end = positions_from_end(inter.user_ids, inter.movie_ids, inter.timestamps)  # 0 = TEST
+    _, user_row, user_counts = np.unique(inter.user_ids, return_inverse=True, return_counts=True)
+    count_of = user_counts[user_row]  # the user's number of events
     out = []
     for j in range(folds):
         k = j + 1
