@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_embedder.backends.base import ModelMeta, NewMovie, QueryBatch, TwoTowerServing
+from recsys_embedder.signals import HistoryRule
 from recsys_embedder.service import (
     PINSAGE,
     TWO_TOWER,
@@ -36,12 +37,14 @@ class FakeBackend:
         self.items = items
         self.gate = gate
         self.batches: list[int] = []
+        self.histories: list[list[int]] = []  # item rows per query, oldest -> newest
         self.closed = False
 
     async def embed_queries(self, batch: QueryBatch) -> np.ndarray:
         if self.gate is not None:
             await self.gate.wait()
         self.batches.append(len(batch))
+        self.histories.extend([row[m > 0].tolist() for row, m in zip(batch.history, batch.mask, strict=True)])
         m = batch.mask[..., None]
         u = _norm((self.items[batch.history] * m).sum(1))
         dm = batch.dislike_mask[..., None]
@@ -154,15 +157,44 @@ async def test_history_query_uses_default_form_and_reports_unknown(svc: Embedder
     np.testing.assert_allclose(r.vector, want, atol=1e-6)
 
 
-async def test_low_ratings_count_as_dislikes_and_move_the_vector_away(svc: EmbedderService) -> None:
+async def test_low_ratings_are_history_by_default(svc: EmbedderService) -> None:
+    """The network was trained on every rating (it learned a weight per rating), so an artifact
+    without a chosen rule serves a low rating as ordinary history, not as a dislike."""
+    base = [RatedMovie(10, 5.0), RatedMovie(20, 4.0)]
+    (low,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 1.0)])])
+    (as_hist,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 5.0)])])
+    np.testing.assert_allclose(low.vector, as_hist.vector, atol=1e-6)  # the fake ignores ratings
+
+
+@pytest.mark.parametrize("mode", ["dislike", "ignore"])
+async def test_low_rating_rule_from_the_model(svc: EmbedderService, mode: str) -> None:
     model = svc._slot.model  # type: ignore[union-attr]
+    model.meta.history_rule = HistoryRule(mode, 2.5)
     base = [RatedMovie(10, 5.0), RatedMovie(20, 4.0)]
     (plain,), _ = await svc.embed_query([Signal(history=base)])
     (explicit,), _ = await svc.embed_query([Signal(history=base, disliked=[40])])
-    (low,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 1.0)])])
+    (low,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 2.0)])])
+    (at,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 2.5)])])  # not below
     d = model.item_vectors[3]
     assert float(explicit.vector @ d) < float(plain.vector @ d) - 0.1
-    np.testing.assert_allclose(low.vector, explicit.vector, atol=1e-6)
+    np.testing.assert_allclose(low.vector, explicit.vector if mode == "dislike" else plain.vector, atol=1e-6)
+    assert model.backend.histories[-1] == [1, 2, 3]  # rows of 10, 20, 40: 2.5 stays history
+
+
+async def test_untimed_history_keeps_the_list_order_oldest_first(svc: EmbedderService) -> None:
+    backend = svc._slot.model.backend  # type: ignore[union-attr]
+    await svc.embed_query([Signal(history=[RatedMovie(40), RatedMovie(10), RatedMovie(30)])])
+    assert backend.histories[-1] == [3, 1, 0]  # as given: the last element is the newest
+
+
+async def test_timed_history_is_sorted_by_time_then_movie_id(svc: EmbedderService) -> None:
+    backend = svc._slot.model.backend  # type: ignore[union-attr]
+    hist = [RatedMovie(40, 4.0, 20.0), RatedMovie(30, 4.0, 10.0), RatedMovie(10, 4.0, 20.0)]
+    await svc.embed_query([Signal(history=hist)])
+    assert backend.histories[-1] == [0, 1, 3]  # 30 @10, then the tie at 20 by id: 10, 40
+    # untimed entries are newer than every timed one, in list order
+    await svc.embed_query([Signal(history=[RatedMovie(50), *hist, RatedMovie(20)])])
+    assert backend.histories[-1] == [0, 1, 3, 4, 2]
 
 
 async def test_all_unknown_is_an_empty_vector_not_an_error(svc: EmbedderService) -> None:

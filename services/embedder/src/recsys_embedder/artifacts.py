@@ -50,6 +50,7 @@ import torch
 
 from recsys_embedder.model.features import FeatureSpec, movie_features
 from recsys_embedder.model.pinsage import USER_FORMS, ModelConfig, PinSageNet
+from recsys_embedder.signals import HistoryRule, effective_ratings
 
 FORMAT_VERSION = 1
 LATEST = "latest"
@@ -219,6 +220,12 @@ class Artifact:
         return str(self.manifest["models"]["pinsage"]["default_form"])
 
     @property
+    def history_rule(self) -> HistoryRule:
+        """How low ratings enter a user vector (``signals.py``); ``history`` when the manifest has none."""
+        serving = self.manifest["models"]["pinsage"].get("serving", {})
+        return HistoryRule.from_json(serving.get("history_rule"))
+
+    @property
     def metrics(self) -> dict[str, float]:
         """Flat offline metrics of the default form, e.g. ``{"test/hr@10": 0.17}``."""
         return {str(k): float(v) for k, v in self.manifest.get("metrics", {}).items()}
@@ -242,14 +249,19 @@ class Artifact:
     ) -> tuple[np.ndarray, list[int]]:
         """Query vector (float32, L2-normalised; zeros when nothing is known) and unknown ids.
 
-        Missing ratings count as 4 stars; missing timestamps keep the given order.
+        Missing ratings count as 4 stars; missing timestamps keep the given order; low ratings
+        follow the artifact's :attr:`history_rule` (as serving does).
         """
         form = form or self.default_form
         if form not in USER_FORMS:
             raise ValueError(f"unknown user form {form!r}; expected one of {USER_FORMS}")
         n = len(movie_ids)
-        rat = np.full(n, 4.0, np.float32) if ratings is None else np.asarray(ratings, np.float32)
+        rat = effective_ratings(np.full(n, 0.0) if ratings is None else ratings)
         ts = np.arange(n, dtype=np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+        keep_h, to_dislike = self.history_rule.split(rat)
+        disliked_ids = [*disliked_ids, *(int(m) for m, d in zip(movie_ids, to_dislike, strict=True) if d)]
+        movie_ids = [m for m, k in zip(movie_ids, keep_h, strict=True) if k]
+        rat, ts = rat[keep_h], ts[keep_h]
         known = {int(m): k for k, m in enumerate(movie_ids)}
         rows, unknown = self.rows(list(known))
         keep = [known[int(self.movie_ids[r])] for r in rows]

@@ -23,6 +23,7 @@ from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, Re
 
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
+from recsys_embedder.signals import effective_ratings, event_order
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ MAX_SIGNALS = 256
 MAX_HISTORY = 10_000
 MAX_NEIGHBOURS = 50
 MAX_TITLE = 500
-DEFAULT_RATING = 4.0  # "liked, no rating"
-DISLIKE_BELOW = 2.5
 # Blend of a history vector with a demographic prior (see the README):
 # alpha = BLEND_K / (BLEND_K + n_liked), prior = mean PinSage vector of the
 # BLEND_TOP movies the two-tower model ranks first for the demographics.
@@ -75,7 +74,7 @@ _OCC_100K_TO_1M = {
 class RatedMovie:
     movie_id: int
     rating: float = 0.0  # 0 = liked, no rating
-    timestamp: float | None = None  # seconds since the epoch; None = now
+    timestamp: float | None = None  # seconds since the epoch; None = placed by list order (signals.py)
 
 
 @dataclass(frozen=True)
@@ -340,13 +339,12 @@ class EmbedderService:
             self._validate_signal(k, s)
         async with self._use() as slot:
             m = slot.model
-            now = self._clock()
             default_form = m.meta.default_form if m.meta.default_form in USER_FORMS else "pinsage"
             results: list[QueryResult | None] = [None] * len(signals)
             pending: list[tuple[int, QueryInput, float, np.ndarray]] = []
             for k, s in enumerate(signals):
                 form = s.form or default_form
-                q, unknown, n_liked = self._resolve(slot, s, form, now)
+                q, unknown, n_liked = self._resolve(slot, s, form)
                 demo_vec = self._demographic_vector(slot, s.demographics)
                 if q is None:  # nothing the PinSage model knows
                     if demo_vec is not None:
@@ -421,32 +419,25 @@ class EmbedderService:
                     field=f"{where}.demographics.occupation",
                 )
 
-    def _resolve(
-        self, slot: _Slot, s: Signal, form: str, now: float
-    ) -> tuple[QueryInput | None, list[int], int]:
-        """History/dislikes -> item rows; low ratings become dislikes. None when nothing is known."""
-        liked_ids, liked_r, liked_t, disliked = [], [], [], list(s.disliked)
-        for h in s.history:
-            r = h.rating if h.rating > 0 else DEFAULT_RATING
-            if r < DISLIKE_BELOW:
-                disliked.append(h.movie_id)
-                continue
-            liked_ids.append(h.movie_id)
-            liked_r.append(r)
-            liked_t.append(now if h.timestamp is None else h.timestamp)
-        rows = slot.rows(liked_ids)
-        drows = slot.rows(disliked)
-        unknown = [int(i) for i, r in zip(liked_ids, rows, strict=True) if r < 0]
-        unknown += [int(i) for i, r in zip(disliked, drows, strict=True) if r < 0]
-        keep = rows >= 0
-        rows = rows[keep]
-        rat = np.asarray(liked_r, np.float32)[keep] if liked_ids else np.zeros(0, np.float32)
-        ts = np.asarray(liked_t, np.float64)[keep] if liked_ids else np.zeros(0, np.float64)
+    def _resolve(self, slot: _Slot, s: Signal, form: str) -> tuple[QueryInput | None, list[int], int]:
+        """History/dislikes -> item rows, in event order, low ratings by the model's rule
+        (``signals.py``). None when nothing is known."""
+        hist = list(s.history)
+        ratings = effective_ratings([h.rating for h in hist])
+        keep_h, to_dislike = slot.model.meta.history_rule.split(ratings)
+        ids = np.asarray([h.movie_id for h in hist], np.int64)
+        rows_all = slot.rows(ids)
+        caller_drows = slot.rows(s.disliked)
+        unknown = [int(i) for i, r in zip(ids, rows_all, strict=True) if r < 0]
+        unknown += [int(i) for i, r in zip(s.disliked, caller_drows, strict=True) if r < 0]
+        drows = np.concatenate([caller_drows, rows_all[to_dislike]])
+        order = event_order(rows_all, [h.timestamp for h in hist])
+        use = order[(keep_h & (rows_all >= 0))[order]]
+        rows, rat = rows_all[use], ratings[use]
         drows = drows[drows >= 0]
         if len(rows) == 0 and len(drows) == 0:
             return None, unknown, 0
-        order = np.lexsort((rows, ts))  # oldest -> newest, ties by row (as PinSageNet.embed_user)
-        rows, rat = rows[order][-self._max_history :], rat[order][-self._max_history :]
+        rows, rat = rows[-self._max_history :], rat[-self._max_history :]
         q = QueryInput(rows.astype(np.int64), rat, drows.astype(np.int64), USER_FORMS.index(form))
         return q, unknown, len(rows)
 

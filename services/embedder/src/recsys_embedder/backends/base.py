@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from recsys_embedder.signals import HistoryRule
+
 # The history forms, in the order of the network's FORM input (= proto UserForm - 1).
 USER_FORMS: tuple[str, ...] = ("latest", "mean", "recency", "pinsage")
 
@@ -139,6 +141,8 @@ class ModelMeta:
     default_form: str = "pinsage"
     user_window: int = 50
     dislike_weight: float = 0.5
+    # How low ratings in a history enter the query (signals.py; chosen on VALIDATION by training).
+    history_rule: HistoryRule = field(default_factory=HistoryRule)
 
 
 class LoadedModel(Protocol):

@@ -29,6 +29,7 @@ from recsys_embedder.backends.base import (
 )
 from recsys_embedder.backends.querynet import QueryNet
 from recsys_embedder.backends.torch_backend import ArtifactModel, TorchQueryBackend, pick_device
+from recsys_embedder.signals import HistoryRule
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def model_meta(art: Artifact) -> ModelMeta:
         default_form=form if form in USER_FORMS else "pinsage",
         user_window=int(cfg.get("user_window", 50)),
         dislike_weight=float(cfg.get("dislike_weight", 0.5)),
+        history_rule=HistoryRule.from_json(section.get("serving", {}).get("history_rule")),
     )
 
 
