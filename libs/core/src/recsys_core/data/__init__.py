@@ -3,6 +3,7 @@
 from recsys_core.data import load_dataset, leave_last_out
 ds = load_dataset("ml-100k")          # a name, a zip or an extracted folder
 train, valid, test = leave_last_out(ds.interactions)
+write_holdout("ml-100k", Path("ml-100k-holdout"))  # minus TEST, same format; see data.holdout
 """
 
 from __future__ import annotations
@@ -11,28 +12,42 @@ import os
 from pathlib import Path
 
 from recsys_core.data.fetch import ChecksumMismatch, UnverifiedDownload, fetch
-from recsys_core.data.model import DataFormatError, Dataset, DatasetNotFound, Interactions, Movie, User
+from recsys_core.data.holdout import HoldoutError, content_sha256, read_holdout_marker, write_holdout
+from recsys_core.data.model import (
+    HOLDOUT_MARKER,
+    DataFormatError,
+    Dataset,
+    DatasetNotFound,
+    Interactions,
+    Movie,
+    User,
+)
 from recsys_core.data.readers import read_dataset, split_title
 from recsys_core.data.registry import KNOWN, KnownDataset
 from recsys_core.data.split import leave_last_out
 
 __all__ = [
+    "HOLDOUT_MARKER",
     "KNOWN",
     "ChecksumMismatch",
     "DataFormatError",
     "Dataset",
     "DatasetNotFound",
+    "HoldoutError",
     "Interactions",
     "KnownDataset",
     "Movie",
     "UnverifiedDownload",
     "User",
+    "content_sha256",
     "fetch",
     "find_dataset",
     "leave_last_out",
     "load_dataset",
+    "read_holdout_marker",
     "search_dirs",
     "split_title",
+    "write_holdout",
 ]
 
 DATA_DIR_ENV = "RECSYS_DATA_DIR"

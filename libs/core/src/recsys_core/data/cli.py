@@ -1,4 +1,4 @@
-"""``recsys data ...``: summary, fetch, generate, list."""
+"""``recsys data ...``: summary, fetch, generate, holdout, list."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 from recsys_core.data import KNOWN, load_dataset, search_dirs
 from recsys_core.data.fetch import fetch
-from recsys_core.data.model import DataFormatError, DatasetNotFound
+from recsys_core.data.holdout import HoldoutError, write_holdout
+from recsys_core.data.model import HOLDOUT_MARKER, DataFormatError, DatasetNotFound
 from recsys_core.data.synthetic import FORMATS, generate
 
 
@@ -47,6 +48,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--zip", action="store_true", help="also write OUT.zip")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser(
+        "holdout",
+        help="write a data set minus every user's leave-last-out TEST event, in its own format",
+        description="Write SOURCE minus every user's last event (leave-last-out TEST: per user, "
+        "events sorted by (timestamp, movie id); users with < 3 events keep all) into FOLDER, in "
+        "SOURCE's format: the ratings file's kept lines unchanged, the other files copied, plus "
+        "recsys-holdout.json naming the source and its content checksum.",
+    )
+    p.add_argument("source", metavar="NAME|PATH")
+    p.add_argument("--out", type=Path, required=True, metavar="FOLDER")
+    p.add_argument("--force", action="store_true", help="replace FOLDER if it is not empty")
+    p.set_defaults(func=_holdout)
 
     p = sub.add_parser("list", help="known archives and the data sets found locally")
     p.set_defaults(func=_list)
@@ -103,6 +117,27 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"recsys data generate: {exc}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+def _holdout(args: argparse.Namespace) -> int:
+    try:
+        result = write_holdout(args.source, args.out, force=args.force)
+    except (DatasetNotFound, HoldoutError) as exc:
+        print(f"recsys data holdout: {exc}", file=sys.stderr)
+        return 2
+    except DataFormatError as exc:
+        print(f"recsys data holdout: {exc}", file=sys.stderr)
+        return 1
+    m = result.marker
+    print(f"wrote {result.path} ({m['source_format']} format, from {m['source_name']} at {m['source_path']})")
+    print(
+        f"  {m['ratings_file']}: {m['kept_events']} of {m['source_events']} ratings kept, "
+        f"{m['removed_events']} TEST events removed (leave-last-out)"
+    )
+    copied = [f for f in result.files if f not in (m["ratings_file"], HOLDOUT_MARKER)]
+    print(f"  copied unchanged: {', '.join(copied) or '(none)'}")
+    print(f"  {HOLDOUT_MARKER}: source_content_sha256 {m['source_content_sha256']}")
     return 0
 
 

@@ -36,6 +36,9 @@ class DatasetNotFound(FileNotFoundError):
     """A data set name or path that resolves to nothing."""
 
 
+HOLDOUT_MARKER = "recsys-holdout.json"  # written next to the ratings by ``recsys data holdout``
+
+
 @dataclass(frozen=True, slots=True)
 class Movie:
     movie_id: int
@@ -98,6 +101,9 @@ class Dataset:
     sha256: str | None
     genres: tuple[str, ...]
     skipped_rows: int = 0
+    # the parsed ``recsys-holdout.json`` when this data set was written by ``recsys data
+    # holdout`` (see ``recsys_core.data.holdout``), else None
+    holdout_of: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         inter = self.interactions

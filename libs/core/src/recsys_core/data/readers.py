@@ -15,16 +15,27 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from recsys_core.data.model import DataFormatError, Dataset, DatasetNotFound, Interactions, Movie, User
+from recsys_core.data.model import (
+    HOLDOUT_MARKER,
+    DataFormatError,
+    Dataset,
+    DatasetNotFound,
+    Interactions,
+    Movie,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +159,19 @@ class _Source:
 
     def has(self, name: str) -> bool:
         return name in self._files
+
+    def names(self) -> list[str]:
+        """Base names of the data set's files (the picked folder or zip subfolder), sorted."""
+        return sorted(self._files)
+
+    def copy(self, name: str, dest: Path) -> None:
+        """Copy one file unchanged to ``dest`` (streamed, so large files do not sit in memory)."""
+        where = self._files[name]
+        if self._zip is not None:
+            with self._zip.open(where) as fin, dest.open("wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        else:
+            shutil.copyfile(where, dest)
 
     def read(self, name: str) -> bytes:
         where = self._files[name]
@@ -604,6 +628,7 @@ def read_dataset(
     problems = _Problems(lenient)
     fmt = src.format
     try:
+        holdout_of = read_marker(src)
         users: list[User] = []
         if fmt == "100k":
             genre_order = _read_100k_genres(src.read("u.genre")) if src.has("u.genre") else None
@@ -664,7 +689,21 @@ def read_dataset(
         sha256=src.sha256,
         genres=genres,
         skipped_rows=problems.count,
+        holdout_of=holdout_of,
     )
+
+
+def read_marker(src: _Source) -> dict[str, Any] | None:
+    """The parsed holdout marker (``recsys-holdout.json``) of ``src``, or None without one."""
+    if not src.has(HOLDOUT_MARKER):
+        return None
+    try:
+        marker = json.loads(src.read(HOLDOUT_MARKER).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataFormatError(HOLDOUT_MARKER, None, f"not valid JSON: {exc}") from None
+    if not isinstance(marker, dict):
+        raise DataFormatError(HOLDOUT_MARKER, None, "expected a JSON object")
+    return marker
 
 
 def _need(src: _Source, name: str) -> bytes:
