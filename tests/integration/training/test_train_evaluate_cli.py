@@ -34,13 +34,19 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     parser = _parser()
     args = parser.parse_args(
         ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--dim", "16", "--walks", "30",
-         "--neighbours", "4", "--batch-size", "64", "--quiet", "--baselines"]
+         "--neighbours", "4", "--batch-size", "64", "--quiet", "--baselines", "--no-refit"]
     )  # fmt: skip
     assert args.func(args) == 0
     version = (out / "latest").read_text().strip()
     manifest = json.loads((out / version / "manifest.json").read_text())
     assert manifest["dataset"]["name"] == "ml-gen" and len(manifest["dataset"]["content_sha256"]) == 64
     assert manifest["split"]["events"]["test"] == 50
+    assert manifest["trained_on"]["events"] == "train" and manifest["models"]["pinsage"]["refit"] is None
+    assert manifest["models"]["pinsage"]["serving"]["history_rule"]["low_rating"] in (
+        "history",
+        "ignore",
+        "dislike",
+    )
     assert set(manifest["models"]["pinsage"]["metrics"]) == {"latest", "mean", "recency", "pinsage"}
     assert {"popular", "item-knn", "ease", "bpr-mf"} <= set(manifest["baselines"])
     assert "test/hr@10" in manifest["metrics"] and manifest["git_revision"]

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_embedder.backends.base import ModelMeta, NewMovie, QueryBatch, TwoTowerServing
-from recsys_embedder.signals import HistoryRule
 from recsys_embedder.service import (
     PINSAGE,
     TWO_TOWER,
@@ -21,6 +20,7 @@ from recsys_embedder.service import (
     normalise_occupation,
     occupation_index,
 )
+from recsys_embedder.signals import HistoryRule
 
 DIM = 8
 
@@ -174,7 +174,7 @@ async def test_low_rating_rule_from_the_model(svc: EmbedderService, mode: str) -
     (plain,), _ = await svc.embed_query([Signal(history=base)])
     (explicit,), _ = await svc.embed_query([Signal(history=base, disliked=[40])])
     (low,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 2.0)])])
-    (at,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 2.5)])])  # not below
+    (_at,), _ = await svc.embed_query([Signal(history=[*base, RatedMovie(40, 2.5)])])  # not below
     d = model.item_vectors[3]
     assert float(explicit.vector @ d) < float(plain.vector @ d) - 0.1
     np.testing.assert_allclose(low.vector, explicit.vector if mode == "dislike" else plain.vector, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -16,9 +17,10 @@ import torch
 
 from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
+from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
 from recsys_embedder.training import two_tower_step as TT
-from recsys_embedder.training.train import TrainConfig, TrainResult, train
+from recsys_embedder.training.train import TrainConfig, TrainResult, all_events, train
 from recsys_embedder.twotower import save_two_tower
 
 
@@ -31,7 +33,9 @@ def register(subparsers: Any) -> None:
         "train",
         help="train PinSage and write a versioned artifact",
         description="Train PinSage on TRAIN events (leave-last-out split), early-stop on VALIDATION, "
-        "and write <out>/<version>/ plus <out>/latest.",
+        "choose the user form and the low-rating rule on VALIDATION, report TEST, then refit the "
+        "served model on every event with the chosen settings and write <out>/<version>/ plus "
+        "<out>/latest.",
     )
     d = TrainConfig()
     p.add_argument("--data", default="ml-100k", help="data set name, folder or zip (default ml-100k)")
@@ -52,6 +56,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--baselines", action="store_true", help="also run the baselines into the manifest")
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint of an interrupted run")
+    p.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="serve the TRAIN-only model instead of refitting on every event (its TEST numbers stay "
+        "reportable by `recsys evaluate` on this data set)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--no-two-tower", action="store_true", help="skip the demographic two-tower model (issue #5)"
@@ -81,15 +91,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def split_summary(p: D.Prepared) -> dict[str, Any]:
+def split_summary(p: D.Prepared, refit: bool) -> dict[str, Any]:
     counts = np.bincount(p.split, minlength=3)
     return {
         "protocol": "leave-last-out: per user, events sorted by (timestamp, movie id); last = TEST, "
         "the one before = VALIDATION, the rest TRAIN (users with < 3 events: TRAIN only)",
-        "trained_on": "TRAIN",
+        "trained_on": "ALL" if refit else "TRAIN",
         "events": {"train": int(counts[0]), "validation": int(counts[1]), "test": int(counts[2])},
         "users": p.n_users,
         "movies": p.n_items,
+    }
+
+
+def trained_on(p: D.Prepared, refit: bool) -> dict[str, Any]:
+    """Which events the served model saw: what ``recsys evaluate`` checks before reporting TEST."""
+    return {
+        "events": "all" if refit else "train",
+        "dataset": p.name,
+        "content_sha256": p.content_sha256(),
+        "holdout_of": p.holdout_of,
+        "count": len(p.split) if refit else int((p.split == D.TRAIN).sum()),
     }
 
 
@@ -99,32 +120,55 @@ def build_manifest(
     res: TrainResult,
     forms: dict[str, dict[str, dict[str, float]]],
     baselines: dict[str, dict[str, object]] | None,
+    rules: dict[str, dict[str, dict[str, float]]] | None = None,
+    rule: HistoryRule | None = None,
+    served: TrainResult | None = None,
 ) -> dict[str, Any]:
+    """``res`` is the selection run (TRAIN, early-stopped on VALIDATION: every metric comes from
+    it); ``served`` the refit on every event when there is one (its weights are saved)."""
     best = E.best_form(forms)
     flat = {f"{ph}/{m}": v for ph, ms in forms[best].items() for m, v in ms.items()}
+    out = served or res
+    refit = served is not None
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "dataset": {"name": p.name, "sha256": p.sha256, "content_sha256": p.content_sha256()},
-        "split": split_summary(p),
+        "split": split_summary(p, refit),
+        "trained_on": trained_on(p, refit),
         "seed": cfg.seed,
-        "training_time_s": round(res.training_time_s, 1),
-        "training_cpu_s": round(res.training_cpu_s, 1),
+        "training_time_s": round(res.training_time_s + (served.training_time_s if served else 0.0), 1),
+        "training_cpu_s": round(res.training_cpu_s + (served.training_cpu_s if served else 0.0), 1),
         "git_revision": A.git_revision(),
         "package_versions": A.package_versions(),
         "metric": "IP",
-        "dimension": res.model_config.dim,
+        "dimension": out.model_config.dim,
         "movie_count": p.n_items,
         "metrics": flat,
+        "metrics_from": "the selection model (TRAIN events, early-stopped on VALIDATION)"
+        + ("; the served weights are its refit on every event" if refit else ""),
         "models": {
             "pinsage": {
                 "default_form": best,
                 "forms": list(forms),
-                "model_config": res.model_config.to_json(),
-                "feature_spec": res.feature_spec.to_json(),
+                "model_config": out.model_config.to_json(),
+                "feature_spec": out.feature_spec.to_json(),
                 "hyperparameters": cfg.to_json(),
                 "best_epoch": res.best_epoch,
                 "history": res.history,
                 "metrics": forms,
+                "serving": {
+                    "history_rule": (rule or HistoryRule()).to_json(),
+                    "history_rules": rules or {},
+                    "history_rule_choice": "best VALIDATION HR@10 among the rules that lose to "
+                    "'history' on neither target (will watch, will like)",
+                },
+                "refit": {
+                    "epochs": res.best_epoch,
+                    "events": len(p.split),
+                    "training_time_s": round(served.training_time_s, 1),
+                }
+                if served is not None
+                else None,
             }
         },
         "baselines": baselines or {},
@@ -145,27 +189,42 @@ def run(args: argparse.Namespace) -> int:
     ck.parent.mkdir(parents=True, exist_ok=True)
     if args.no_resume and ck.exists():
         ck.unlink()
+    refit = not args.no_refit
     _log(f"training PinSage on {p.name} ({p.n_users} users, {p.n_items} movies), seed {cfg.seed}")
     res = train(p, cfg, checkpoint=ck, log=_log, progress=not args.quiet)
     phases = {n: E.make_phase(p, n) for n in E.PHASES}
-    forms = E.evaluate_pinsage(res.model, torch.from_numpy(res.item_embeddings), p, phases)
+    emb = torch.from_numpy(res.item_embeddings)
+    forms = E.evaluate_pinsage(res.model, emb, p, phases)
+    best = E.best_form(forms)
+    rules = E.evaluate_rules(res.model, emb, p, phases, best)
+    rule = E.choose_rule(rules)
+    _log(f"user form {best}; low ratings: {rule.name} (chosen on VALIDATION)")
     baselines = E.run_baselines(p, phases, seed=cfg.seed, log=_log) if args.baselines else None
-    manifest = build_manifest(p, cfg, res, forms, baselines)
+    served: TrainResult | None = None
+    if refit:
+        epochs = max(res.best_epoch, 1)
+        _log(f"refitting on every event ({len(p.split)}) for {epochs} epochs (the served model)")
+        refit_cfg = dataclasses.replace(cfg, epochs=epochs)
+        refit_ck = ck.with_name(ck.stem + "-refit.pt")
+        served = train(all_events(p), refit_cfg, checkpoint=refit_ck, log=_log, progress=not args.quiet)
+        refit_ck.unlink(missing_ok=True)
+    manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served)
+    out_res = served or res
     arrays = A.PinSageArrays(
-        state_dict=res.model.state_dict(),
-        item_embeddings=res.item_embeddings,
+        state_dict=out_res.model.state_dict(),
+        item_embeddings=out_res.item_embeddings,
         movie_ids=p.movie_ids,
-        neighbour_ids=res.nbr_ids,
-        neighbour_weights=res.nbr_w,
-        item_dense=res.item_dense,
-        item_title_tokens=res.item_tokens,
+        neighbour_ids=out_res.nbr_ids,
+        neighbour_weights=out_res.nbr_w,
+        item_dense=out_res.item_dense,
+        item_title_tokens=out_res.item_tokens,
     )
     version = A.new_version(p.name)
     while (out / version).exists():  # two runs in one second
         version = A.new_version(p.name, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     two_tower = None
     if not args.no_two_tower:
-        two_tower = TT.train_and_evaluate(TT.load(args.data), seed=cfg.seed, log=_log)
+        two_tower = TT.train_and_evaluate(TT.load(args.data), seed=cfg.seed, log=_log, refit_all=refit)
     folder = A.save_artifact(out, version, arrays, manifest, latest=two_tower is None)
     tt_results: dict[str, Any] = {}
     if two_tower is not None:
@@ -176,10 +235,15 @@ def run(args: argparse.Namespace) -> int:
         A.update_manifest(folder, {"models": {"two_tower": section}, "metrics": model.metrics})
         A.write_latest(out, version)
     ck.unlink(missing_ok=True)
-    rows = E.table_rows(forms, baselines) + E.extra_rows(tt_results)
+    rows = E.table_rows(forms, baselines) + E.rule_rows(best, rules) + E.extra_rows(tt_results)
     print(E.format_table(rows, {n: len(ph.users) for n, ph in phases.items()}))
     print(
-        f"\nartifact: {folder} (default user form: {manifest['models']['pinsage']['default_form']}; "
-        f"training {res.training_time_s:.0f}s wall, {res.training_cpu_s:.0f}s CPU)"
+        f"\nartifact: {folder} (default user form: {best}; low ratings: {rule.name}; "
+        f"training {manifest['training_time_s']:.0f}s wall, {manifest['training_cpu_s']:.0f}s CPU; "
+        + (
+            "served weights refitted on every event: TEST above is the TRAIN-only selection model's)"
+            if refit
+            else "served weights = the TRAIN-only model)"
+        )
     )
     return 0

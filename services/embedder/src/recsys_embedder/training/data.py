@@ -53,6 +53,8 @@ class Prepared:
     r: np.ndarray  # rating
     t: np.ndarray  # timestamp
     split: np.ndarray  # event -> TRAIN / VALID / TEST
+    # ``recsys data holdout``'s marker when the data set is a hold-out of another (else None)
+    holdout_of: dict[str, Any] | None = None
 
     def content_sha256(self) -> str:
         """Checksum of the catalog ids and the sorted events (works for folders too)."""
@@ -125,6 +127,7 @@ def prepare(dataset: Any) -> Prepared:
         r=rat,
         t=ts,
         split=split,
+        holdout_of=getattr(dataset, "holdout_of", None),
     )
 
 

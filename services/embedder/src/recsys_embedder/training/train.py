@@ -9,6 +9,7 @@ train (here) -> evaluate (:mod:`recsys_embedder.evaluation`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -122,6 +123,12 @@ class _NextItem:
         return hist, rat, mask, target, torch.as_tensor(rows), torch.as_tensor(self.items[pos])
 
 
+def all_events(p: Prepared) -> Prepared:
+    """``p`` with every event labelled TRAIN: the refit of the served model (no VALIDATION,
+    no TEST; the settings and epoch count come from the run that had them)."""
+    return dataclasses.replace(p, split=np.full_like(p.split, TRAIN))
+
+
 def _validate(model: PinSageNet, tensors: tuple[Tensor, ...], p: Prepared, phase: Phase) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
@@ -133,6 +140,9 @@ def train(
     p: Prepared, cfg: TrainConfig, checkpoint: Path | None = None, log: Log = print, progress: bool = True
 ) -> TrainResult:
     """Train on ``p``'s TRAIN events; early stopping on VALIDATION HR@10 (pinsage form).
+
+    When ``p`` has no VALIDATION event (a refit on every event, see :func:`all_events`), it
+    trains exactly ``cfg.epochs`` epochs and keeps the last state.
 
     With ``checkpoint`` the state is saved there after every epoch and a run
     finding one resumes from it (same config and seed: same result).
@@ -169,6 +179,7 @@ def train(
     heads_pool = np.flatnonzero(counts > 0)
     hard_p = counts**0.75 / (counts**0.75).sum()
     val_phase = make_phase(p, "validation")
+    validate = len(val_phase.users) > 0
 
     start_epoch, best, best_epoch, bad = 1, -1.0, 0, 0
     best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -234,7 +245,7 @@ def train(
                     loss_u=f"{tot_u / (step + 1):.3f}", loss_i=f"{tot_i / (step + 1):.3f}", ev_s=f"{rate:.0f}"
                 )
         bar.close()
-        val = _validate(model, tensors, p, val_phase)
+        val = _validate(model, tensors, p, val_phase) if validate else {"hr@10": 0.0, "ndcg@10": 0.0}
         row = {
             "epoch": float(epoch),
             "loss_user": tot_u / max(n_steps, 1),
@@ -248,7 +259,7 @@ def train(
             f"epoch {epoch}: loss_user {row['loss_user']:.4f} loss_item {row['loss_item']:.4f} "
             f"valid hr@10 {val['hr@10']:.4f} ndcg@10 {val['ndcg@10']:.4f} ({row['seconds']:.1f}s)"
         )
-        if val["hr@10"] > best:
+        if not validate or val["hr@10"] > best:
             best, best_epoch, bad = val["hr@10"], epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:

@@ -37,9 +37,11 @@ def load(source: str) -> Dataset:
 
 
 def train_and_evaluate(
-    ds: Dataset, *, seed: int = 0, log: Callable[[str], None] = print
+    ds: Dataset, *, seed: int = 0, log: Callable[[str], None] = print, refit_all: bool = False
 ) -> tuple[TwoTower, dict[str, dict[str, dict[str, float]]]] | None:
     """Train (TRAIN, for VALIDATION), refit (TRAIN+VALIDATION, for TEST and serving), evaluate.
+    With ``refit_all`` the served model is refitted once more on every event (TEST included),
+    the numbers staying those of the models above.
 
     Returns the served model and ``{"two-tower (cold)": {"validation": {...}, "test": {...}},
     "popular (same users)": {...}, "recent popular (same users)": {...}}``, or None when the data
@@ -56,6 +58,9 @@ def train_and_evaluate(
     log("two-tower: refitting on TRAIN+VALIDATION (for TEST and serving)")
     model = train_two_tower(ds, np.asarray(train) | np.asarray(valid), seed=seed)
     m_test = evaluate_two_tower_cold(ds, masks, model, target="test")
+    if refit_all:
+        log("two-tower: refitting on every event (the served model)")
+        model = train_two_tower(ds, np.ones(len(np.asarray(train)), dtype=bool), seed=seed)
     return model, results_from(m_valid, m_test)
 
 
