@@ -3,7 +3,8 @@
 `recsys up` goes from nothing to a serving stack on embedded defaults:
 1. data: a named MovieLens set from ../shared or ./data, else a download
    (verified sha256), else a generated data set (and it says so);
-2. model: trains an artifact when none exists under the artifact dir;
+2. model: trains an artifact when none exists under the artifact dir, or
+   when the latest one trained on other data (its manifest's content checksum);
 3. catalog: migrates and bulk-loads the data set into embedded PostgreSQL;
 4. starts catalog, retriever (Milvus Lite), embedder and gateway as child
    processes, waits for each one's health;
@@ -34,6 +35,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STATE_FILE = "stack.json"
+DATA_FILE = "catalog-data.json"  # which data set the workdir's catalog was loaded with
 WEB_PORT = 8080
 
 
@@ -142,6 +144,35 @@ def _run_step(title: str, cmd: list[str], env: dict[str, str] | None = None) -> 
 
 def _recsys() -> list[str]:
     return [sys.executable, "-m", "recsys_core.cli"]
+
+
+def data_content_sha256(data: Path) -> str:
+    """The data set's content checksum (``recsys_core.data.content_sha256``; what an artifact's
+    manifest records as ``dataset.content_sha256``)."""
+    from recsys_core.data import content_sha256, load_dataset
+
+    return content_sha256(load_dataset(data))
+
+
+def artifact_data_sha256(artifact: Path) -> str | None:
+    """The content checksum of the data an artifact trained on (None: the manifest has none)."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    value = manifest.get("dataset", {}).get("content_sha256")
+    return str(value) if value else None
+
+
+def _check_workdir_data(workdir: Path, data: Path, content: str) -> None:
+    """A workdir's catalog holds the data set it was first loaded with (loading merges): another
+    data set there would mix the two (e.g. a holdout beside its source's TEST events)."""
+    path = workdir / DATA_FILE
+    if not path.exists():
+        return
+    loaded = json.loads(path.read_text())
+    if loaded.get("content_sha256") != content:
+        raise SystemExit(
+            f"{workdir} holds the catalog of {loaded.get('data')}, not of {data}; loading would mix "
+            "them: use another --workdir (or `recsys down` and delete this one)"
+        )
 
 
 def _latest_artifact(artifacts: Path) -> Path | None:
@@ -255,11 +286,19 @@ async def _up(args: argparse.Namespace) -> int:
             )
 
     data = _resolve_data(args.data, workdir, args.synthetic_size)
+    content = data_content_sha256(data)
+    _check_workdir_data(workdir, data, content)
 
     artifact = None if args.retrain else _latest_artifact(artifacts)
+    reason = "no artifact yet"
+    if artifact is not None:
+        trained = artifact_data_sha256(artifact)
+        if trained is not None and trained != content:
+            _say(f"model: {artifact.name} was trained on other data than {data}: training a new one")
+            artifact, reason = None, "the artifact's data differs"
     if artifact is None:
         cmd = [*_recsys(), "train", "--data", str(data), "--out", str(artifacts), *args.train_args.split()]
-        _run_step("model: no artifact yet, training (progress below)", cmd)
+        _run_step(f"model: {reason}, training (progress below)", cmd)
         artifact = _latest_artifact(artifacts)
         if artifact is None:
             raise SystemExit(f"training finished but no artifact under {artifacts}")
@@ -271,6 +310,7 @@ async def _up(args: argparse.Namespace) -> int:
     )
     _run_step("catalog: migrate", [*_recsys(), "catalog", "migrate"], cat_env)
     _run_step("catalog: load data set (idempotent)", [*_recsys(), "catalog", "load", str(data)], cat_env)
+    (workdir / DATA_FILE).write_text(json.dumps({"data": str(data), "content_sha256": content}) + "\n")
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:

@@ -18,7 +18,9 @@ Request forms (each one Recommend call per user, k = 10, seen movies excluded by
   movies, the gateway's popularity floor), "like" the shown movies the user rated >= 4 in the
   history, "dislike" those rated <= 2, skip the rest; ``x3`` asks for up to two more rounds of
   16 not shown before ("show other movies"). A user who answered nothing gets no
-  recommendation (the web app refuses an empty quiz): a miss, counted in ``no answer``.
+  recommendation (the web app refuses an empty quiz): a miss, counted in ``no answer``. The
+  quiz cannot know the rest of the history, so its request asks for 100 results and the
+  evaluator drops the user's seen movies before the top 10 (as for every other row).
 
 ``liked`` forms send the newest 1,000 events (the gateway's limit). Each form's offline column
 is the artifact scored on exactly the signal that form sends (ratings, order, the served
@@ -60,6 +62,10 @@ K = 10
 LIKED_LIMIT = 1000  # RecommendRequest.liked: at most 1000 movies (gateway.proto)
 QUIZ_SIZE = 16  # the web app's quiz_size default
 QUIZ_DISLIKE_AT_MOST = 2.0
+# The quiz knows only its answers, so its results include movies the user saw but was never asked
+# about. The evaluator knows the history: it asks for QUIZ_K results and drops the seen ones before
+# taking the top K, as every other row ("seen movies excluded") and the popular baseline do.
+QUIZ_K = 100
 FORMS: tuple[str, ...] = ("user_id", "liked+ratings+times", "liked+times", "ordered", "quiz x1", "quiz x3")
 GATEWAY = "recsys.gateway.v1.Gateway"
 
@@ -217,9 +223,10 @@ class Served:
         if not liked and not disliked:
             return liked, disliked, None
         req = gateway_pb2.RecommendRequest(
-            liked=[common_pb2.RatedMovie(movie_id=m) for m in liked], disliked_movie_ids=disliked, k=K
+            liked=[common_pb2.RatedMovie(movie_id=m) for m in liked], disliked_movie_ids=disliked, k=QUIZ_K
         )
-        return liked, disliked, await self.recommend(req)
+        seen = set(c.movies.tolist())
+        return liked, disliked, [m for m in await self.recommend(req) if m not in seen]
 
     async def close(self) -> None:
         await self.channel.close()
@@ -278,13 +285,16 @@ def offline_ranks(
     row = _row_of(p)
     seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     excluded: list[np.ndarray] = []
+    quiz_seen: list[np.ndarray] = []
     for k, c in enumerate(cases):
         items = np.array([row[int(m)] for m in c.movies], np.int64)
         if form.startswith("quiz"):
             liked, disliked = quiz[k] if quiz else ([], [])
             li = np.array([row[m] for m in liked], np.int64)
             seqs.append((li, np.zeros(len(li), np.float32), np.zeros(len(li), np.int64)))
+            # the served top QUIZ_K minus the seen movies (see QUIZ_K)
             excluded.append(np.array([row[m] for m in liked + disliked], np.int64))
+            quiz_seen.append(items)
             continue
         if form.startswith("liked") or form == "ordered":
             items = items[-LIKED_LIMIT:]
@@ -316,7 +326,13 @@ def offline_ranks(
         s = scores[k].clone()
         if len(excluded[k]):
             s[torch.as_tensor(excluded[k])] = -math.inf
-        top = torch.topk(s, K).indices.tolist()
+        if form.startswith("quiz"):
+            seen = set(quiz_seen[k].tolist())
+            best = torch.topk(s, min(QUIZ_K, len(s)))
+            top = [i for i, v in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+                   if i not in seen and v > -math.inf]  # fmt: skip
+        else:
+            top = torch.topk(s, K).indices.tolist()
         out.append(rank_of(top, row[c.target]))
     return out
 

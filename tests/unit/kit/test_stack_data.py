@@ -1,0 +1,36 @@
+"""`recsys up` keeps model and catalog on the data it is given (issue #14): an artifact trained on
+other data is retrained, and a workdir whose catalog holds another data set is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from recsys_core import stack
+from recsys_core.data.holdout import write_holdout
+from recsys_core.data.synthetic import generate
+
+
+def test_a_holdout_differs_from_its_source_and_the_workdir_guard_refuses_the_mix(tmp_path: Path) -> None:
+    source = generate(tmp_path / "src", fmt="100k", n_users=30, n_movies=40, n_ratings=600, seed=2)
+    held = tmp_path / "held"
+    write_holdout(source, held)
+    a, b = stack.data_content_sha256(source), stack.data_content_sha256(held)
+    assert a != b and len(a) == 64
+    work = tmp_path / "var"
+    work.mkdir()
+    stack._check_workdir_data(work, source, a)  # nothing loaded yet: fine
+    (work / stack.DATA_FILE).write_text(json.dumps({"data": str(source), "content_sha256": a}))
+    stack._check_workdir_data(work, source, a)  # same data again: fine
+    with pytest.raises(SystemExit, match="another --workdir"):
+        stack._check_workdir_data(work, held, b)
+
+
+def test_artifact_data_checksum_comes_from_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"dataset": {"name": "x", "content_sha256": "ab" * 32}})
+    )
+    assert stack.artifact_data_sha256(tmp_path) == "ab" * 32
+    (tmp_path / "manifest.json").write_text(json.dumps({"dataset": {"name": "x"}}))
+    assert stack.artifact_data_sha256(tmp_path) is None
