@@ -90,6 +90,16 @@ async def test_users_and_ratings_rpcs(stub: catalog_pb2_grpc.CatalogStub, datase
     assert len(hist.ratings) == min(2, hist.total) and hist.total >= 1
     many = await stub.GetUserHistories(pb.GetUserHistoriesRequest(user_ids=[uid, 888_888]), timeout=10)
     assert [h.user_id for h in many.histories] == [uid] and list(many.missing_user_ids) == [888_888]
+    assert not hist.seen_movie_ids and not many.histories[0].seen_movie_ids  # not asked for
+    rated = sorted({int(m) for m in dataset.interactions.movie_ids[dataset.interactions.user_ids == uid]})
+    seen = await stub.GetUserHistory(
+        pb.GetUserHistoryRequest(user_id=uid, limit=1, include_seen_ids=True), timeout=10
+    )
+    assert len(seen.ratings) == 1 and list(seen.seen_movie_ids) == rated and seen.total == len(rated)
+    many = await stub.GetUserHistories(
+        pb.GetUserHistoriesRequest(user_ids=[uid], limit=1, include_seen_ids=True), timeout=10
+    )
+    assert list(many.histories[0].seen_movie_ids) == rated
 
     when = Timestamp()
     when.FromDatetime(dt.datetime(2020, 5, 17, 12, 0, 0))

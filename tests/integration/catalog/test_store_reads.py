@@ -125,6 +125,23 @@ async def test_users_and_history(svc: CatalogService, dataset: Dataset) -> None:
     found, missing = await svc.get_user_histories([uid, 999_999, uid], 0)
     assert [h.user_id for h in found] == [uid, uid] and missing == [999_999]
     assert found[0].total == history.total and len(found[0].ratings) == history.total
+    assert history.seen_movie_ids == [] and found[0].seen_movie_ids == []  # not asked for
+
+
+async def test_seen_ids_are_every_rated_movie_whatever_the_limit(
+    svc: CatalogService, dataset: Dataset
+) -> None:
+    inter = dataset.interactions
+    counts = collections.Counter(int(u) for u in inter.user_ids)
+    heavy, light = counts.most_common()[0][0], counts.most_common()[-1][0]
+    one = await svc.get_user_history(heavy, 1, include_seen=True)
+    rated = sorted({int(m) for m in inter.movie_ids[inter.user_ids == heavy]})
+    assert len(one.ratings) == 1 and one.total == len(rated) > 1
+    assert one.seen_movie_ids == rated  # all of them, ascending, though only one event came back
+    found, _ = await svc.get_user_histories([light, heavy], 1, include_seen=True)
+    assert [h.user_id for h in found] == [light, heavy]
+    assert found[0].seen_movie_ids == sorted({int(m) for m in inter.movie_ids[inter.user_ids == light]})
+    assert found[1].seen_movie_ids == rated
 
 
 async def test_list_movies_pages_through_everything(svc: CatalogService, dataset: Dataset) -> None:

@@ -73,8 +73,20 @@ class FakeStore:
     async def get_users(self, user_ids: Sequence[int]) -> dict[int, User]:
         return {i: self.users[i] for i in user_ids if i in self.users}
 
-    async def histories(self, user_ids: Sequence[int], limit: int) -> dict[int, History]:
-        return {i: History(i, [], 0) for i in user_ids if i in self.users}
+    async def histories(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> dict[int, History]:
+        out = {}
+        for i in user_ids:
+            if i not in self.users:
+                continue
+            mine = sorted(
+                (r for (u, _), r in self.ratings.items() if u == i),
+                key=lambda r: (-r.rated_at.timestamp(), r.movie_id),
+            )
+            seen = sorted(r.movie_id for r in mine) if include_seen else []
+            out[i] = History(i, mine[:limit], len(mine), seen)
+        return out
 
     async def record_ratings(
         self, events: Sequence[Rating], create_missing_users: bool
@@ -189,6 +201,21 @@ async def test_history_unknown_user_and_invalid(svc: CatalogService) -> None:
 async def test_histories_missing(svc: CatalogService) -> None:
     found, missing = await svc.get_user_histories([2, 1, 2], 5)
     assert [h.user_id for h in found] == [1] and missing == [2]
+
+
+async def test_seen_ids_are_every_rated_movie_whatever_the_limit(
+    svc: CatalogService, store: FakeStore
+) -> None:
+    t0 = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    for j, mid in enumerate(sorted(store.movies)):
+        store.ratings[(1, mid)] = Rating(1, mid, 4.0, t0 + dt.timedelta(days=j))
+    everything = sorted(store.movies)
+    h = await svc.get_user_history(1, 1, include_seen=True)
+    assert [r.movie_id for r in h.ratings] == [everything[-1]]  # the newest only
+    assert h.seen_movie_ids == everything and h.total == len(everything)
+    assert (await svc.get_user_history(1, 1)).seen_movie_ids == []  # not asked for: not read
+    (many,), _ = await svc.get_user_histories([1], 1, include_seen=True)
+    assert many.seen_movie_ids == everything
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,10 @@ class SearchHit:
 @dataclass(frozen=True, slots=True)
 class History:
     user_id: int
-    ratings: list[Rating]
+    ratings: list[Rating]  # newest first, at most the asked limit
     total: int
+    # Every movie the user rated, ascending (all ``total``), when asked for; else empty.
+    seen_movie_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,9 @@ class CatalogStore(Protocol):
     async def upsert_movies(self, movies: Sequence[Movie]) -> UpsertResult: ...
     async def genres(self) -> tuple[str, ...]: ...
     async def get_users(self, user_ids: Sequence[int]) -> dict[int, User]: ...
-    async def histories(self, user_ids: Sequence[int], limit: int) -> dict[int, History]: ...
+    async def histories(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> dict[int, History]: ...
     async def record_ratings(
         self, events: Sequence[Rating], create_missing_users: bool
     ) -> tuple[set[tuple[int, int]], list[int]]: ...
@@ -243,21 +245,22 @@ class CatalogService:
         found = await self._store.get_users(_dedup(user_ids))
         return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
 
-    async def get_user_history(self, user_id: int, limit: int) -> History:
+    async def get_user_history(self, user_id: int, limit: int, include_seen: bool = False) -> History:
+        """The ``limit`` newest ratings; with ``include_seen`` also every rated movie's id."""
         if user_id <= 0:
             raise InvalidArgument("user_id: must be > 0", field="user_id")
         n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
-        found = await self._store.histories([user_id], n)
+        found = await self._store.histories([user_id], n, include_seen)
         if user_id not in found:
             raise NotFound(f"user {user_id} not found")
         return found[user_id]
 
     async def get_user_histories(
-        self, user_ids: Sequence[int], limit: int
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
     ) -> tuple[list[History], list[int]]:
         _check_ids(user_ids, "user_ids")
         n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
-        found = await self._store.histories(_dedup(user_ids), n)
+        found = await self._store.histories(_dedup(user_ids), n, include_seen)
         return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
 
     async def record_ratings(

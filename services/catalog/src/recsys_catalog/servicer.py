@@ -84,7 +84,10 @@ def filter_from_pb(f: common_pb2.MovieFilter) -> MovieFilter:
 
 def history_to_pb(h: History) -> catalog_pb2.UserHistory:
     return catalog_pb2.UserHistory(
-        user_id=h.user_id, ratings=[rating_to_pb(r) for r in h.ratings], total=h.total
+        user_id=h.user_id,
+        ratings=[rating_to_pb(r) for r in h.ratings],
+        total=h.total,
+        seen_movie_ids=h.seen_movie_ids,
     )
 
 
@@ -140,13 +143,17 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     async def GetUserHistory(
         self, request: catalog_pb2.GetUserHistoryRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetUserHistoryResponse:
-        h = await self._service.get_user_history(request.user_id, request.limit)
-        return catalog_pb2.GetUserHistoryResponse(ratings=[rating_to_pb(r) for r in h.ratings], total=h.total)
+        h = await self._service.get_user_history(request.user_id, request.limit, request.include_seen_ids)
+        return catalog_pb2.GetUserHistoryResponse(
+            ratings=[rating_to_pb(r) for r in h.ratings], total=h.total, seen_movie_ids=h.seen_movie_ids
+        )
 
     async def GetUserHistories(
         self, request: catalog_pb2.GetUserHistoriesRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetUserHistoriesResponse:
-        histories, missing = await self._service.get_user_histories(list(request.user_ids), request.limit)
+        histories, missing = await self._service.get_user_histories(
+            list(request.user_ids), request.limit, request.include_seen_ids
+        )
         return catalog_pb2.GetUserHistoriesResponse(
             histories=[history_to_pb(h) for h in histories], missing_user_ids=missing
         )

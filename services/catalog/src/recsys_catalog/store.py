@@ -162,6 +162,14 @@ LEFT JOIN LATERAL (
 ORDER BY u.user_id, r.rated_at DESC, r.movie_id
 """
 
+# Every rated movie per user, ids only: an index-only scan of the (user_id, movie_id) primary key.
+SQL_SEEN_IDS = """
+SELECT user_id, array_agg(movie_id ORDER BY movie_id) AS movie_ids
+FROM ratings
+WHERE user_id = ANY($1::bigint[])
+GROUP BY user_id
+"""
+
 SQL_LOCK_MOVIES = """
 SELECT movie_id FROM movies WHERE movie_id = ANY($1::bigint[]) ORDER BY movie_id FOR UPDATE
 """
@@ -712,15 +720,32 @@ class PgStore:
 
         return await self._read(op)
 
-    async def histories(self, user_ids: Sequence[int], limit: int) -> dict[int, History]:
-        """Histories of the known users among ``user_ids`` (unknown ones are absent)."""
+    async def histories(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> dict[int, History]:
+        """Histories of the known users among ``user_ids`` (unknown ones are absent).
+
+        ``limit`` newest ratings each; with ``include_seen`` also the ids of every movie each
+        user rated (one more query, ids only; both read in one repeatable-read snapshot, so the
+        ids agree with ``total`` and the events).
+        """
 
         async def op(conn: asyncpg.Connection) -> dict[int, History]:
+            if not include_seen:
+                return await read(conn)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await read(conn)
+
+        async def read(conn: asyncpg.Connection) -> dict[int, History]:
             unique = sorted(set(user_ids))
             known = {r["user_id"] for r in await conn.fetch(SQL_EXISTING_USERS, unique)}
             if not known:
                 return {}
             rows = await conn.fetch(SQL_HISTORIES, sorted(known), limit)
+            seen: dict[int, list[int]] = {uid: [] for uid in known}
+            if include_seen:
+                for r in await conn.fetch(SQL_SEEN_IDS, sorted(known)):
+                    seen[r["user_id"]] = list(r["movie_ids"])
             ratings: dict[int, list[Rating]] = {uid: [] for uid in known}
             totals: dict[int, int] = dict.fromkeys(known, 0)
             for r in rows:
@@ -728,7 +753,7 @@ class PgStore:
                 totals[uid] = int(r["total"])
                 if r["movie_id"] is not None:
                     ratings[uid].append(Rating(uid, r["movie_id"], float(r["rating"]), r["rated_at"]))
-            return {uid: History(uid, ratings[uid], totals[uid]) for uid in known}
+            return {uid: History(uid, ratings[uid], totals[uid], seen[uid]) for uid in known}
 
         return await self._read(op)
 

@@ -111,38 +111,46 @@ class GetUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[_common_pb2.User, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetUserHistoryRequest(_message.Message):
-    __slots__ = ("user_id", "limit")
+    __slots__ = ("user_id", "limit", "include_seen_ids")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SEEN_IDS_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     limit: int
-    def __init__(self, user_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    include_seen_ids: bool
+    def __init__(self, user_id: _Optional[int] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ...) -> None: ...
 
 class GetUserHistoryResponse(_message.Message):
-    __slots__ = ("ratings", "total")
+    __slots__ = ("ratings", "total", "seen_movie_ids")
     RATINGS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SEEN_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
     ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
     total: int
-    def __init__(self, ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+    seen_movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetUserHistoriesRequest(_message.Message):
-    __slots__ = ("user_ids", "limit")
+    __slots__ = ("user_ids", "limit", "include_seen_ids")
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SEEN_IDS_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[int]
     limit: int
-    def __init__(self, user_ids: _Optional[_Iterable[int]] = ..., limit: _Optional[int] = ...) -> None: ...
+    include_seen_ids: bool
+    def __init__(self, user_ids: _Optional[_Iterable[int]] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ...) -> None: ...
 
 class UserHistory(_message.Message):
-    __slots__ = ("user_id", "ratings", "total")
+    __slots__ = ("user_id", "ratings", "total", "seen_movie_ids")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RATINGS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SEEN_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
     total: int
-    def __init__(self, user_id: _Optional[int] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+    seen_movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, user_id: _Optional[int] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetUserHistoriesResponse(_message.Message):
     __slots__ = ("histories", "missing_user_ids")

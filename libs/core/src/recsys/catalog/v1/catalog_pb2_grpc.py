@@ -131,7 +131,9 @@ class CatalogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUserHistory(self, request, context):
-        """One user's rated movies, newest first. Unknown user: NOT_FOUND.
+        """One user's rated movies, newest first (at most `limit`), and on request
+        the ids of every movie the user rated (for exact exclusion, whatever the
+        history size). Unknown user: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
