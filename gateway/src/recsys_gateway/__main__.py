@@ -1,4 +1,7 @@
-"""python -m recsys_gateway: run the gateway with settings from RECSYS_GATEWAY_* variables."""
+"""python -m recsys_gateway: run the gateway with settings from RECSYS_GATEWAY_* variables.
+
+Bad or missing settings exit with status 2 and a message naming the variable (no traceback).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,13 @@ from .server import serve
 from .settings import GatewaySettings
 
 
+async def _main() -> None:
+    # Loaded inside run(): a SettingsError becomes exit status 2 with its message.
+    await serve(load_settings(GatewaySettings))
+
+
 def main() -> None:
-    settings = load_settings(GatewaySettings)
-    run(lambda: serve(settings))
+    run(_main, service="gateway")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
     upstreams = GrpcUpstreams(settings)
     service = GatewayService(
         upstreams,
-        GatewayOptions(sample_min_ratings=settings.sample_min_ratings, history_limit=settings.history_limit),
+        GatewayOptions(
+            sample_min_ratings=settings.sample_min_ratings, history_window=settings.history_window
+        ),
     )
     servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])
     server = Server(settings, "gateway")

@@ -34,8 +34,16 @@ MAX_FEEDBACK = 1000
 MAX_GET_MOVIES = 1000
 # How many of a user's most recent liked movies are candidates for "because you liked ...".
 BECAUSE_CANDIDATES = 200
-# Ratings at or above this count as liked when explaining; below 2.5 the embedder treats them as dislikes.
+# Explanations only: a history movie rated at or above this (or liked without a rating) may be
+# named in "because you liked ...". It does not decide how ratings shape the user vector: by
+# default a low rating is ordinary history, and the embedder applies the rule the served model's
+# manifest names (services/embedder/src/recsys_embedder/signals.py); only explicit
+# disliked_movie_ids always push the query away.
 LIKED_THRESHOLD = 3.5
+# Upstream limits on one query's exclusions and results (retriever SearchQuery.exclude_ids and
+# SearchRequest.k; catalog GetPopularRequest.exclude_ids and k): see _exclusion.
+MAX_EXCLUDE_IDS = 100_000
+MAX_UPSTREAM_K = 1000
 
 
 class Upstreams(Protocol):
@@ -66,8 +74,9 @@ class Upstreams(Protocol):
 class GatewayOptions:
     # Quiz default: only movies with at least this many ratings (people know them).
     sample_min_ratings: int = 50
-    # History read per user for Recommend (newest first).
-    history_limit: int = 1000
+    # Recommend by user_id: the user's newest ratings that build the user vector (the history
+    # window). Exclusion is not bounded by it: every rated movie is excluded (seen_movie_ids).
+    history_window: int = 1000
     # How long ListGenres serves the genre list it last read from the catalog (seconds; 0 = no cache).
     genres_ttl_s: float = 60.0
 
@@ -161,6 +170,21 @@ def _dedupe(ids: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def _exclusion(exclude: Sequence[int], k: int) -> tuple[list[int], int]:
+    """The ids to send upstream as exclusions and how many results to ask for.
+
+    Up to MAX_EXCLUDE_IDS ids (a user with 100,000 rated movies) all travel, and the upstream
+    returns exactly ``k`` when ``k`` remain. Past that, the first MAX_EXCLUDE_IDS travel and
+    ``k`` grows by the overflow (at most MAX_UPSTREAM_K), because the gateway drops every
+    excluded id from the answer (``_unique_hits``): still exact while the overflow fits, and
+    never a seen movie, though fewer than ``k`` may come back for more than ~100,900 ids.
+    """
+    if len(exclude) <= MAX_EXCLUDE_IDS:
+        return list(exclude), k
+    overflow = len(exclude) - MAX_EXCLUDE_IDS
+    return list(exclude[:MAX_EXCLUDE_IDS]), min(k + overflow, MAX_UPSTREAM_K)
+
+
 class GatewayService:
     def __init__(
         self,
@@ -183,19 +207,30 @@ class GatewayService:
 
         signal = embedder_pb2.QuerySignal()
         seen: list[int] = []
+        # History movies newest first: the candidates for "because you liked ...".
+        recent_first: list[common_pb2.RatedMovie] = []
         if req.user_id:
+            # The newest history_window events build the user vector; seen_movie_ids (asked for
+            # only when excluding) lists every movie the user rated, whatever the count.
             history = await self._up.get_user_history(
-                catalog_pb2.GetUserHistoryRequest(user_id=req.user_id, limit=self._opt.history_limit)
+                catalog_pb2.GetUserHistoryRequest(
+                    user_id=req.user_id, limit=self._opt.history_window, include_seen_ids=exclude_seen
+                )
             )
-            seen = [r.movie_id for r in history.ratings]
-            for r in history.ratings:
+            # The window's ids too: a catalog that predates seen_movie_ids still has them excluded.
+            seen = list(history.seen_movie_ids) + [r.movie_id for r in history.ratings]
+            # The catalog answers newest first; the embedder takes event order, oldest first (the
+            # times order it anyway; the list order agrees with them).
+            for r in reversed(history.ratings):
                 signal.history.add(movie_id=r.movie_id, rating=r.rating, rated_at=r.rated_at)
+            recent_first = list(reversed(signal.history))
             if not history.ratings:
                 users = await self._up.get_users(catalog_pb2.GetUsersRequest(user_ids=[req.user_id]))
                 if users.users and _has_demographics(users.users[0].demographics):
                     signal.demographics.CopyFrom(users.users[0].demographics)
         else:
             signal.history.extend(req.liked)
+            recent_first = list(reversed(req.liked))  # liked is in event order, oldest first
             signal.disliked_movie_ids.extend(req.disliked_movie_ids)
             if _has_demographics(req.demographics):
                 signal.demographics.CopyFrom(req.demographics)
@@ -213,11 +248,12 @@ class GatewayService:
             return await self._popular(k, req.filter, exclude, unknown=unknown)
 
         space = qv.space or common_pb2.VECTOR_SPACE_PINSAGE
+        sent, fetch_k = _exclusion(exclude, k)
         result = await self._up.search(
             retriever_pb2.SearchRequest(
                 space=space,
-                queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=exclude)],
-                k=k,
+                queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=sent)],
+                k=fetch_k,
                 filter=req.filter,
             )
         )
@@ -234,7 +270,7 @@ class GatewayService:
             because_pool = _dedupe(
                 [
                     m.movie_id
-                    for m in signal.history
+                    for m in recent_first
                     if (m.rating == 0 or m.rating >= LIKED_THRESHOLD) and m.movie_id not in unknown_set
                 ]
             )[:BECAUSE_CANDIDATES]
@@ -249,13 +285,16 @@ class GatewayService:
     async def _popular(
         self, k: int, flt: common_pb2.MovieFilter, exclude: list[int], unknown: list[int]
     ) -> gateway_pb2.RecommendResponse:
+        sent, fetch_k = _exclusion(exclude, k)
         popular = await self._up.get_popular(
-            catalog_pb2.GetPopularRequest(k=k, filter=flt, exclude_ids=exclude)
+            catalog_pb2.GetPopularRequest(k=fetch_k, filter=flt, exclude_ids=sent)
         )
+        excluded = set(exclude) if len(sent) < len(exclude) else set()
         recs = [
             gateway_pb2.Recommendation(movie=m, score=s)
             for m, s in zip(popular.movies, popular.scores, strict=False)
-        ]
+            if m.movie_id not in excluded
+        ][:k]
         return gateway_pb2.RecommendResponse(
             recommendations=recs, strategy=gateway_pb2.STRATEGY_POPULAR, unknown_movie_ids=unknown
         )

@@ -35,8 +35,11 @@ class GatewaySettings(ServerSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Quiz default: only movies with at least this many ratings.
     sample_min_ratings: int = Field(default=50, ge=0)
-    # Newest ratings read per user for Recommend.
-    history_limit: int = Field(default=1000, ge=1, le=10000)
+    # Recommend by user_id: how many of the user's newest ratings go to the embedder to build the
+    # user vector (the history window; the catalog's GetUserHistory limit, 1..10000). It does not
+    # bound exclusion: every movie the user rated is excluded, whatever the count. (Was
+    # HISTORY_LIMIT, which bounded both.)
+    history_window: int = Field(default=1000, ge=1, le=10000)
 
     @field_validator("upstream_tls_ca_file", "upstream_tls_cert_file", "upstream_tls_key_file", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ class FakeUpstreams:
         self.known = set(range(1, N_MOVIES + 1))
         self.history: dict[int, list[int]] = {7: [1, 2, 3, 4, 5]}
         self.calls: list[str] = []
+        self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
         self.genres = ["Western", "Action", "Film-Noir", "Action", "Comedy"]
@@ -63,13 +64,17 @@ class FakeUpstreams:
 
     async def get_user_history(self, req):  # type: ignore[no-untyped-def]
         self._hit("catalog.GetUserHistory")
+        self.last["catalog.GetUserHistory"] = req
         if req.user_id not in self.history:
             raise UpstreamError("catalog", grpc.StatusCode.NOT_FOUND, f"user {req.user_id} not found")
+        rated = self.history[req.user_id]  # newest first, as the catalog answers
         return catalog_pb2.GetUserHistoryResponse(
             ratings=[
                 common_pb2.Rating(user_id=req.user_id, movie_id=m, rating=5)
-                for m in self.history[req.user_id]
-            ]
+                for m in rated[: req.limit or 1000]
+            ],
+            total=len(rated),
+            seen_movie_ids=sorted(rated) if req.include_seen_ids else [],
         )
 
     async def get_users(self, req):  # type: ignore[no-untyped-def]
@@ -89,6 +94,7 @@ class FakeUpstreams:
 
     async def embed_query(self, req):  # type: ignore[no-untyped-def]
         self._hit("embedder.EmbedQuery")
+        self.last["embedder.EmbedQuery"] = req
         out = []
         for s in req.signals:
             ids = [m.movie_id for m in s.history if m.movie_id in self.known]
@@ -129,6 +135,7 @@ class FakeUpstreams:
 
     async def search(self, req):  # type: ignore[no-untyped-def]
         self._hit("retriever.Search")
+        self.last["retriever.Search"] = req
         results = []
         for q in req.queries:
             scores = self.vectors[1:] @ np.asarray(q.vector.values, dtype=np.float32)
@@ -163,6 +170,43 @@ async def test_recommend_known_user_excludes_seen_and_explains(svc: GatewayServi
     assert all(r.because_title == f"Movie {r.because_movie_id}" for r in resp.recommendations)
     scores = [r.score for r in resp.recommendations]
     assert scores == sorted(scores, reverse=True)
+
+
+async def test_every_rated_movie_is_excluded_and_the_window_builds_the_vector(fake: FakeUpstreams) -> None:
+    fake.history[8] = list(range(50, 0, -1))  # 50 ratings, newest first: movie 50 is the newest
+    svc = GatewayService(fake, GatewayOptions(history_window=5))
+    resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=8, k=10))
+    ids = [r.movie.movie_id for r in resp.recommendations]
+    assert sorted(ids) == list(range(51, N_MOVIES + 1))  # exactly the 10 unseen movies
+    hist_req = fake.last["catalog.GetUserHistory"]
+    assert hist_req.limit == 5 and hist_req.include_seen_ids  # type: ignore[attr-defined]
+    (signal,) = fake.last["embedder.EmbedQuery"].signals  # type: ignore[attr-defined]
+    # The window only, in event order: oldest first, the newest last.
+    assert [m.movie_id for m in signal.history] == [46, 47, 48, 49, 50]
+    (query,) = fake.last["retriever.Search"].queries  # type: ignore[attr-defined]
+    assert sorted(query.exclude_ids) == list(range(1, 51))
+    assert all(r.because_movie_id in {46, 47, 48, 49, 50} for r in resp.recommendations)
+
+
+async def test_seen_ids_not_asked_for_when_not_excluding(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake, GatewayOptions(history_window=3))
+    await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=5, exclude_seen=False))
+    hist_req = fake.last["catalog.GetUserHistory"]
+    assert hist_req.limit == 3 and not hist_req.include_seen_ids  # type: ignore[attr-defined]
+    (query,) = fake.last["retriever.Search"].queries  # type: ignore[attr-defined]
+    assert not query.exclude_ids
+
+
+def test_exclusion_past_the_upstream_limit_over_fetches_by_the_overflow() -> None:
+    from recsys_gateway.service import MAX_EXCLUDE_IDS, MAX_UPSTREAM_K, _exclusion
+
+    few = list(range(1, 5001))
+    assert _exclusion(few, 10) == (few, 10)
+    many = list(range(1, MAX_EXCLUDE_IDS + 301))
+    sent, k = _exclusion(many, 10)
+    assert sent == many[:MAX_EXCLUDE_IDS] and k == 310
+    sent, k = _exclusion(list(range(1, MAX_EXCLUDE_IDS + 5001)), 10)
+    assert len(sent) == MAX_EXCLUDE_IDS and k == MAX_UPSTREAM_K
 
 
 async def test_recommend_exclude_seen_off_allows_seen(svc: GatewayService) -> None:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from recsys_core.settings import SettingsError, load_settings
 from recsys_gateway.settings import GatewaySettings
@@ -20,3 +24,27 @@ def test_bad_timeout_fails_fast_naming_variable(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("RECSYS_GATEWAY_UPSTREAM_TIMEOUT_S", "-1")
     with pytest.raises(SettingsError, match="RECSYS_GATEWAY_UPSTREAM_TIMEOUT_S"):
         load_settings(GatewaySettings)
+
+
+def test_history_window_default_and_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(GatewaySettings).history_window == 1000
+    monkeypatch.setenv("RECSYS_GATEWAY_HISTORY_WINDOW", "50")
+    assert load_settings(GatewaySettings).history_window == 50
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "10001", "many", "2.5"])
+def test_bad_history_window_fails_fast_naming_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("RECSYS_GATEWAY_HISTORY_WINDOW", raw)
+    with pytest.raises(SettingsError, match="RECSYS_GATEWAY_HISTORY_WINDOW"):
+        load_settings(GatewaySettings)
+
+
+def test_bad_setting_exits_2_with_the_message_and_no_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_GATEWAY_")}
+    env["RECSYS_GATEWAY_HISTORY_WINDOW"] = "0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "recsys_gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "RECSYS_GATEWAY_HISTORY_WINDOW" in out and "Traceback" not in out
