@@ -84,6 +84,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-users", type=int, default=0, help="evaluate the first N TEST users only (0 = all)")
     g.add_argument("--deadline", type=float, default=30.0, help="seconds per call (default 30)")
     g.add_argument("--api-key", default=None, help="x-api-key for a gateway that requires one")
+    g.add_argument(
+        "--quiz-min-ratings",
+        type=int,
+        default=None,
+        help="SampleMovies.min_ratings of the simulated quiz (default: unset, the gateway's floor, "
+        "as the web app calls it); bench/quiz_sampling.py chooses one on VALIDATION",
+    )
 
 
 @dataclass
@@ -185,7 +192,15 @@ def metrics(ranks: Sequence[int], cases: Sequence[Case]) -> dict[str, float]:
 class Served:
     """The gateway, called as a client would (long-lived channel, deadline, bounded concurrency)."""
 
-    def __init__(self, target: str, concurrency: int, deadline: float, api_key: str | None) -> None:
+    def __init__(
+        self,
+        target: str,
+        concurrency: int,
+        deadline: float,
+        api_key: str | None,
+        quiz_min_ratings: int | None = None,
+    ) -> None:
+        self.quiz_min_ratings = quiz_min_ratings
         self.channel = open_channel(
             target, service=GATEWAY, idempotent_methods=("Recommend", "SampleMovies"), max_attempts=5
         )
@@ -205,6 +220,8 @@ class Served:
         req = gateway_pb2.SampleMoviesRequest(
             n=QUIZ_SIZE, seed=quiz_seed(user_id, rnd), exclude_ids=list(exclude)
         )
+        if self.quiz_min_ratings is not None:
+            req.min_ratings = self.quiz_min_ratings
         async with self.sem:
             resp = await self.stub.SampleMovies(req, timeout=self.deadline, metadata=self.metadata)
         return [m.movie_id for m in resp.movies]
@@ -380,11 +397,12 @@ async def evaluate_served(
     max_users: int = 0,
     deadline: float = 30.0,
     api_key: str | None = None,
+    quiz_min_ratings: int | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
     """``{"rows": [...], "users": n, "model_versions": [...]}``: one row per form plus popular."""
     cases = cases_of(p, max_users)
-    srv = Served(target, concurrency, deadline, api_key)
+    srv = Served(target, concurrency, deadline, api_key, quiz_min_ratings)
     quiz: dict[str, list[tuple[list[int], list[int]]]] = {}
     rows: list[dict[str, Any]] = []
     try:
@@ -431,7 +449,7 @@ def run(args: argparse.Namespace, art: A.Artifact, p: D.Prepared, report: tuple[
         out = asyncio.run(
             evaluate_served(
                 args.through, art, p, forms, concurrency=args.concurrency, max_users=args.max_users,
-                deadline=args.deadline, api_key=args.api_key,
+                deadline=args.deadline, api_key=args.api_key, quiz_min_ratings=args.quiz_min_ratings,
                 log=lambda m: print(m, file=sys.stderr, flush=True),
             )
         )  # fmt: skip
