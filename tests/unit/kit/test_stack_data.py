@@ -34,3 +34,19 @@ def test_artifact_data_checksum_comes_from_the_manifest(tmp_path: Path) -> None:
     assert stack.artifact_data_sha256(tmp_path) == "ab" * 32
     (tmp_path / "manifest.json").write_text(json.dumps({"dataset": {"name": "x"}}))
     assert stack.artifact_data_sha256(tmp_path) is None
+
+
+def test_the_gateway_gets_the_quiz_floor_the_artifact_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RECSYS_GATEWAY_SAMPLE_MIN_RATINGS", raising=False)
+    gateway = next(s for s in stack.SERVICES if s.name == "gateway")
+    arts = tmp_path / "artifacts"
+    env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
+    assert "RECSYS_GATEWAY_SAMPLE_MIN_RATINGS" not in env  # no artifact: the gateway's default
+    (arts / "v1").mkdir(parents=True)
+    (arts / "latest").write_text("v1\n")
+    manifest = {"models": {"pinsage": {"serving": {"quiz": {"min_ratings": 150, "dislike_weight": 0.25}}}}}
+    (arts / "v1" / "manifest.json").write_text(json.dumps(manifest))
+    env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
+    assert env["RECSYS_GATEWAY_SAMPLE_MIN_RATINGS"] == "150"

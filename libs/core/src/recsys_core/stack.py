@@ -205,7 +205,23 @@ def service_env(svc: ServiceDef, *, workdir: Path, artifacts: Path, host: str, o
         by_name = {s.name: s for s in SERVICES}
         for up in ("catalog", "embedder", "retriever"):
             env[f"{prefix}{up.upper()}_TARGET"] = f"127.0.0.1:{by_name[up].port + offset}"
+        floor = quiz_min_ratings(artifacts)
+        if floor is not None and f"{prefix}SAMPLE_MIN_RATINGS" not in os.environ:
+            env[f"{prefix}SAMPLE_MIN_RATINGS"] = str(floor)
     return env
+
+
+def quiz_min_ratings(artifacts: Path) -> int | None:
+    """The quiz's popularity floor the latest artifact's training chose on VALIDATION
+    (``models.pinsage.serving.quiz.min_ratings``), for the gateway's SampleMovies default;
+    None when it has none (the gateway's own default then)."""
+    artifact = _latest_artifact(artifacts)
+    if artifact is None:
+        return None
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    quiz = manifest.get("models", {}).get("pinsage", {}).get("serving", {}).get("quiz") or {}
+    value = quiz.get("min_ratings")
+    return int(value) if value is not None else None
 
 
 def web_env(*, host: str, offset: int) -> dict[str, str]:

@@ -26,6 +26,9 @@ from recsys_embedder.training.data import Prepared
 DISLIKE_AT_MOST = 2.0
 FLOORS: tuple[int, ...] = (0, 10, 25, 50, 100, 150, 200)
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+# What ``recsys train`` may serve: an explicit dislike must still move the query, so no 0.
+SERVED_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 1.0)
+QUIZ_SIZE = 16
 
 
 @dataclass
@@ -92,3 +95,33 @@ def grid(
             for w in weights:
                 out[(f, w, r)] = score(model, emb, phase, ans, form, w)
     return out
+
+
+def choose(
+    model: PinSageNet, emb: torch.Tensor, p: Prepared, phase: E.Phase, form: str, seed: int = 0
+) -> dict[str, object]:
+    """The (floor, dislike weight) with the best VALIDATION "will like" HR@10 summed over 1 and 3
+    rounds, among floors leaving at least three rounds of movies and the served weights.
+    ``{"min_ratings", "dislike_weight", "grid": [...]}`` for the manifest."""
+    counts = np.asarray(phase.history.sum(0)).ravel()
+    floors = [f for f in FLOORS if int((counts >= f).sum()) >= 3 * QUIZ_SIZE] or [0]
+    res = grid(model, emb, p, phase, form, floors, SERVED_WEIGHTS, seed=seed)
+    best = max(
+        ((f, w) for f in floors for w in SERVED_WEIGHTS),
+        key=lambda fw: res[(fw[0], fw[1], 1)]["like/hr@10"] + res[(fw[0], fw[1], 3)]["like/hr@10"],
+    )
+    return {
+        "min_ratings": int(best[0]),
+        "dislike_weight": float(best[1]),
+        "choice": "best VALIDATION will-like HR@10 (1 + 3 rounds) of the simulated quiz",
+        "grid": [
+            {
+                "min_ratings": f,
+                "dislike_weight": w,
+                "rounds": r,
+                "like/hr@10": m["like/hr@10"],
+                "no_answer": m["no_answer"],
+            }
+            for (f, w, r), m in res.items()
+        ],
+    }

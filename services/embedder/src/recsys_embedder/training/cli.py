@@ -17,6 +17,7 @@ import torch
 
 from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
+from recsys_embedder.evaluation import quiz as Q
 from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
 from recsys_embedder.training import two_tower_step as TT
@@ -123,6 +124,7 @@ def build_manifest(
     rules: dict[str, dict[str, dict[str, float]]] | None = None,
     rule: HistoryRule | None = None,
     served: TrainResult | None = None,
+    quiz: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``res`` is the selection run (TRAIN, early-stopped on VALIDATION: every metric comes from
     it); ``served`` the refit on every event when there is one (its weights are saved)."""
@@ -150,7 +152,10 @@ def build_manifest(
             "pinsage": {
                 "default_form": best,
                 "forms": list(forms),
-                "model_config": out.model_config.to_json(),
+                "model_config": {
+                    **out.model_config.to_json(),
+                    **({"dislike_weight": quiz["dislike_weight"]} if quiz else {}),
+                },
                 "feature_spec": out.feature_spec.to_json(),
                 "hyperparameters": cfg.to_json(),
                 "best_epoch": res.best_epoch,
@@ -161,6 +166,7 @@ def build_manifest(
                     "history_rules": rules or {},
                     "history_rule_choice": "best VALIDATION HR@10 among the rules that lose to "
                     "'history' on neither target (will watch, will like)",
+                    "quiz": quiz,
                 },
                 "refit": {
                     "epochs": res.best_epoch,
@@ -198,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
     best = E.best_form(forms)
     rules = E.evaluate_rules(res.model, emb, p, phases, best)
     rule = E.choose_rule(rules)
-    _log(f"user form {best}; low ratings: {rule.name} (chosen on VALIDATION)")
+    quiz = Q.choose(res.model, emb, p, phases["validation"], best, seed=cfg.seed)
+    _log(
+        f"user form {best}; low ratings: {rule.name}; quiz floor {quiz['min_ratings']} ratings, "
+        f"dislike weight {quiz['dislike_weight']:g} (chosen on VALIDATION)"
+    )
     baselines = E.run_baselines(p, phases, seed=cfg.seed, log=_log) if args.baselines else None
     served: TrainResult | None = None
     if refit:
@@ -208,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         refit_ck = ck.with_name(ck.stem + "-refit.pt")
         served = train(all_events(p), refit_cfg, checkpoint=refit_ck, log=_log, progress=not args.quiet)
         refit_ck.unlink(missing_ok=True)
-    manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served)
+    manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served, quiz)
     out_res = served or res
     arrays = A.PinSageArrays(
         state_dict=out_res.model.state_dict(),
