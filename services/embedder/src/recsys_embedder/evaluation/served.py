@@ -213,7 +213,8 @@ class Served:
     async def recommend(self, req: gateway_pb2.RecommendRequest) -> list[int]:
         async with self.sem:
             resp = await self.stub.Recommend(req, timeout=self.deadline, metadata=self.metadata)
-        self.versions.add(resp.model_version)
+        if resp.model_version:  # empty for the popular fallback
+            self.versions.add(resp.model_version)
         return [r.movie.movie_id for r in resp.recommendations]
 
     async def sample(self, user_id: int, rnd: int, exclude: Sequence[int]) -> list[int]:
