@@ -4,9 +4,10 @@ numbers, never a test). Needs a TRAIN-only artifact of the data set (`recsys tra
     OMP_NUM_THREADS=1 .venv/bin/recsys train --data ml-100k --out artifacts-trainonly --no-refit
     OMP_NUM_THREADS=1 .venv/bin/python bench/quiz_sampling.py --artifact artifacts-trainonly --data ml-100k
 
-Prints "will like" HR@10 (targets rated >= 4) on VALIDATION for every (floor, dislike weight,
-rounds), the choice (best mean over 1 and 3 rounds), and TEST for the choice beside today's
-defaults (floor 50: the gateway's sample_min_ratings; weight: the artifact's dislike_weight) and
+Prints "will like" HR@10 (targets rated >= 4) on VALIDATION for every (pool size = the n most
+rated movies, dislike weight, rounds), each the mean of ``quiz.SEEDS`` draws, the choice (best
+sum over 1 and 3 rounds, as ``recsys train`` makes it), and TEST for the choice beside the
+gateway's defaults (floor 50: its sample_min_ratings; weight: the artifact's dislike_weight) and
 most popular. See ``recsys_embedder.evaluation.quiz``.
 """
 
@@ -41,20 +42,28 @@ def main() -> None:
     emb = torch.from_numpy(art.item_embeddings)
     form = art.default_form
     val, test = E.make_phase(p, "validation"), E.make_phase(p, "test")
-    res = Q.grid(art.model, emb, p, val, form, seed=args.seed)
-    print(f"{p.name}, form {form}, VALIDATION ({len(val.users)} users): will-like HR@10 (no answer)\n")
-    print("| floor | dislike weight | 1 round | 3 rounds |\n|---|---|---|---|")
-    for f in Q.FLOORS:
+    counts = val.history.sum(0).numpy()
+    pools = [n for n in Q.POOL_SIZES if n <= int((counts > 0).sum())]
+    floor = {n: Q.floor_for(counts, n) for n in pools}
+    res = Q.grid(art.model, emb, p, val, form, sorted(set(floor.values())), seed=args.seed)
+    print(f"{p.name}, form {form}, VALIDATION ({len(val.users)} users): will-like HR@10 (no answer), "
+          f"mean of {Q.SEEDS} draws\n")  # fmt: skip
+    print("| pool (floor) | dislike weight | 1 round | 3 rounds |\n|---|---|---|---|")
+    for n in pools:
         for w in Q.WEIGHTS:
-            a, b = res[(f, w, 1)], res[(f, w, 3)]
-            print(f"| {f} | {w:g} | {a['like/hr@10']:.4f} ({a['no_answer']:.0f}) | "
+            a, b = res[(floor[n], w, 1)], res[(floor[n], w, 3)]
+            print(f"| {n} ({floor[n]}) | {w:g} | {a['like/hr@10']:.4f} ({a['no_answer']:.0f}) | "
                   f"{b['like/hr@10']:.4f} ({b['no_answer']:.0f}) |")  # fmt: skip
-    best = max(
-        ((f, w) for f in Q.FLOORS for w in Q.WEIGHTS),
-        key=lambda fw: res[(fw[0], fw[1], 1)]["like/hr@10"] + res[(fw[0], fw[1], 3)]["like/hr@10"],
+    n_best, w_best = max(
+        ((n, w) for n in pools for w in Q.SERVED_WEIGHTS),
+        key=lambda nw: (
+            res[(floor[nw[0]], nw[1], 1)]["like/hr@10"] + res[(floor[nw[0]], nw[1], 3)]["like/hr@10"]
+        ),
     )
+    best = (floor[n_best], w_best)
     default = (50, float(art.model.cfg.dislike_weight))
-    print(f"\nchosen on VALIDATION: floor {best[0]}, dislike weight {best[1]:g} (default {default})\n")
+    print(f"\nchosen on VALIDATION: pool {n_best} (floor {best[0]}), dislike weight {best[1]:g} "
+          f"(default floor/weight {default})\n")  # fmt: skip
     pop_val = E.evaluate_scorer(val, B.fit_popular(val.history))
     pop_test = E.evaluate_scorer(test, B.fit_popular(test.history))
     print(
@@ -62,9 +71,10 @@ def main() -> None:
     )
     for name, (f, w) in (("chosen", best), ("default", default)):
         for r in (1, 3):
-            t = Q.score(art.model, emb, test, Q.simulate_answers(p, test, f, r, seed=args.seed), form, w)
-            v = res.get((f, w, r)) or Q.score(
-                art.model, emb, val, Q.simulate_answers(p, val, f, r, seed=args.seed), form, w
+            t = Q.grid(art.model, emb, p, test, form, [f], [w], [r], seed=args.seed)[(f, w, r)]
+            v = (
+                res.get((f, w, r))
+                or Q.grid(art.model, emb, p, val, form, [f], [w], [r], seed=args.seed)[(f, w, r)]
             )
             print(f"| {name} (floor {f}, weight {w:g}), {r} round(s) | {v['like/hr@10']:.4f} | "
                   f"{t['like/hr@10']:.4f} | {t['hr@10']:.4f} | {t['no_answer']:.0f} |")  # fmt: skip

@@ -80,7 +80,7 @@ def test_served_equals_offline_for_the_same_artifact(
     report = tmp_path / "served.json"
     code = _evaluate(
         ["--artifact", str(st.artifacts), "--data", str(st.source), "--through", st.gateway,
-         "--json", str(report), "--concurrency", "4"]
+         "--json", str(report), "--concurrency", "4", "--quiz-draws", "2"]
     )  # fmt: skip
     printed = capsys.readouterr()
     assert code == 0, printed.err
@@ -93,7 +93,8 @@ def test_served_equals_offline_for_the_same_artifact(
         s, o = row["served"], row["offline"]
         assert abs(s["hr@10"] - o["hr@10"]) <= TOLERANCE, (form, s, o)
         assert abs(s["ndcg@10"] - o["ndcg@10"]) <= TOLERANCE, (form, s, o)
-        assert row["same_hits"] >= 0.97 * out["users"], (form, row["same_hits"])
+        assert row["draws"] == (2 if form.startswith("quiz") else 1), form
+        assert row["same_hits"] >= 0.97 * out["users"] * row["draws"], (form, row["same_hits"])
     # untimed list order = event order: the ordered form is the timed one without ratings
     assert abs(rows["ordered"]["served"]["hr@10"] - rows["liked+times"]["served"]["hr@10"]) <= TOLERANCE
     assert rows["user_id"]["served"]["hr@10"] > 0  # the model is not trivially empty
@@ -115,3 +116,16 @@ def test_refuse_test_numbers_for_an_artifact_that_trained_on_them(
     line = next(ln for ln in out.splitlines() if ln.startswith("| pinsage/pinsage |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1] != "–" and cells[5] == "–"  # test hr@10 reported, valid hr@10 not
+    # a bad --quiz-draws is refused before any call
+    bad = [
+        "--artifact",
+        str(st.artifacts),
+        "--data",
+        str(st.source),
+        "--through",
+        st.gateway,
+        "--quiz-draws",
+        "0",
+    ]
+    assert _evaluate(bad) == 2
+    assert "--quiz-draws must be >= 1" in capsys.readouterr().err

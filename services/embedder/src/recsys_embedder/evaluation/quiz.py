@@ -1,6 +1,11 @@
 """The web app's quiz, simulated offline, to choose its sampling floor and dislike weight on
 VALIDATION (issue #14 item 4; the served quiz is scored by ``evaluation.served``).
 
+The floor is searched as a pool size (the ``n`` most rated movies: ``floor_for``), so one grid
+fits every data set size, and each cell is the mean over ``SEEDS`` independent draws of the
+quiz: one draw of 16 movies per user moves will-like HR@10 by a few hundredths (a handful of
+users), more than the differences the choice is about.
+
 Per evaluated user: show ``size`` movies drawn uniformly among those with at least ``floor``
 ratings (as the catalog's SampleMovies does; counts from the events the phase may see), up to
 ``rounds`` rounds without repeats; "like" the shown movies the user rated >= 4 in the phase's
@@ -24,7 +29,9 @@ from recsys_embedder.signals import LIKE_AT_LEAST
 from recsys_embedder.training.data import Prepared
 
 DISLIKE_AT_MOST = 2.0
-FLOORS: tuple[int, ...] = (0, 10, 25, 50, 100, 150, 200)
+# Pool sizes (the n most rated movies) the choice compares; at least three rounds of 16.
+POOL_SIZES: tuple[int, ...] = (48, 64, 80, 100, 128, 160, 200, 300)
+SEEDS = 5
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 # What ``recsys train`` may serve: an explicit dislike must still move the query, so no 0.
 SERVED_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -35,6 +42,15 @@ QUIZ_SIZE = 16
 class Answers:
     liked: list[np.ndarray]  # item rows per evaluated user, in the order shown
     disliked: list[np.ndarray]
+
+
+def floor_for(counts: np.ndarray, pool_size: int) -> int:
+    """The SampleMovies ``min_ratings`` whose pool holds (at least) the ``pool_size`` most rated
+    movies of ``counts`` (ties at the floor come along)."""
+    c = np.sort(np.asarray(counts).ravel())[::-1]
+    if len(c) == 0:
+        return 0
+    return int(c[min(pool_size, len(c)) - 1])
 
 
 def simulate_answers(
@@ -80,48 +96,72 @@ def grid(
     p: Prepared,
     phase: E.Phase,
     form: str,
-    floors: Iterable[int] = FLOORS,
+    floors: Iterable[int],
     weights: Iterable[float] = WEIGHTS,
     rounds: Iterable[int] = (1, 3),
     seed: int = 0,
+    seeds: int = SEEDS,
 ) -> dict[tuple[int, float, int], dict[str, float]]:
-    """``{(floor, weight, rounds): metrics}``."""
+    """``{(floor, weight, rounds): metrics}``, each the mean over ``seeds`` draws of the quiz."""
     model.eval()
-    out = {}
+    out: dict[tuple[int, float, int], dict[str, float]] = {}
     weights = list(weights)
     for f in floors:
         for r in rounds:
-            ans = simulate_answers(p, phase, f, r, seed=seed)
+            runs: dict[float, list[dict[str, float]]] = {w: [] for w in weights}
+            for s in range(seed, seed + seeds):
+                ans = simulate_answers(p, phase, f, r, seed=s)
+                for w in weights:
+                    runs[w].append(score(model, emb, phase, ans, form, w))
             for w in weights:
-                out[(f, w, r)] = score(model, emb, phase, ans, form, w)
+                out[(f, w, r)] = {k: float(np.mean([m[k] for m in runs[w]])) for k in runs[w][0]}
     return out
 
 
 def choose(
-    model: PinSageNet, emb: torch.Tensor, p: Prepared, phase: E.Phase, form: str, seed: int = 0
+    model: PinSageNet,
+    emb: torch.Tensor,
+    p: Prepared,
+    phase: E.Phase,
+    form: str,
+    seed: int = 0,
+    served_counts: np.ndarray | None = None,
 ) -> dict[str, object]:
-    """The (floor, dislike weight) with the best VALIDATION "will like" HR@10 summed over 1 and 3
-    rounds, among floors leaving at least three rounds of movies and the served weights.
-    ``{"min_ratings", "dislike_weight", "grid": [...]}`` for the manifest."""
+    """The (pool size, dislike weight) with the best VALIDATION "will like" HR@10 summed over 1
+    and 3 rounds (each the mean of ``SEEDS`` draws), among the pool sizes the data set has and
+    the served weights. The served floor (``min_ratings``) is the one that gives the same pool
+    size on ``served_counts`` (ratings per movie of the events the catalog serves; default the
+    phase's own). ``{"min_ratings", "pool_size", "dislike_weight", "grid": [...]}`` for the
+    manifest."""
     counts = np.asarray(phase.history.sum(0)).ravel()
-    floors = [f for f in FLOORS if int((counts >= f).sum()) >= 3 * QUIZ_SIZE] or [0]
-    res = grid(model, emb, p, phase, form, floors, SERVED_WEIGHTS, seed=seed)
+    n_rated = int((counts > 0).sum())
+    pools = [n for n in POOL_SIZES if n <= n_rated] or [max(n_rated, 1)]
+    floor = {n: floor_for(counts, n) for n in pools}
+    res = grid(model, emb, p, phase, form, sorted(set(floor.values())), SERVED_WEIGHTS, seed=seed)
     best = max(
-        ((f, w) for f in floors for w in SERVED_WEIGHTS),
-        key=lambda fw: res[(fw[0], fw[1], 1)]["like/hr@10"] + res[(fw[0], fw[1], 3)]["like/hr@10"],
+        ((n, w) for n in pools for w in SERVED_WEIGHTS),
+        key=lambda nw: (
+            res[(floor[nw[0]], nw[1], 1)]["like/hr@10"] + res[(floor[nw[0]], nw[1], 3)]["like/hr@10"]
+        ),
     )
+    served = counts if served_counts is None else np.asarray(served_counts).ravel()
     return {
-        "min_ratings": int(best[0]),
+        "min_ratings": floor_for(served, best[0]),
+        "pool_size": int(best[0]),
         "dislike_weight": float(best[1]),
-        "choice": "best VALIDATION will-like HR@10 (1 + 3 rounds) of the simulated quiz",
+        "choice": f"best VALIDATION will-like HR@10 (1 + 3 rounds, mean of {SEEDS} draws), simulated quiz",
         "grid": [
             {
-                "min_ratings": f,
+                "pool_size": n,
+                "min_ratings": floor[n],
                 "dislike_weight": w,
                 "rounds": r,
                 "like/hr@10": m["like/hr@10"],
                 "no_answer": m["no_answer"],
             }
-            for (f, w, r), m in res.items()
+            for n in pools
+            for w in SERVED_WEIGHTS
+            for r in (1, 3)
+            for m in [res[(floor[n], w, r)]]
         ],
     }

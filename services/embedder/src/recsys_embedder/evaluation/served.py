@@ -20,7 +20,10 @@ Request forms (each one Recommend call per user, k = 10, seen movies excluded by
   16 not shown before ("show other movies"). A user who answered nothing gets no
   recommendation (the web app refuses an empty quiz): a miss, counted in ``no answer``. The
   quiz cannot know the rest of the history, so its request asks for 100 results and the
-  evaluator drops the user's seen movies before the top 10 (as for every other row).
+  evaluator drops the user's seen movies before the top 10 (as for every other row). One draw
+  of 16 movies per user moves will-like HR@10 by about 0.01, so every user takes the quiz
+  ``--quiz-draws`` times (independent SampleMovies seeds; default 3) and the quiz rows average
+  over the draws (``no answer``: per draw).
 
 ``liked`` forms send the newest 1,000 events (the gateway's limit). Each form's offline column
 is the artifact scored on exactly the signal that form sends (ratings, order, the served
@@ -91,6 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="SampleMovies.min_ratings of the simulated quiz (default: unset, the gateway's floor, "
         "as the web app calls it); bench/quiz_sampling.py chooses one on VALIDATION",
     )
+    g.add_argument(
+        "--quiz-draws",
+        type=int,
+        default=3,
+        help="times each user takes the simulated quiz, with independent draws (default 3)",
+    )
 
 
 @dataclass
@@ -155,9 +164,10 @@ def liked_request(c: Case, form: str) -> gateway_pb2.RecommendRequest:
     return gateway_pb2.RecommendRequest(liked=liked, k=K)
 
 
-def quiz_seed(user_id: int, rnd: int) -> int:
-    """A stable, non-zero SampleMovies seed per (user, round)."""
-    return zlib.crc32(f"quiz:{user_id}:{rnd}".encode()) + 1
+def quiz_seed(user_id: int, rnd: int, draw: int = 0) -> int:
+    """A stable, non-zero SampleMovies seed per (user, round, draw)."""
+    key = f"quiz:{user_id}:{rnd}" if draw == 0 else f"quiz:{user_id}:{rnd}:{draw}"
+    return zlib.crc32(key.encode()) + 1
 
 
 def quiz_answers(c: Case, shown: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -217,9 +227,9 @@ class Served:
             self.versions.add(resp.model_version)
         return [r.movie.movie_id for r in resp.recommendations]
 
-    async def sample(self, user_id: int, rnd: int, exclude: Sequence[int]) -> list[int]:
+    async def sample(self, user_id: int, rnd: int, exclude: Sequence[int], draw: int = 0) -> list[int]:
         req = gateway_pb2.SampleMoviesRequest(
-            n=QUIZ_SIZE, seed=quiz_seed(user_id, rnd), exclude_ids=list(exclude)
+            n=QUIZ_SIZE, seed=quiz_seed(user_id, rnd, draw), exclude_ids=list(exclude)
         )
         if self.quiz_min_ratings is not None:
             req.min_ratings = self.quiz_min_ratings
@@ -227,13 +237,15 @@ class Served:
             resp = await self.stub.SampleMovies(req, timeout=self.deadline, metadata=self.metadata)
         return [m.movie_id for m in resp.movies]
 
-    async def quiz(self, c: Case, rounds: int) -> tuple[list[int], list[int], list[int] | None]:
+    async def quiz(
+        self, c: Case, rounds: int, draw: int = 0
+    ) -> tuple[list[int], list[int], list[int] | None]:
         """(liked, disliked, recommended ids or None when nothing was answered)."""
         shown: list[int] = []
         liked: list[int] = []
         disliked: list[int] = []
         for rnd in range(rounds):
-            batch = await self.sample(c.user_id, rnd, shown)
+            batch = await self.sample(c.user_id, rnd, shown, draw)
             shown += batch
             lk, dk = quiz_answers(c, batch)
             liked += lk
@@ -250,19 +262,30 @@ class Served:
         await self.channel.close()
 
 
-async def run_form(
-    srv: Served, form: str, cases: Sequence[Case], quiz_signals: dict[str, list[tuple[list[int], list[int]]]]
-) -> FormResult:
-    res = FormResult(ranks=[-1] * len(cases))
-    t0 = time.perf_counter()
-    signals: list[tuple[list[int], list[int]]] = [([], [])] * len(cases)
+def form_cases(form: str, cases: Sequence[Case], quiz_draws: int) -> list[tuple[Case, int]]:
+    """``(case, draw)`` per request of ``form``: quiz forms take every user ``quiz_draws`` times."""
+    draws = max(quiz_draws, 1) if form.startswith("quiz") else 1
+    return [(c, d) for d in range(draws) for c in cases]
 
-    async def one(k: int, c: Case) -> None:
+
+async def run_form(
+    srv: Served,
+    form: str,
+    cases: Sequence[Case],
+    quiz_signals: dict[str, list[tuple[list[int], list[int]]]],
+    quiz_draws: int = 1,
+) -> FormResult:
+    runs = form_cases(form, cases, quiz_draws)
+    res = FormResult(ranks=[-1] * len(runs))
+    t0 = time.perf_counter()
+    signals: list[tuple[list[int], list[int]]] = [([], [])] * len(runs)
+
+    async def one(k: int, c: Case, draw: int) -> None:
         try:
             if form == "user_id":
                 ids = await srv.recommend(gateway_pb2.RecommendRequest(user_id=c.user_id, k=K))
             elif form.startswith("quiz"):
-                liked, disliked, got = await srv.quiz(c, 3 if form.endswith("x3") else 1)
+                liked, disliked, got = await srv.quiz(c, 3 if form.endswith("x3") else 1, draw)
                 signals[k] = (liked, disliked)
                 if got is None:
                     res.no_answer += 1
@@ -278,7 +301,7 @@ async def run_form(
             return
         res.ranks[k] = rank_of(ids, c.target)
 
-    await asyncio.gather(*(one(k, c) for k, c in enumerate(cases)))
+    await asyncio.gather(*(one(k, c, d) for k, (c, d) in enumerate(runs)))
     res.seconds = time.perf_counter() - t0
     if form.startswith("quiz"):
         quiz_signals[form] = signals
@@ -399,6 +422,7 @@ async def evaluate_served(
     deadline: float = 30.0,
     api_key: str | None = None,
     quiz_min_ratings: int | None = None,
+    quiz_draws: int = 1,
     log: Any = print,
 ) -> dict[str, Any]:
     """``{"rows": [...], "users": n, "model_versions": [...]}``: one row per form plus popular."""
@@ -408,16 +432,19 @@ async def evaluate_served(
     rows: list[dict[str, Any]] = []
     try:
         for form in forms:
-            res = await run_form(srv, form, cases, quiz)
-            off = offline_ranks(art, p, cases, form, quiz.get(form))
+            res = await run_form(srv, form, cases, quiz, quiz_draws)
+            fcases = [c for c, _ in form_cases(form, cases, quiz_draws)]
+            draws = len(fcases) // max(len(cases), 1)
+            off = offline_ranks(art, p, fcases, form, quiz.get(form))
             rows.append(
                 {
                     "form": form,
-                    "served": metrics(res.ranks, cases),
-                    "offline": metrics(off, cases),
+                    "served": metrics(res.ranks, fcases),
+                    "offline": metrics(off, fcases),
                     "errors": res.errors,
-                    "no_answer": res.no_answer,
-                    "rps": len(cases) / res.seconds if res.seconds else 0.0,
+                    "no_answer": round(res.no_answer / max(draws, 1), 1),
+                    "draws": draws,
+                    "rps": len(fcases) / res.seconds if res.seconds else 0.0,
                     "same_hits": int(sum((a >= 0) == (b >= 0) for a, b in zip(res.ranks, off, strict=True))),
                 }
             )
@@ -437,6 +464,9 @@ def run(args: argparse.Namespace, art: A.Artifact, p: D.Prepared, report: tuple[
     if bad:
         print(f"recsys evaluate: unknown --forms {bad}; choose from {list(FORMS)}", file=sys.stderr)
         return 2
+    if args.quiz_draws < 1:
+        print(f"recsys evaluate: --quiz-draws must be >= 1, got {args.quiz_draws}", file=sys.stderr)
+        return 2
     if report != ("test",):
         print(
             "recsys evaluate --through: the artifact did not train on a hold-out of this data set, so "
@@ -451,6 +481,7 @@ def run(args: argparse.Namespace, art: A.Artifact, p: D.Prepared, report: tuple[
             evaluate_served(
                 args.through, art, p, forms, concurrency=args.concurrency, max_users=args.max_users,
                 deadline=args.deadline, api_key=args.api_key, quiz_min_ratings=args.quiz_min_ratings,
+                quiz_draws=args.quiz_draws,
                 log=lambda m: print(m, file=sys.stderr, flush=True),
             )
         )  # fmt: skip

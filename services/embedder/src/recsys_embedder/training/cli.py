@@ -204,9 +204,12 @@ def run(args: argparse.Namespace) -> int:
     best = E.best_form(forms)
     rules = E.evaluate_rules(res.model, emb, p, phases, best)
     rule = E.choose_rule(rules)
-    quiz = Q.choose(res.model, emb, p, phases["validation"], best, seed=cfg.seed)
+    # the served floor: the chosen pool size on every event of the data (what the catalog counts)
+    served_counts = np.bincount(p.i, minlength=p.n_items)
+    quiz = Q.choose(res.model, emb, p, phases["validation"], best, seed=cfg.seed, served_counts=served_counts)
     _log(
-        f"user form {best}; low ratings: {rule.name}; quiz floor {quiz['min_ratings']} ratings, "
+        f"user form {best}; low ratings: {rule.name}; quiz pool {quiz['pool_size']} movies "
+        f"(floor {quiz['min_ratings']} ratings), "
         f"dislike weight {quiz['dislike_weight']:g} (chosen on VALIDATION)"
     )
     baselines = E.run_baselines(p, phases, seed=cfg.seed, log=_log) if args.baselines else None
