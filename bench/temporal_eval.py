@@ -6,7 +6,9 @@ Cutoff = the timestamp before which a fraction ``--quantile`` (0.9) of all event
 model sees only the events before it (PinSage trains on them, re-split by leave-last-out for
 early stopping) and ranks each user's first event at/after it (users with events on both sides).
 Prints a markdown table: popular, recent popular (``--half-life-days``), item-kNN, EASE and the
-PinSage user forms, HR@10/NDCG@10 for every target and for targets rated >= 4. See
+PinSage user forms, HR@10/NDCG@10 for every target and for targets rated >= 4; then the
+no-signal fallback's popularity rule as ``recsys train`` chooses it (every candidate on the
+VALIDATION time split inside the past and on this split). See
 ``recsys_embedder.evaluation.temporal``.
 """
 
@@ -54,6 +56,11 @@ def main() -> None:
         print(f"pinsage: best epoch {tr['best_epoch']} of {tr['epochs_run']} run, {tr['seconds']}s training")
     print(f"ease lambda {res['params']['ease']['lambda']:g}\n")
     print(T.format_temporal_table(res))
+    # the serving default this split chooses: the no-signal fallback's popularity rule
+    choice = T.choose_popularity(p, quantile=args.quantile)
+    res["popularity"] = choice
+    print("\nno-signal fallback (catalog GetPopular), chosen on the VALIDATION time split:\n")
+    print(T.format_popularity_table(choice))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

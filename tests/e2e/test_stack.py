@@ -126,6 +126,32 @@ async def test_demographics_and_popular_fallback(gw) -> None:  # type: ignore[no
     assert len(unknown.recommendations) == 5
 
 
+async def test_the_fallback_serves_the_popularity_the_artifact_chose(gw, stack: Stack) -> None:  # type: ignore[no-untyped-def]
+    """`recsys train` chose the no-signal rule on a time split and wrote it to the manifest;
+    `recsys up` hands it to the gateway, which asks the catalog for exactly that ranking."""
+    latest = (stack.artifacts / "latest").read_text().strip()
+    manifest = json.loads((stack.artifacts / latest / "manifest.json").read_text())
+    chosen = manifest["models"]["pinsage"]["serving"]["popularity"]
+    assert chosen["ranking"] in ("most_rated", "bayesian_average", "recent")
+    assert chosen["name"] in chosen["validation"] and chosen["validation"].keys() == chosen["test"].keys()
+    resp = await gw.Recommend(
+        gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=99_999_999)], k=10), timeout=20
+    )
+    async with grpc.aio.insecure_channel(stack.target("catalog")) as ch:
+        direct = await catalog_pb2_grpc.CatalogStub(ch).GetPopular(
+            catalog_pb2.GetPopularRequest(
+                k=10,
+                ranking=catalog_pb2.PopularityRanking.Value(
+                    "POPULARITY_RANKING_" + chosen["ranking"].upper()
+                ),
+                half_life_days=float(chosen.get("half_life_days") or 0.0),
+            ),
+            timeout=10,
+        )
+    assert [r.movie.movie_id for r in resp.recommendations] == [m.movie_id for m in direct.movies]
+    assert [r.score for r in resp.recommendations] == pytest.approx(list(direct.scores), rel=1e-6)
+
+
 async def test_similar_get_search(gw, dataset) -> None:  # type: ignore[no-untyped-def]
     movie = dataset.movies[0]
     sim = await gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=movie.movie_id, k=8), timeout=20)

@@ -7,6 +7,7 @@ import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recsys.catalog.v1 import catalog_pb2
 from recsys.gateway.v1 import gateway_pb2_grpc
 from recsys_core.server import Server
 
@@ -51,7 +52,12 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
     service = GatewayService(
         upstreams,
         GatewayOptions(
-            sample_min_ratings=settings.sample_min_ratings, history_window=settings.history_window
+            sample_min_ratings=settings.sample_min_ratings,
+            history_window=settings.history_window,
+            popular_ranking=catalog_pb2.PopularityRanking.Value(
+                "POPULARITY_RANKING_" + settings.popular_ranking.upper()
+            ),
+            popular_half_life_days=settings.popular_half_life_days,
         ),
     )
     servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])

@@ -79,6 +79,9 @@ class GatewayOptions:
     history_window: int = 1000
     # How long ListGenres serves the genre list it last read from the catalog (seconds; 0 = no cache).
     genres_ttl_s: float = 60.0
+    # The no-signal fallback: catalog GetPopular's ranking and (RECENT) half-life, 0 = catalog's.
+    popular_ranking: int = catalog_pb2.POPULARITY_RANKING_RECENT
+    popular_half_life_days: float = 0.0
 
 
 def _check_id(value: int, field: str) -> None:
@@ -287,7 +290,13 @@ class GatewayService:
     ) -> gateway_pb2.RecommendResponse:
         sent, fetch_k = _exclusion(exclude, k)
         popular = await self._up.get_popular(
-            catalog_pb2.GetPopularRequest(k=fetch_k, filter=flt, exclude_ids=sent)
+            catalog_pb2.GetPopularRequest(
+                k=fetch_k,
+                filter=flt,
+                exclude_ids=sent,
+                ranking=self._opt.popular_ranking,  # type: ignore[arg-type]
+                half_life_days=self._opt.popular_half_life_days,
+            )
         )
         excluded = set(exclude) if len(sent) < len(exclude) else set()
         recs = [

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+from recsys.catalog.v1 import catalog_pb2
 from recsys_core.client import ClientTLS
 from recsys_core.settings import ServerSettings
 
@@ -40,6 +41,22 @@ class GatewaySettings(ServerSettings):
     # bound exclusion: every movie the user rated is excluded, whatever the count. (Was
     # HISTORY_LIMIT, which bounded both.)
     history_window: int = Field(default=1000, ge=1, le=10000)
+    # What a Recommend with no signal (no history, no demographics, only unknown movies) serves:
+    # catalog GetPopular with this ranking, a PopularityRanking name without its prefix
+    # ("recent", "bayesian_average", "most_rated"), and for "recent" the half-life in days
+    # (0 = the catalog's RECSYS_CATALOG_RECENT_HALF_LIFE_DAYS). `recsys up` sets both from the
+    # served artifact's manifest ("popularity", chosen on a time split by `recsys train`).
+    popular_ranking: str = "recent"
+    popular_half_life_days: float = Field(default=0.0, ge=0, le=36500)
+
+    @field_validator("popular_ranking")
+    @classmethod
+    def _ranking_name(cls, value: str) -> str:
+        names = [n.removeprefix("POPULARITY_RANKING_").lower() for n in catalog_pb2.PopularityRanking.keys()]
+        names.remove("unspecified")
+        if value.strip().lower() not in names:
+            raise ValueError(f"must be one of {names}, got {value!r}")
+        return value.strip().lower()
 
     @field_validator("upstream_tls_ca_file", "upstream_tls_cert_file", "upstream_tls_key_file", mode="before")
     @classmethod

@@ -98,16 +98,47 @@ async def test_sample_reproducible_and_filtered(svc: CatalogService) -> None:
 
 async def test_popular_most_rated_and_bayesian(svc: CatalogService, dataset: Dataset) -> None:
     counts = collections.Counter(dataset.interactions.movie_ids.tolist())
-    ranked = await svc.get_popular(5, MovieFilter(), [], most_rated=True)
+    ranked = await svc.get_popular(5, MovieFilter(), [], ranking="most_rated")
     assert [s for _, s in ranked] == sorted((c for c in counts.values()), reverse=True)[:5]
     top = ranked[0][0].movie_id
-    without = await svc.get_popular(5, MovieFilter(), [top], most_rated=True)
+    without = await svc.get_popular(5, MovieFilter(), [top], ranking="most_rated")
     assert top not in [m.movie_id for m, _ in without]
-    bayes = await svc.get_popular(10, MovieFilter(), [], most_rated=False)
+    bayes = await svc.get_popular(10, MovieFilter(), [])
     scores = [s for _, s in bayes]
     assert scores == sorted(scores, reverse=True) and all(0.5 <= s <= 5 for s in scores)
-    drama = await svc.get_popular(10, MovieFilter(genres_all=("Drama",)), [], most_rated=False)
+    drama = await svc.get_popular(10, MovieFilter(genres_all=("Drama",)), [])
     assert all("Drama" in m.genres for m, _ in drama)
+
+
+@pytest.mark.parametrize("half_life_days", [0.5, 30.0, 3650.0])
+async def test_popular_recent_matches_the_formula(
+    svc: CatalogService, dataset: Dataset, half_life_days: float
+) -> None:
+    """RECENT = sum of 0.5^(age / half-life) per movie, age from the newest rating, exact."""
+    inter = dataset.interactions
+    newest: dict[tuple[int, int], int] = {}  # the catalog keeps each (user, movie)'s newest event
+    for u, m, t in zip(
+        inter.user_ids.tolist(), inter.movie_ids.tolist(), inter.timestamps.tolist(), strict=True
+    ):
+        newest[(u, m)] = max(t, newest.get((u, m), t))
+    t_max = max(newest.values())
+    expected: dict[int, float] = collections.defaultdict(float)
+    for (_, m), t in newest.items():
+        age = (t_max - t) / (half_life_days * 86400.0)
+        expected[m] += 0.5**age if age <= 40 else 0.0  # the 40-half-life window
+    ranked = await svc.get_popular(20, MovieFilter(), [], ranking="recent", half_life_days=half_life_days)
+    assert len(ranked) == 20
+    got = {m.movie_id: s for m, s in ranked}
+    assert got == pytest.approx({m: expected[m] for m in got}, rel=1e-9, abs=1e-12)
+    scores = [s for _, s in ranked]
+    assert scores == sorted(scores, reverse=True)
+    best = sorted(expected.values(), reverse=True)[:20]
+    assert scores == pytest.approx(best, rel=1e-9, abs=1e-12)
+    top = ranked[0][0].movie_id
+    drama = await svc.get_popular(
+        5, MovieFilter(genres_all=("Drama",)), [top], ranking="recent", half_life_days=half_life_days
+    )
+    assert drama and all("Drama" in m.genres and m.movie_id != top for m, _ in drama)
 
 
 async def test_users_and_history(svc: CatalogService, dataset: Dataset) -> None:

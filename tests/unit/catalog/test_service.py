@@ -57,6 +57,21 @@ class FakeStore:
         self.calls.append(("bayes", (k, prior_weight, prior_mean)))
         return []
 
+    async def recent_scores(self, half_life_days: float) -> tuple[list[int], list[float]]:
+        self.calls.append(("recent_scores", half_life_days))
+        return [1, 2], [2.0, 1.0]
+
+    async def popular_scored(
+        self,
+        k: int,
+        flt: MovieFilter,
+        exclude_ids: Sequence[int],
+        movie_ids: Sequence[int],
+        scores: Sequence[float],
+    ) -> list[tuple[Movie, float]]:
+        self.calls.append(("scored", (k, list(movie_ids), list(scores))))
+        return []
+
     async def global_rating_mean(self) -> float | None:
         return 3.5
 
@@ -178,14 +193,44 @@ async def test_sample_seed_zero_draws_a_seed(svc: CatalogService, store: FakeSto
 @pytest.mark.parametrize(("k", "exclude"), [(0, []), (1001, []), (5, list(range(1, 100_002)))])
 async def test_popular_invalid(svc: CatalogService, k: int, exclude: list[int]) -> None:
     with pytest.raises(InvalidArgument):
-        await svc.get_popular(k, MovieFilter(), exclude, most_rated=False)
+        await svc.get_popular(k, MovieFilter(), exclude)
 
 
-async def test_popular_bayesian_uses_catalog_mean(svc: CatalogService, store: FakeStore) -> None:
-    await svc.get_popular(5, MovieFilter(), [], most_rated=False)
+async def test_popular_rankings(svc: CatalogService, store: FakeStore) -> None:
+    await svc.get_popular(5, MovieFilter(), [])
     assert store.calls[-1] == ("bayes", (5, 25.0, 3.5))
-    await svc.get_popular(5, MovieFilter(), [], most_rated=True)
+    await svc.get_popular(5, MovieFilter(), [], ranking="most_rated")
     assert store.calls[-1] == ("most_rated", 5)
+    await svc.get_popular(5, MovieFilter(), [], ranking="recent")
+    # 0 = the catalog's default half-life; the scores are read once, then ranked in SQL
+    assert store.calls[-2:] == [("recent_scores", 30.0), ("scored", (5, [1, 2], [2.0, 1.0]))]
+    await svc.get_popular(7, MovieFilter(), [], ranking="recent", half_life_days=3.0)
+    assert store.calls[-2] == ("recent_scores", 3.0)
+
+
+async def test_recent_scores_are_cached_per_half_life_and_dropped_on_writes(
+    svc: CatalogService, store: FakeStore
+) -> None:
+    def reads() -> list[object]:
+        return [c[1] for c in store.calls if c[0] == "recent_scores"]
+
+    for _ in range(3):
+        await svc.get_popular(5, MovieFilter(), [], ranking="recent", half_life_days=3.0)
+    await svc.get_popular(5, MovieFilter(), [], ranking="recent", half_life_days=7.0)
+    assert reads() == [3.0, 7.0]
+    await svc.record_ratings([(1, 2, 4.0, None)], False)
+    await svc.get_popular(5, MovieFilter(), [], ranking="recent", half_life_days=3.0)
+    assert reads() == [3.0, 7.0, 3.0]
+
+
+@pytest.mark.parametrize("half_life", [-1.0, 0.001, 36501.0, float("nan"), float("inf")])
+async def test_popular_bad_half_life(svc: CatalogService, store: FakeStore, half_life: float) -> None:
+    n = len(store.calls)
+    with pytest.raises(InvalidArgument, match="half_life_days"):
+        await svc.get_popular(5, MovieFilter(), [], ranking="recent", half_life_days=half_life)
+    with pytest.raises(InvalidArgument, match="ranking"):
+        await svc.get_popular(5, MovieFilter(), [], ranking="enum value 7")
+    assert len(store.calls) == n  # refused before any read
 
 
 async def test_history_unknown_user_and_invalid(svc: CatalogService) -> None:

@@ -29,6 +29,7 @@ class FakeUpstreams:
         self.known = set(range(1, N_MOVIES + 1))
         self.history: dict[int, list[int]] = {7: [1, 2, 3, 4, 5]}
         self.calls: list[str] = []
+        self.popular_requests: list[catalog_pb2.GetPopularRequest] = []
         self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
@@ -59,6 +60,7 @@ class FakeUpstreams:
 
     async def get_popular(self, req):  # type: ignore[no-untyped-def]
         self._hit("catalog.GetPopular")
+        self.popular_requests.append(req)
         ids = [m for m in range(1, N_MOVIES + 1) if m not in set(req.exclude_ids)][: req.k]
         return catalog_pb2.GetPopularResponse(movies=[self._movie(m) for m in ids], scores=[1.0] * len(ids))
 
@@ -388,3 +390,17 @@ async def test_list_genres_empty_catalog(fake: FakeUpstreams) -> None:
     fake.genres = []
     resp = await GatewayService(fake).list_genres(gateway_pb2.ListGenresRequest())
     assert list(resp.genres) == []
+
+
+async def test_the_fallback_asks_for_the_configured_popularity(fake: FakeUpstreams) -> None:
+    """Default: the recency-weighted ranking at the catalog's half-life; options override both."""
+    req = gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=9999)], k=5)
+    await GatewayService(fake).recommend(req)
+    sent = fake.popular_requests[-1]
+    assert sent.ranking == catalog_pb2.POPULARITY_RANKING_RECENT and sent.half_life_days == 0.0
+    opts = GatewayOptions(
+        popular_ranking=catalog_pb2.POPULARITY_RANKING_MOST_RATED, popular_half_life_days=3.0
+    )
+    await GatewayService(fake, opts).recommend(req)
+    sent = fake.popular_requests[-1]
+    assert sent.ranking == catalog_pb2.POPULARITY_RANKING_MOST_RATED and sent.half_life_days == 3.0

@@ -48,3 +48,26 @@ def test_bad_setting_exits_2_with_the_message_and_no_traceback() -> None:
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
     assert "RECSYS_GATEWAY_HISTORY_WINDOW" in out and "Traceback" not in out
+
+
+def test_popular_ranking_names_come_from_the_proto(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(GatewaySettings)
+    assert (s.popular_ranking, s.popular_half_life_days) == ("recent", 0.0)
+    for name in ("most_rated", "BAYESIAN_AVERAGE", " recent "):
+        monkeypatch.setenv("RECSYS_GATEWAY_POPULAR_RANKING", name)
+        assert load_settings(GatewaySettings).popular_ranking == name.strip().lower()
+
+
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("RECSYS_GATEWAY_POPULAR_RANKING", "trending"),
+        ("RECSYS_GATEWAY_POPULAR_RANKING", "unspecified"),
+        ("RECSYS_GATEWAY_POPULAR_HALF_LIFE_DAYS", "-1"),
+        ("RECSYS_GATEWAY_POPULAR_HALF_LIFE_DAYS", "40000"),
+    ],
+)
+def test_bad_popularity_settings_fail_fast(monkeypatch: pytest.MonkeyPatch, var: str, raw: str) -> None:
+    monkeypatch.setenv(var, raw)
+    with pytest.raises(SettingsError, match=var):
+        load_settings(GatewaySettings)

@@ -50,3 +50,24 @@ def test_the_gateway_gets_the_quiz_floor_the_artifact_chose(
     (arts / "v1" / "manifest.json").write_text(json.dumps(manifest))
     env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
     assert env["RECSYS_GATEWAY_SAMPLE_MIN_RATINGS"] == "150"
+
+
+def test_the_gateway_gets_the_popularity_rule_the_artifact_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("RECSYS_GATEWAY_POPULAR_RANKING", "RECSYS_GATEWAY_POPULAR_HALF_LIFE_DAYS"):
+        monkeypatch.delenv(var, raising=False)
+    gateway = next(s for s in stack.SERVICES if s.name == "gateway")
+    arts = tmp_path / "artifacts"
+    (arts / "v1").mkdir(parents=True)
+    (arts / "latest").write_text("v1\n")
+    popularity = {"ranking": "recent", "half_life_days": 3.0, "name": "recent/3"}
+    manifest = {"models": {"pinsage": {"serving": {"popularity": popularity}}}}
+    (arts / "v1" / "manifest.json").write_text(json.dumps(manifest))
+    env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
+    assert env["RECSYS_GATEWAY_POPULAR_RANKING"] == "recent"
+    assert env["RECSYS_GATEWAY_POPULAR_HALF_LIFE_DAYS"] == "3.0"
+    assert "RECSYS_GATEWAY_SAMPLE_MIN_RATINGS" not in env
+    monkeypatch.setenv("RECSYS_GATEWAY_POPULAR_RANKING", "most_rated")  # the operator wins
+    env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
+    assert "RECSYS_GATEWAY_POPULAR_RANKING" not in env

@@ -146,3 +146,49 @@ def test_run_temporal_smoke(tiny) -> None:  # type: ignore[no-untyped-def]
     table = T.format_temporal_table(res)
     assert "| pinsage/pinsage | will watch |" in table and "| recent-popular | will like |" in table
     assert any("cutoff" in line for line in logs)
+
+
+DAY = 86400
+
+
+def _trending(n_users: int = 400) -> Prepared:
+    """User u arrives at hour 6u and rates, a day apart, the four movies that are new that
+    week (ids c..c+3, c = 1 + arrival day // 7). Movies 30-39 were rated long ago by 120 early
+    users (the all-time most rated: a weekly movie gets at most 4 x 28 ratings). Recency
+    predicts the next movie, all-time counts do not."""
+    rows: list[tuple[int, int, float, int]] = [
+        (1000 + v, m, 4.0, m * 3600) for v in range(120) for m in range(30, 40)
+    ]
+    for u in range(1, n_users + 1):
+        arrival = 100 * DAY + u * 6 * 3600
+        c = 1 + (arrival - 100 * DAY) // (7 * DAY)
+        for k in range(4):
+            rows.append((u, c + k, 4.0, arrival + k * DAY))
+    return _prepared(rows, n_items=40)
+
+
+def test_popularity_scorers_match_the_catalog_formulas() -> None:
+    p = _trending()
+    every = np.ones(len(p.t), dtype=bool)
+    now = int(p.t.max())
+    cands = T.popularity_scorers(p, every, now, half_lives=(7.0,), prior_weight=25.0)
+    assert list(cands) == ["most_rated", "bayesian_average", "recent/7"]
+    users = torch.tensor([0])
+    count = np.bincount(p.i, minlength=p.n_items)
+    most = cands["most_rated"][1](users)[0].numpy()
+    assert np.argsort(-most, kind="stable")[:3].tolist() == np.argsort(-count, kind="stable")[:3].tolist()
+    rec = cands["recent/7"][1](users)[0].numpy()
+    expect = np.bincount(p.i, weights=0.5 ** ((now - p.t) / (7.0 * DAY)), minlength=p.n_items)
+    np.testing.assert_allclose(rec, expect / expect.max(), rtol=1e-4, atol=1e-6)
+    assert cands["recent/7"][0] == {"ranking": "recent", "half_life_days": 7.0}
+
+
+def test_choose_popularity_prefers_recency_when_it_predicts() -> None:
+    res = T.choose_popularity(_trending(), quantile=0.8, half_lives=(7.0, 3650.0))
+    assert res["ranking"] == "recent" and res["half_life_days"] == 7.0
+    assert res["validation"]["recent/7"]["hr@10"] > res["validation"]["most_rated"]["hr@10"]
+    assert set(res["test"]) == set(res["validation"])
+    assert res["counts"]["validation"]["users_evaluated"] > 0
+    assert res["cutoffs"]["validation"] < res["cutoffs"]["test"]
+    assert "time split VALIDATION" in res["chosen_on"]
+    assert "recent/7" in T.popularity_summary(res)

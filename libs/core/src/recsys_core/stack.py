@@ -205,23 +205,33 @@ def service_env(svc: ServiceDef, *, workdir: Path, artifacts: Path, host: str, o
         by_name = {s.name: s for s in SERVICES}
         for up in ("catalog", "embedder", "retriever"):
             env[f"{prefix}{up.upper()}_TARGET"] = f"127.0.0.1:{by_name[up].port + offset}"
-        floor = quiz_min_ratings(artifacts)
-        if floor is not None and f"{prefix}SAMPLE_MIN_RATINGS" not in os.environ:
-            env[f"{prefix}SAMPLE_MIN_RATINGS"] = str(floor)
+        for key, value in gateway_defaults(artifacts).items():
+            if f"{prefix}{key}" not in os.environ:
+                env[f"{prefix}{key}"] = value
     return env
 
 
-def quiz_min_ratings(artifacts: Path) -> int | None:
-    """The quiz's popularity floor the latest artifact's training chose on VALIDATION
-    (``models.pinsage.serving.quiz.min_ratings``), for the gateway's SampleMovies default;
-    None when it has none (the gateway's own default then)."""
+def gateway_defaults(artifacts: Path) -> dict[str, str]:
+    """Gateway settings (names without the ``RECSYS_GATEWAY_`` prefix) the latest artifact's
+    training chose: the quiz's popularity floor (``models.pinsage.serving.quiz.min_ratings``,
+    chosen on VALIDATION) and the no-signal fallback's popularity rule
+    (``models.pinsage.serving.popularity``, chosen on a time split). Empty when there is no
+    artifact or it has neither (the gateway's own defaults then); an operator's environment
+    wins over both."""
     artifact = _latest_artifact(artifacts)
     if artifact is None:
-        return None
+        return {}
     manifest = json.loads((artifact / "manifest.json").read_text())
-    quiz = manifest.get("models", {}).get("pinsage", {}).get("serving", {}).get("quiz") or {}
-    value = quiz.get("min_ratings")
-    return int(value) if value is not None else None
+    serving = manifest.get("models", {}).get("pinsage", {}).get("serving", {})
+    out: dict[str, str] = {}
+    floor = (serving.get("quiz") or {}).get("min_ratings")
+    if floor is not None:
+        out["SAMPLE_MIN_RATINGS"] = str(int(floor))
+    popularity = serving.get("popularity") or {}
+    if popularity.get("ranking"):
+        out["POPULAR_RANKING"] = str(popularity["ranking"])
+        out["POPULAR_HALF_LIFE_DAYS"] = repr(float(popularity.get("half_life_days") or 0.0))
+    return out
 
 
 def web_env(*, host: str, offset: int) -> dict[str, str]:

@@ -49,7 +49,11 @@ class CatalogServer:
         self.settings = settings
         self.embedded = EmbeddedPostgres(settings.data_dir) if settings.embedded else None
         self.store = PgStore(pool_config(settings))
-        self.service = CatalogService(self.store, bayes_prior_weight=settings.bayes_prior_weight)
+        self.service = CatalogService(
+            self.store,
+            bayes_prior_weight=settings.bayes_prior_weight,
+            recent_half_life_days=settings.recent_half_life_days,
+        )
         self.server = Server(settings, "catalog")
         self.server.add_service(
             catalog_pb2_grpc.add_CatalogServicer_to_server, CatalogServicer(self.service), SERVICE_NAME

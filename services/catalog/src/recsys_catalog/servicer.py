@@ -18,6 +18,12 @@ from recsys_catalog.service import CatalogService
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
 
+_RANKINGS = {
+    catalog_pb2.POPULARITY_RANKING_UNSPECIFIED: "bayesian_average",
+    catalog_pb2.POPULARITY_RANKING_BAYESIAN_AVERAGE: "bayesian_average",
+    catalog_pb2.POPULARITY_RANKING_MOST_RATED: "most_rated",
+    catalog_pb2.POPULARITY_RANKING_RECENT: "recent",
+}
 _GENDER_TO_PB = {"F": common_pb2.GENDER_FEMALE, "M": common_pb2.GENDER_MALE}
 
 
@@ -128,7 +134,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
             request.k,
             filter_from_pb(request.filter),
             list(request.exclude_ids),
-            most_rated=request.ranking == catalog_pb2.POPULARITY_RANKING_MOST_RATED,
+            ranking=_RANKINGS.get(request.ranking, f"enum value {request.ranking}"),
+            half_life_days=request.half_life_days,
         )
         return catalog_pb2.GetPopularResponse(
             movies=[movie_to_pb(m) for m, _ in ranked], scores=[s for _, s in ranked]

@@ -33,6 +33,8 @@ class CatalogSettings(ServerSettings):
     migrate_on_start: bool | None = None
     #: weight C of the catalog-mean prior in the Bayesian average (sum + C*mean) / (n + C)
     bayes_prior_weight: float = Field(default=25.0, ge=0)
+    #: half-life (days) of GetPopular's recency-weighted ranking when a request gives none
+    recent_half_life_days: float = Field(default=30.0, ge=0.01, le=36500)
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> CatalogSettings:

@@ -125,6 +125,32 @@ ORDER BY score DESC, m.rating_count DESC, m.movie_id
 LIMIT $6
 """
 
+# Recency-weighted count per movie: sum of 0.5^(age / $1 seconds) over the ratings of the last
+# RECENT_WINDOW_HALF_LIVES half-lives (older weights are below 2^-40 and left out), age from
+# the newest rating; index-only over ratings_recent.
+RECENT_WINDOW_HALF_LIVES = 40
+SQL_RECENT_SCORES = f"""
+WITH newest AS (SELECT max(rated_at) AS t FROM ratings)
+SELECT r.movie_id,
+       sum(exp(greatest(-700.0, -ln(2.0) * extract(epoch FROM n.t - r.rated_at)::float8
+                                / $1::float8)))::float8 AS score
+FROM ratings r, newest n
+WHERE r.rated_at >= n.t - make_interval(secs => {RECENT_WINDOW_HALF_LIVES} * $1::float8)
+GROUP BY r.movie_id
+"""
+
+# Top k by given scores ($7 ids, $8 scores; a rated movie without one scores 0 and follows by
+# rating count).
+SQL_POPULAR_SCORED = f"""
+SELECT {MOVIE_COLUMNS}, coalesce(rc.score, 0.0)::float8 AS score
+FROM movies m LEFT JOIN unnest($7::bigint[], $8::float8[]) AS rc(movie_id, score)
+    ON rc.movie_id = m.movie_id
+WHERE {FILTER_SQL}
+  AND m.rating_count > 0
+ORDER BY score DESC, m.rating_count DESC, m.movie_id
+LIMIT $6
+"""
+
 # The k-th best Bayesian score among the $9 most rated matching movies (index scan), or NULL.
 SQL_POPULAR_BAYES_BAR = f"""
 SELECT score FROM (
@@ -312,12 +338,13 @@ ON CONFLICT (user_id, movie_id) DO UPDATE
 # the foreign keys, insert in primary-key order (movies with their aggregates), then rebuild the
 # indexes by sorting and re-add the foreign keys (validated by one join each instead of lookups
 # per row). All inside the load's transaction: a failure restores the tables as they were. The
-# definitions must match migrations/0001_init.sql (a test compares the schema after a fast load
+# definitions must match migrations/0001_init.sql and 0002 (a test compares the schema after a fast load
 # with the migrated one).
 SQL_FRESH_DROP = """
 ALTER TABLE ratings DROP CONSTRAINT ratings_user_id_fkey, DROP CONSTRAINT ratings_movie_id_fkey;
 DROP INDEX ratings_user_recent;
 DROP INDEX ratings_movie;
+DROP INDEX ratings_recent;
 DROP INDEX movies_title_trgm;
 DROP INDEX movies_genres;
 DROP INDEX movies_most_rated;
@@ -347,6 +374,7 @@ CREATE INDEX movies_genres ON movies USING gin (genres);
 CREATE INDEX movies_most_rated ON movies (rating_count DESC, movie_id);
 CREATE INDEX ratings_user_recent ON ratings (user_id, rated_at DESC, movie_id);
 CREATE INDEX ratings_movie ON ratings (movie_id) INCLUDE (rating);
+CREATE INDEX ratings_recent ON ratings (rated_at) INCLUDE (movie_id);
 ALTER TABLE ratings
     ADD CONSTRAINT ratings_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (user_id) ON DELETE CASCADE,
     ADD CONSTRAINT ratings_movie_id_fkey FOREIGN KEY (movie_id) REFERENCES movies (movie_id)
@@ -659,6 +687,34 @@ class PgStore:
             if bar is not None and prior_mean < bar < RATING_MAX:
                 min_count = max(1, math.floor(prior_weight * (bar - prior_mean) / (RATING_MAX - bar)))
             rows = await conn.fetch(SQL_POPULAR_BAYES, *args, min_count)
+            return [(_movie(r), float(r["score"])) for r in rows]
+
+        return await self._read(op)
+
+    async def recent_scores(self, half_life_days: float) -> tuple[list[int], list[float]]:
+        """Movie ids and their recency-weighted counts (movies rated inside the window)."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[list[int], list[float]]:
+            rows = await conn.fetch(SQL_RECENT_SCORES, half_life_days * 86400.0)
+            return [int(r["movie_id"]) for r in rows], [float(r["score"]) for r in rows]
+
+        return await self._read(op)
+
+    async def popular_scored(
+        self,
+        k: int,
+        flt: MovieFilter,
+        exclude_ids: Sequence[int],
+        movie_ids: Sequence[int],
+        scores: Sequence[float],
+    ) -> list[tuple[Movie, float]]:
+        async def op(conn: asyncpg.Connection) -> list[tuple[Movie, float]]:
+            args = [*_filter_args(flt, exclude_ids), k, movie_ids, scores]
+            # A generic plan (asyncpg's prepared statement, from the 6th call on) guesses the
+            # arrays' length and nests a loop over them: 380 ms instead of 3 ms on ml-100k.
+            async with conn.transaction(readonly=True):
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                rows = await conn.fetch(SQL_POPULAR_SCORED, *args)
             return [(_movie(r), float(r["score"])) for r in rows]
 
         return await self._read(op)

@@ -276,3 +276,129 @@ def format_temporal_table(results: dict[str, Any]) -> str:
             hr, ndcg = m.get(prefix + "hr@10", 0.0), m.get(prefix + "ndcg@10", 0.0)
             lines.append(f"| {name} | {target} | {n} | {hr:.4f} | {ndcg:.4f} |")
     return "\n".join(lines)
+
+
+# ---- the serving popularity rule, chosen on a time split ------------------------
+#: Candidate half-lives (days) of the recency-weighted count.
+POPULARITY_HALF_LIVES: tuple[float, ...] = (1.0, 3.0, 7.0, 14.0, 30.0, 60.0, 120.0, 365.0, 1095.0)
+#: The catalog's default Bayesian prior weight C (``RECSYS_CATALOG_BAYES_PRIOR_WEIGHT``).
+BAYES_PRIOR_WEIGHT = 25.0
+
+
+def popularity_scorers(
+    p: Prepared,
+    events: np.ndarray,
+    now: int,
+    *,
+    half_lives: Iterable[float] = POPULARITY_HALF_LIVES,
+    prior_weight: float = BAYES_PRIOR_WEIGHT,
+) -> dict[str, tuple[dict[str, Any], B.Scorer]]:
+    """Every candidate rule of catalog GetPopular fitted on the ``events`` (bool mask), as the
+    catalog computes it: ``most_rated`` (count), ``bayesian_average`` ((sum + C*mean) / (n + C), C =
+    ``prior_weight``, mean over the events), ``recent/<h>`` (sum of ``0.5 ** (age / h days)``,
+    age from ``now``). Ties break on the count (as the catalog's ORDER BY does)."""
+    i, r = p.i[events], p.r[events].astype(np.float64)
+    count = np.bincount(i, minlength=p.n_items).astype(np.float64)
+    total = np.bincount(i, weights=r, minlength=p.n_items)
+    tie = count / (count.max() + 1.0) * 1e-6  # below any difference of the primary scores
+
+    def scorer(score: np.ndarray) -> B.Scorer:
+        s = torch.from_numpy(score).to(torch.float64)
+        s32 = (s / s.max().clamp(min=1e-300)).to(torch.float32)
+        return lambda users: s32.unsqueeze(0).expand(len(users), -1)
+
+    mean = float(r.mean()) if len(r) else 0.0
+    bayes = np.where(count > 0, (total + prior_weight * mean) / (count + prior_weight), 0.0)
+    out: dict[str, tuple[dict[str, Any], B.Scorer]] = {
+        "most_rated": ({"ranking": "most_rated"}, scorer(count)),
+        "bayesian_average": (
+            {"ranking": "bayesian_average", "prior_weight": prior_weight},
+            scorer(bayes / 5.0 + tie),
+        ),
+    }
+    for h in half_lives:
+        rec = recent_popularity(i, p.t[events], p.n_items, now=now, half_life_days=h)
+        rec = rec / max(float(rec.max()), 1e-300)
+        out[f"recent/{h:g}"] = ({"ranking": "recent", "half_life_days": float(h)}, scorer(rec + tie))
+    return out
+
+
+def choose_popularity(
+    p: Prepared,
+    *,
+    quantile: float = DEFAULT_QUANTILE,
+    half_lives: Iterable[float] = POPULARITY_HALF_LIVES,
+    prior_weight: float = BAYES_PRIOR_WEIGHT,
+) -> dict[str, Any]:
+    """The rule the no-signal fallback serves (catalog GetPopular), chosen on a time split.
+
+    VALIDATION: the time split (``quantile``) of the events before TEST's cutoff, i.e. a cutoff
+    inside the past; TEST: the time split of all events (``temporal_split(p, quantile)``). Each
+    candidate of :func:`popularity_scorers` is fitted on the events before the split's cutoff
+    and ranks each evaluated user's first event after it, the user's earlier movies excluded.
+    Rule: highest will-watch HR@10 on VALIDATION, then NDCG@10, then the candidate listed first
+    (most_rated, bayesian_average, shorter half-lives). Returns ``{"ranking", "half_life_days" (recent
+    only), "chosen_on", "validation": {name: metrics}, "test": {name: metrics}, "counts":
+    {"validation": ..., "test": ...}}``."""
+    half_lives = tuple(half_lives)
+    outer = temporal_split(p, quantile)
+    past = pre_cutoff_view(p, outer.before)
+    inner = temporal_split(past, quantile)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for phase_name, data, split in (("validation", past, inner), ("test", p, outer)):
+        phase = split.phase(data)
+        cands = popularity_scorers(
+            data, split.before, split.cutoff, half_lives=half_lives, prior_weight=prior_weight
+        )
+        results[phase_name] = {name: split.score(phase, sc) for name, (_, sc) in cands.items()}
+        params = {name: prm for name, (prm, _) in cands.items()}
+    val = results["validation"]
+    order = list(val)
+    best = max(order, key=lambda n: (val[n]["hr@10"], val[n]["ndcg@10"], -order.index(n)))
+    chosen = dict(params[best])
+    return {
+        **chosen,
+        "name": best,
+        "chosen_on": (
+            f"time split VALIDATION (cutoff at quantile {quantile:g} of the events before TEST's "
+            f"cutoff; {inner.counts['users_evaluated']} users), highest will-watch HR@10 then NDCG@10"
+        ),
+        "validation": results["validation"],
+        "test": results["test"],
+        "counts": {"validation": inner.counts, "test": outer.counts},
+        "cutoffs": {"validation": inner.cutoff, "test": outer.cutoff},
+    }
+
+
+def popularity_summary(choice: dict[str, Any]) -> str:
+    """One line: the chosen rule and its VALIDATION/TEST will-watch HR@10 against most rated."""
+    name = choice["name"]
+    v, t = choice["validation"], choice["test"]
+    return (
+        f"popular by {name} (time-split HR@10 VALIDATION {v[name]['hr@10']:.3f}, "
+        f"TEST {t[name]['hr@10']:.3f}; "
+        f"most rated {v['most_rated']['hr@10']:.3f} / {t['most_rated']['hr@10']:.3f})"
+    )
+
+
+def format_popularity_table(choice: dict[str, Any]) -> str:
+    """Markdown: every popularity candidate's HR@10 / NDCG@10 on the VALIDATION and TEST time
+    splits, will watch and will like, the chosen one marked."""
+    cv, ct = choice["counts"]["validation"], choice["counts"]["test"]
+    lines = [
+        f"VALIDATION: {cv['users_evaluated']} users ({cv['users_like']} will-like); "
+        f"TEST: {ct['users_evaluated']} users ({ct['users_like']} will-like); chosen: {choice['name']}",
+        "",
+        "| rule | VALIDATION HR@10 / NDCG@10 | will like | TEST HR@10 / NDCG@10 | will like |",
+        "|---|---|---|---|---|",
+    ]
+    for name in choice["validation"]:
+        v, t = choice["validation"][name], choice["test"][name]
+        mark = " (chosen)" if name == choice["name"] else ""
+        lines.append(
+            f"| {name}{mark} | {v['hr@10']:.4f} / {v['ndcg@10']:.4f} | {v['like/hr@10']:.4f} / "
+            f"{v['like/ndcg@10']:.4f} | {t['hr@10']:.4f} / {t['ndcg@10']:.4f} | "
+            f"{t['like/hr@10']:.4f} / {t['like/ndcg@10']:.4f} |"
+        )
+    return "\n".join(lines)

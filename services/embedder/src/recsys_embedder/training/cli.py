@@ -18,6 +18,7 @@ import torch
 from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
 from recsys_embedder.evaluation import quiz as Q
+from recsys_embedder.evaluation.temporal import choose_popularity, popularity_summary
 from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
 from recsys_embedder.training import two_tower_step as TT
@@ -125,6 +126,7 @@ def build_manifest(
     rule: HistoryRule | None = None,
     served: TrainResult | None = None,
     quiz: dict[str, Any] | None = None,
+    popularity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``res`` is the selection run (TRAIN, early-stopped on VALIDATION: every metric comes from
     it); ``served`` the refit on every event when there is one (its weights are saved)."""
@@ -167,6 +169,7 @@ def build_manifest(
                     "history_rule_choice": "best VALIDATION HR@10 among the rules that lose to "
                     "'history' on neither target (will watch, will like)",
                     "quiz": quiz,
+                    "popularity": popularity,
                 },
                 "refit": {
                     "epochs": res.best_epoch,
@@ -212,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         f"(floor {quiz['min_ratings']} ratings), "
         f"dislike weight {quiz['dislike_weight']:g} (chosen on VALIDATION)"
     )
+    popularity = choose_popularity(p)
+    _log(f"no-signal fallback: {popularity_summary(popularity)} (chosen on a time split)")
     baselines = E.run_baselines(p, phases, seed=cfg.seed, log=_log) if args.baselines else None
     served: TrainResult | None = None
     if refit:
@@ -221,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         refit_ck = ck.with_name(ck.stem + "-refit.pt")
         served = train(all_events(p), refit_cfg, checkpoint=refit_ck, log=_log, progress=not args.quiet)
         refit_ck.unlink(missing_ok=True)
-    manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served, quiz)
+    manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served, quiz, popularity)
     out_res = served or res
     arrays = A.PinSageArrays(
         state_dict=out_res.model.state_dict(),

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/catalog/v1/catalog.proto\x12\x11recsys.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"%\n\x10GetMoviesRequest\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\"Q\n\x11GetMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"3\n\x13SearchMoviesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"G\n\tSearchHit\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\x12\n\nsimilarity\x18\x02 \x01(\x02\"B\n\x14SearchMoviesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.recsys.catalog.v1.SearchHit\"\x87\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bmin_ratings\x18\x03 \x01(\x05\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\"?\n\x14SampleMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"\x99\x01\n\x11GetPopularRequest\x12\t\n\x01k\x18\x01 \x01(\x05\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x03 \x03(\x03\x12\x35\n\x07ranking\x18\x04 \x01(\x0e\x32$.recsys.catalog.v1.PopularityRanking\"M\n\x12GetPopularResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"N\n\x10GetUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.recsys.common.v1.User\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"Q\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"j\n\x16GetUserHistoryResponse\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x03 \x03(\x03\"T\n\x17GetUserHistoriesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"p\n\x0bUserHistory\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x07ratings\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x04 \x03(\x03\"g\n\x18GetUserHistoriesResponse\x12\x31\n\thistories\x18\x01 \x03(\x0b\x32\x1e.recsys.catalog.v1.UserHistory\x12\x18\n\x10missing_user_ids\x18\x02 \x03(\x03\"_\n\x14RecordRatingsRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x1c\n\x14\x63reate_missing_users\x18\x02 \x01(\x08\"o\n\x15RecordRatingsResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05\x12\x18\n\x10\x63reated_user_ids\x18\x03 \x03(\x03\">\n\x13UpsertMoviesRequest\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"9\n\x14UpsertMoviesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"8\n\x11ListMoviesRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"T\n\x12ListMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x15\n\rnext_after_id\x18\x02 \x01(\x03\"\x11\n\x0f\x44\x65scribeRequest\"\xd6\x01\n\x10\x44\x65scribeResponse\x12\x13\n\x0bmovie_count\x18\x01 \x01(\x03\x12\x12\n\nuser_count\x18\x02 \x01(\x03\x12\x14\n\x0crating_count\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\x05\x12\x0e\n\x06genres\x18\x05 \x03(\t\x12\x14\n\x0c\x64\x61taset_name\x18\x06 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12-\n\tloaded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x83\x01\n\x11PopularityRanking\x12\"\n\x1ePOPULARITY_RANKING_UNSPECIFIED\x10\x00\x12!\n\x1dPOPULARITY_RANKING_MOST_RATED\x10\x01\x12\'\n#POPULARITY_RANKING_BAYESIAN_AVERAGE\x10\x02\x32\x9c\x08\n\x07\x43\x61talog\x12V\n\tGetMovies\x12#.recsys.catalog.v1.GetMoviesRequest\x1a$.recsys.catalog.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.catalog.v1.SearchMoviesRequest\x1a\'.recsys.catalog.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.catalog.v1.SampleMoviesRequest\x1a\'.recsys.catalog.v1.SampleMoviesResponse\x12Y\n\nGetPopular\x12$.recsys.catalog.v1.GetPopularRequest\x1a%.recsys.catalog.v1.GetPopularResponse\x12S\n\x08GetUsers\x12\".recsys.catalog.v1.GetUsersRequest\x1a#.recsys.catalog.v1.GetUsersResponse\x12\x65\n\x0eGetUserHistory\x12(.recsys.catalog.v1.GetUserHistoryRequest\x1a).recsys.catalog.v1.GetUserHistoryResponse\x12k\n\x10GetUserHistories\x12*.recsys.catalog.v1.GetUserHistoriesRequest\x1a+.recsys.catalog.v1.GetUserHistoriesResponse\x12\x62\n\rRecordRatings\x12\'.recsys.catalog.v1.RecordRatingsRequest\x1a(.recsys.catalog.v1.RecordRatingsResponse\x12_\n\x0cUpsertMovies\x12&.recsys.catalog.v1.UpsertMoviesRequest\x1a\'.recsys.catalog.v1.UpsertMoviesResponse\x12Y\n\nListMovies\x12$.recsys.catalog.v1.ListMoviesRequest\x1a%.recsys.catalog.v1.ListMoviesResponse\x12S\n\x08\x44\x65scribe\x12\".recsys.catalog.v1.DescribeRequest\x1a#.recsys.catalog.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/catalog/v1/catalog.proto\x12\x11recsys.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"%\n\x10GetMoviesRequest\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\"Q\n\x11GetMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"3\n\x13SearchMoviesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"G\n\tSearchHit\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\x12\n\nsimilarity\x18\x02 \x01(\x02\"B\n\x14SearchMoviesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.recsys.catalog.v1.SearchHit\"\x87\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bmin_ratings\x18\x03 \x01(\x05\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\"?\n\x14SampleMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"\xb1\x01\n\x11GetPopularRequest\x12\t\n\x01k\x18\x01 \x01(\x05\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x03 \x03(\x03\x12\x35\n\x07ranking\x18\x04 \x01(\x0e\x32$.recsys.catalog.v1.PopularityRanking\x12\x16\n\x0ehalf_life_days\x18\x05 \x01(\x01\"M\n\x12GetPopularResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"N\n\x10GetUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.recsys.common.v1.User\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"Q\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"j\n\x16GetUserHistoryResponse\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x03 \x03(\x03\"T\n\x17GetUserHistoriesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"p\n\x0bUserHistory\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x07ratings\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x04 \x03(\x03\"g\n\x18GetUserHistoriesResponse\x12\x31\n\thistories\x18\x01 \x03(\x0b\x32\x1e.recsys.catalog.v1.UserHistory\x12\x18\n\x10missing_user_ids\x18\x02 \x03(\x03\"_\n\x14RecordRatingsRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x1c\n\x14\x63reate_missing_users\x18\x02 \x01(\x08\"o\n\x15RecordRatingsResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05\x12\x18\n\x10\x63reated_user_ids\x18\x03 \x03(\x03\">\n\x13UpsertMoviesRequest\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"9\n\x14UpsertMoviesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"8\n\x11ListMoviesRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"T\n\x12ListMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x15\n\rnext_after_id\x18\x02 \x01(\x03\"\x11\n\x0f\x44\x65scribeRequest\"\xd6\x01\n\x10\x44\x65scribeResponse\x12\x13\n\x0bmovie_count\x18\x01 \x01(\x03\x12\x12\n\nuser_count\x18\x02 \x01(\x03\x12\x14\n\x0crating_count\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\x05\x12\x0e\n\x06genres\x18\x05 \x03(\t\x12\x14\n\x0c\x64\x61taset_name\x18\x06 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12-\n\tloaded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa2\x01\n\x11PopularityRanking\x12\"\n\x1ePOPULARITY_RANKING_UNSPECIFIED\x10\x00\x12!\n\x1dPOPULARITY_RANKING_MOST_RATED\x10\x01\x12\'\n#POPULARITY_RANKING_BAYESIAN_AVERAGE\x10\x02\x12\x1d\n\x19POPULARITY_RANKING_RECENT\x10\x03\x32\x9c\x08\n\x07\x43\x61talog\x12V\n\tGetMovies\x12#.recsys.catalog.v1.GetMoviesRequest\x1a$.recsys.catalog.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.catalog.v1.SearchMoviesRequest\x1a\'.recsys.catalog.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.catalog.v1.SampleMoviesRequest\x1a\'.recsys.catalog.v1.SampleMoviesResponse\x12Y\n\nGetPopular\x12$.recsys.catalog.v1.GetPopularRequest\x1a%.recsys.catalog.v1.GetPopularResponse\x12S\n\x08GetUsers\x12\".recsys.catalog.v1.GetUsersRequest\x1a#.recsys.catalog.v1.GetUsersResponse\x12\x65\n\x0eGetUserHistory\x12(.recsys.catalog.v1.GetUserHistoryRequest\x1a).recsys.catalog.v1.GetUserHistoryResponse\x12k\n\x10GetUserHistories\x12*.recsys.catalog.v1.GetUserHistoriesRequest\x1a+.recsys.catalog.v1.GetUserHistoriesResponse\x12\x62\n\rRecordRatings\x12\'.recsys.catalog.v1.RecordRatingsRequest\x1a(.recsys.catalog.v1.RecordRatingsResponse\x12_\n\x0cUpsertMovies\x12&.recsys.catalog.v1.UpsertMoviesRequest\x1a\'.recsys.catalog.v1.UpsertMoviesResponse\x12Y\n\nListMovies\x12$.recsys.catalog.v1.ListMoviesRequest\x1a%.recsys.catalog.v1.ListMoviesResponse\x12S\n\x08\x44\x65scribe\x12\".recsys.catalog.v1.DescribeRequest\x1a#.recsys.catalog.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recsys.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POPULARITYRANKING']._serialized_start=2199
-  _globals['_POPULARITYRANKING']._serialized_end=2330
+  _globals['_POPULARITYRANKING']._serialized_start=2223
+  _globals['_POPULARITYRANKING']._serialized_end=2385
   _globals['_GETMOVIESREQUEST']._serialized_start=118
   _globals['_GETMOVIESREQUEST']._serialized_end=155
   _globals['_GETMOVIESRESPONSE']._serialized_start=157
@@ -50,39 +50,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLEMOVIESRESPONSE']._serialized_start=572
   _globals['_SAMPLEMOVIESRESPONSE']._serialized_end=635
   _globals['_GETPOPULARREQUEST']._serialized_start=638
-  _globals['_GETPOPULARREQUEST']._serialized_end=791
-  _globals['_GETPOPULARRESPONSE']._serialized_start=793
-  _globals['_GETPOPULARRESPONSE']._serialized_end=870
-  _globals['_GETUSERSREQUEST']._serialized_start=872
-  _globals['_GETUSERSREQUEST']._serialized_end=907
-  _globals['_GETUSERSRESPONSE']._serialized_start=909
-  _globals['_GETUSERSRESPONSE']._serialized_end=987
-  _globals['_GETUSERHISTORYREQUEST']._serialized_start=989
-  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1070
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1072
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1178
-  _globals['_GETUSERHISTORIESREQUEST']._serialized_start=1180
-  _globals['_GETUSERHISTORIESREQUEST']._serialized_end=1264
-  _globals['_USERHISTORY']._serialized_start=1266
-  _globals['_USERHISTORY']._serialized_end=1378
-  _globals['_GETUSERHISTORIESRESPONSE']._serialized_start=1380
-  _globals['_GETUSERHISTORIESRESPONSE']._serialized_end=1483
-  _globals['_RECORDRATINGSREQUEST']._serialized_start=1485
-  _globals['_RECORDRATINGSREQUEST']._serialized_end=1580
-  _globals['_RECORDRATINGSRESPONSE']._serialized_start=1582
-  _globals['_RECORDRATINGSRESPONSE']._serialized_end=1693
-  _globals['_UPSERTMOVIESREQUEST']._serialized_start=1695
-  _globals['_UPSERTMOVIESREQUEST']._serialized_end=1757
-  _globals['_UPSERTMOVIESRESPONSE']._serialized_start=1759
-  _globals['_UPSERTMOVIESRESPONSE']._serialized_end=1816
-  _globals['_LISTMOVIESREQUEST']._serialized_start=1818
-  _globals['_LISTMOVIESREQUEST']._serialized_end=1874
-  _globals['_LISTMOVIESRESPONSE']._serialized_start=1876
-  _globals['_LISTMOVIESRESPONSE']._serialized_end=1960
-  _globals['_DESCRIBEREQUEST']._serialized_start=1962
-  _globals['_DESCRIBEREQUEST']._serialized_end=1979
-  _globals['_DESCRIBERESPONSE']._serialized_start=1982
-  _globals['_DESCRIBERESPONSE']._serialized_end=2196
-  _globals['_CATALOG']._serialized_start=2333
-  _globals['_CATALOG']._serialized_end=3385
+  _globals['_GETPOPULARREQUEST']._serialized_end=815
+  _globals['_GETPOPULARRESPONSE']._serialized_start=817
+  _globals['_GETPOPULARRESPONSE']._serialized_end=894
+  _globals['_GETUSERSREQUEST']._serialized_start=896
+  _globals['_GETUSERSREQUEST']._serialized_end=931
+  _globals['_GETUSERSRESPONSE']._serialized_start=933
+  _globals['_GETUSERSRESPONSE']._serialized_end=1011
+  _globals['_GETUSERHISTORYREQUEST']._serialized_start=1013
+  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1094
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1096
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1202
+  _globals['_GETUSERHISTORIESREQUEST']._serialized_start=1204
+  _globals['_GETUSERHISTORIESREQUEST']._serialized_end=1288
+  _globals['_USERHISTORY']._serialized_start=1290
+  _globals['_USERHISTORY']._serialized_end=1402
+  _globals['_GETUSERHISTORIESRESPONSE']._serialized_start=1404
+  _globals['_GETUSERHISTORIESRESPONSE']._serialized_end=1507
+  _globals['_RECORDRATINGSREQUEST']._serialized_start=1509
+  _globals['_RECORDRATINGSREQUEST']._serialized_end=1604
+  _globals['_RECORDRATINGSRESPONSE']._serialized_start=1606
+  _globals['_RECORDRATINGSRESPONSE']._serialized_end=1717
+  _globals['_UPSERTMOVIESREQUEST']._serialized_start=1719
+  _globals['_UPSERTMOVIESREQUEST']._serialized_end=1781
+  _globals['_UPSERTMOVIESRESPONSE']._serialized_start=1783
+  _globals['_UPSERTMOVIESRESPONSE']._serialized_end=1840
+  _globals['_LISTMOVIESREQUEST']._serialized_start=1842
+  _globals['_LISTMOVIESREQUEST']._serialized_end=1898
+  _globals['_LISTMOVIESRESPONSE']._serialized_start=1900
+  _globals['_LISTMOVIESRESPONSE']._serialized_end=1984
+  _globals['_DESCRIBEREQUEST']._serialized_start=1986
+  _globals['_DESCRIBEREQUEST']._serialized_end=2003
+  _globals['_DESCRIBERESPONSE']._serialized_start=2006
+  _globals['_DESCRIBERESPONSE']._serialized_end=2220
+  _globals['_CATALOG']._serialized_start=2388
+  _globals['_CATALOG']._serialized_end=3440
 # @@protoc_insertion_point(module_scope)

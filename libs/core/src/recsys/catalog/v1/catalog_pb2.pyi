@@ -16,9 +16,11 @@ class PopularityRanking(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POPULARITY_RANKING_UNSPECIFIED: _ClassVar[PopularityRanking]
     POPULARITY_RANKING_MOST_RATED: _ClassVar[PopularityRanking]
     POPULARITY_RANKING_BAYESIAN_AVERAGE: _ClassVar[PopularityRanking]
+    POPULARITY_RANKING_RECENT: _ClassVar[PopularityRanking]
 POPULARITY_RANKING_UNSPECIFIED: PopularityRanking
 POPULARITY_RANKING_MOST_RATED: PopularityRanking
 POPULARITY_RANKING_BAYESIAN_AVERAGE: PopularityRanking
+POPULARITY_RANKING_RECENT: PopularityRanking
 
 class GetMoviesRequest(_message.Message):
     __slots__ = ("movie_ids",)
@@ -77,16 +79,18 @@ class SampleMoviesResponse(_message.Message):
     def __init__(self, movies: _Optional[_Iterable[_Union[_common_pb2.Movie, _Mapping]]] = ...) -> None: ...
 
 class GetPopularRequest(_message.Message):
-    __slots__ = ("k", "filter", "exclude_ids", "ranking")
+    __slots__ = ("k", "filter", "exclude_ids", "ranking", "half_life_days")
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_IDS_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
+    HALF_LIFE_DAYS_FIELD_NUMBER: _ClassVar[int]
     k: int
     filter: _common_pb2.MovieFilter
     exclude_ids: _containers.RepeatedScalarFieldContainer[int]
     ranking: PopularityRanking
-    def __init__(self, k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.MovieFilter, _Mapping]] = ..., exclude_ids: _Optional[_Iterable[int]] = ..., ranking: _Optional[_Union[PopularityRanking, str]] = ...) -> None: ...
+    half_life_days: float
+    def __init__(self, k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.MovieFilter, _Mapping]] = ..., exclude_ids: _Optional[_Iterable[int]] = ..., ranking: _Optional[_Union[PopularityRanking, str]] = ..., half_life_days: _Optional[float] = ...) -> None: ...
 
 class GetPopularResponse(_message.Message):
     __slots__ = ("movies", "scores")
