@@ -58,6 +58,7 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
                 "POPULARITY_RANKING_" + settings.popular_ranking.upper()
             ),
             popular_half_life_days=settings.popular_half_life_days,
+            item_vector_cache=settings.item_vector_cache,
         ),
     )
     servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])

@@ -24,6 +24,8 @@ from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound
 
+from .caches import ITEM_VECTORS_MAX, ItemVectors
+
 MAX_K = 100
 DEFAULT_K = 10
 MAX_SIGNAL_MOVIES = 1000
@@ -82,6 +84,8 @@ class GatewayOptions:
     # The no-signal fallback: catalog GetPopular's ranking and (RECENT) half-life, 0 = catalog's.
     popular_ranking: int = catalog_pb2.POPULARITY_RANKING_RECENT
     popular_half_life_days: float = 0.0
+    # Item vectors kept for "because you liked" (entries; 0 = ask the embedder every time).
+    item_vector_cache: int = ITEM_VECTORS_MAX
 
 
 def _check_id(value: int, field: str) -> None:
@@ -202,6 +206,8 @@ class GatewayService:
         # ListGenres cache: (genres, read at); one catalog read at a time refreshes it.
         self._genres: tuple[tuple[str, ...], float] | None = None
         self._genres_lock = asyncio.Lock()
+        # PinSage item vectors of one model version, for "because you liked" (caches.py).
+        self._vectors = ItemVectors(self._opt.item_vector_cache)
 
     # ---------------------------------------------------------------- Recommend
     async def recommend(self, req: gateway_pb2.RecommendRequest) -> gateway_pb2.RecommendResponse:
@@ -277,7 +283,7 @@ class GatewayService:
                     if (m.rating == 0 or m.rating >= LIKED_THRESHOLD) and m.movie_id not in unknown_set
                 ]
             )[:BECAUSE_CANDIDATES]
-        recs = await self._decorate(hits, because_pool)
+        recs = await self._decorate(hits, because_pool, embedded.model_version)
         return gateway_pb2.RecommendResponse(
             recommendations=recs,
             strategy=strategy,
@@ -309,9 +315,11 @@ class GatewayService:
         )
 
     async def _decorate(
-        self, hits: Sequence[common_pb2.ScoredMovie], because_pool: Sequence[int]
+        self, hits: Sequence[common_pb2.ScoredMovie], because_pool: Sequence[int], model_version: str = ""
     ) -> list[gateway_pb2.Recommendation]:
-        """Metadata for hits (one catalog batch) and the closest liked movie (one embedder batch)."""
+        """Metadata for hits (one catalog batch) and the closest liked movie: item vectors of
+        ``model_version`` from the gateway's cache, the missing ones in one embedder batch
+        (concurrently with the catalog's)."""
         if not hits:
             return []
         hit_ids = [h.movie_id for h in hits]
@@ -319,18 +327,26 @@ class GatewayService:
         pool = [m for m in because_pool if m not in hit_set]
         meta_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
         movies_task = self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=meta_ids))
+        because: dict[int, int] = {}
         if pool:
             vec_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
-            movies, vectors = await asyncio.gather(
-                movies_task,
-                self._up.embed_items(
-                    embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=vec_ids)
-                ),
-            )
-            because = _closest(hit_ids, pool, vectors)
+            vec, missing = self._vectors.lookup(model_version, vec_ids)
+            if missing:
+                movies, items = await asyncio.gather(
+                    movies_task,
+                    self._up.embed_items(
+                        embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing)
+                    ),
+                )
+                rows = np.asarray([v.values for v in items.vectors], dtype=np.float32)
+                got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
+                if items.model_version == model_version:  # never compare two models' vectors
+                    vec.update(got)
+            else:
+                movies = await movies_task
+            because = _closest(hit_ids, pool, vec)
         else:
             movies = await movies_task
-            because = {}
         by_id = {m.movie_id: m for m in movies.movies}
         recs = []
         for h in hits:
@@ -467,16 +483,14 @@ def _unique_hits(hits: Sequence[common_pb2.ScoredMovie], exclude: set[int]) -> l
     return out
 
 
-def _closest(
-    hit_ids: Sequence[int], pool: Sequence[int], items: embedder_pb2.EmbedItemsResponse
-) -> dict[int, int]:
-    """For each hit, the pool movie with the highest inner product."""
-    vec = {mid: v.values for mid, v in zip(items.found_ids, items.vectors, strict=False)}
+def _closest(hit_ids: Sequence[int], pool: Sequence[int], vec: dict[int, np.ndarray]) -> dict[int, int]:
+    """For each hit, the pool movie with the highest inner product (movies without a vector
+    take no part)."""
     pool_ids = [m for m in pool if m in vec]
     hits_known = [h for h in hit_ids if h in vec]
     if not pool_ids or not hits_known:
         return {}
-    p = np.asarray([vec[m] for m in pool_ids], dtype=np.float32)
-    h = np.asarray([vec[m] for m in hits_known], dtype=np.float32)
+    p = np.stack([vec[m] for m in pool_ids])
+    h = np.stack([vec[m] for m in hits_known])
     best = (h @ p.T).argmax(axis=1)
     return {hid: pool_ids[int(j)] for hid, j in zip(hits_known, best, strict=True)}

@@ -48,6 +48,9 @@ class GatewaySettings(ServerSettings):
     # served artifact's manifest ("popularity", chosen on a time split by `recsys train`).
     popular_ranking: str = "recent"
     popular_half_life_days: float = Field(default=0.0, ge=0, le=36500)
+    # PinSage item vectors kept for "because you liked" (entries, one model version at a time;
+    # 0 = fetch them from the embedder on every Recommend).
+    item_vector_cache: int = Field(default=200_000, ge=0, le=10_000_000)
 
     @field_validator("popular_ranking")
     @classmethod

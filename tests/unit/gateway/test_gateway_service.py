@@ -30,6 +30,9 @@ class FakeUpstreams:
         self.history: dict[int, list[int]] = {7: [1, 2, 3, 4, 5]}
         self.calls: list[str] = []
         self.popular_requests: list[catalog_pb2.GetPopularRequest] = []
+        self.model_version = "v-test"
+        self.items_version = ""  # "" = the same as model_version
+        self.items_asked: list[list[int]] = []
         self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
@@ -123,16 +126,17 @@ class FakeUpstreams:
                     unknown_movie_ids=bad,
                 )
             )
-        return embedder_pb2.EmbedQueryResponse(vectors=out, model_version="v-test")
+        return embedder_pb2.EmbedQueryResponse(vectors=out, model_version=self.model_version)
 
     async def embed_items(self, req):  # type: ignore[no-untyped-def]
         self._hit("embedder.EmbedItems")
+        self.items_asked.append(list(req.movie_ids))
         found = [m for m in req.movie_ids if m in self.known]
         return embedder_pb2.EmbedItemsResponse(
             found_ids=found,
             vectors=[common_pb2.Vector(values=self.vectors[m]) for m in found],
             missing_ids=[m for m in req.movie_ids if m not in self.known],
-            model_version="v-test",
+            model_version=self.items_version or self.model_version,
         )
 
     async def search(self, req):  # type: ignore[no-untyped-def]
@@ -404,3 +408,42 @@ async def test_the_fallback_asks_for_the_configured_popularity(fake: FakeUpstrea
     await GatewayService(fake, opts).recommend(req)
     sent = fake.popular_requests[-1]
     assert sent.ranking == catalog_pb2.POPULARITY_RANKING_MOST_RATED and sent.half_life_days == 3.0
+
+
+async def test_because_vectors_are_cached_per_model_version(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake)
+    first = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert fake.calls.count("embedder.EmbedItems") == 1
+    again = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert fake.calls.count("embedder.EmbedItems") == 1  # every vector cached: no embedder hop
+    assert [(r.movie.movie_id, r.because_movie_id) for r in again.recommendations] == [
+        (r.movie.movie_id, r.because_movie_id) for r in first.recommendations
+    ]
+    # only the vectors not yet cached are asked for
+    await svc.recommend(gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=40)], k=10))
+    assert fake.calls.count("embedder.EmbedItems") == 2
+    assert not set(fake.items_asked[-1]) & set(fake.items_asked[0])
+    # a new model: everything is asked for again
+    fake.model_version = "v-next"
+    await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert fake.calls.count("embedder.EmbedItems") == 3
+    assert set(fake.items_asked[-1]) == set(fake.items_asked[0])
+
+
+async def test_because_never_compares_two_models_vectors(fake: FakeUpstreams) -> None:
+    """EmbedItems answering from another model than EmbedQuery: no "because" from it, nothing cached."""
+    fake.items_version = "v-other"
+    svc = GatewayService(fake)
+    resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert len(resp.recommendations) == 10
+    assert all(r.because_movie_id == 0 for r in resp.recommendations)
+    await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert fake.calls.count("embedder.EmbedItems") == 2  # nothing was cached
+
+
+async def test_item_vector_cache_off(fake: FakeUpstreams) -> None:
+    svc = GatewayService(fake, GatewayOptions(item_vector_cache=0))
+    for _ in range(2):
+        resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+        assert all(r.because_movie_id in {1, 2, 3, 4, 5} for r in resp.recommendations)
+    assert fake.calls.count("embedder.EmbedItems") == 2
