@@ -13,7 +13,7 @@ echo is re-measured at every level next to the forms, so drift of the machine sh
 Request data is bench/ghz/make_data.py's (the ghz configs' files) built from ``--data``.
 
 Printed: per level and form, RPS, p50, p99 and errors beside the echo's, the RPS ratio and the
-p99 ratio; then the per-hop table: for each form, the server-side handling time per request of
+p99 ratio; then the per-hop tables (at the lowest and the highest level): for each form, the server-side handling time per request of
 every RPC every service handled while that form ran (from the services' Prometheus
 ``recsys_grpc_request_duration_seconds`` sum and count, scraped before and after), i.e. calls
 and milliseconds of server time per gateway request. The client runs in this process and shares
@@ -50,7 +50,7 @@ FORMS = {
     "quiz": ("recsys.gateway.v1.Gateway.Recommend", "recommend_anonymous"),
     "similar": ("recsys.gateway.v1.Gateway.SimilarMovies", "similar"),
 }
-_SAMPLE = re.compile(r'^recsys_grpc_request_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$')
+_SAMPLE = re.compile(r"^recsys_grpc_request_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -104,20 +104,28 @@ def _gateway_calls(
     after: dict[tuple[str, str], tuple[float, float]],
     method: str,
 ) -> float:
-    return sum(c - before.get(k, (0.0, 0.0))[1] for k, (_, c) in after.items() if k[0] == "gateway" and k[1] == method)
+    return sum(
+        c - before.get(k, (0.0, 0.0))[1]
+        for k, (_, c) in after.items()
+        if k[0] == "gateway" and k[1].rsplit("/", 1)[-1] == method
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default=None, help="gateway of a running stack (default: start one)")
-    ap.add_argument("--data", default="ml-100k", help="data set (request data; the stack's data when started)")
+    ap.add_argument(
+        "--data", default="ml-100k", help="data set (request data; the stack's data when started)"
+    )
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per level and form")
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--forms", default="user,quiz,similar", help=f"comma-separated: {', '.join(FORMS)}")
     ap.add_argument("-n", type=int, default=1000, help="distinct requests per form")
     ap.add_argument("--workdir", type=Path, default=None, help="stack state (default: a temp dir)")
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifact root (reused)")
-    ap.add_argument("--port-offset", type=int, default=None, help="the stack's (default: from --target, else 3000)")
+    ap.add_argument(
+        "--port-offset", type=int, default=None, help="the stack's (default: from --target, else 3000)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         started = args.workdir or Path(tempfile.mkdtemp(prefix="recsys-bench-"))
         target = start_stack(args.data, started, args.artifacts, offset)
     rows: list[dict[str, Any]] = []
-    hops: dict[str, list[dict[str, Any]]] = {}
+    hops: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(dict)
     try:
         with child_server() as echo_target:
             for c in levels:
@@ -156,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     r.pop("report", None)
                     method = call.rsplit(".", 1)[1]
                     n_req = _gateway_calls(before, after, method)
-                    if c == max(levels) or form not in hops:
-                        hops[form] = per_hop(before, after, n_req)
+                    hops[form][c] = per_hop(before, after, n_req)
                     rows.append({"form": form, "concurrency": c, "result": r, "echo": echo})
                     print(f"  {form} c={c}: {r['rps']:.0f} rps p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
                           f"errors {r['errors']}", flush=True)  # fmt: skip
@@ -167,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(started)], check=False
             )
 
-    print(f"\nGateway vs echo floor, {args.duration:g} s per level and form, alternating, {os.cpu_count()} cores")
+    print(
+        f"\nGateway vs echo floor, {args.duration:g} s per level and form, alternating, {os.cpu_count()} cores"
+    )
     print(f"{'form':>8} {'callers':>7} | {'rps':>6} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
           f"{'echo rps':>8} {'p99 ms':>7} | {'rps/echo':>8} {'p99/echo':>8}")  # fmt: skip
     for row in rows:
@@ -176,15 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         p99 = r["p99_ms"] / e["p99_ms"] if e["p99_ms"] else float("nan")
         print(f"{row['form']:>8} {row['concurrency']:>7} | {r['rps']:>6.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['errors']:>4} | {e['rps']:>8.0f} {e['p99_ms']:>7.2f} | {ratio:>8.3f} {p99:>7.1f}x")  # fmt: skip
-    hop_level = max(levels)
-    for form, hrows in hops.items():
-        total = sum(h["ms_per_request"] for h in hrows if h["service"] != "gateway")
-        print(f"\nper hop, {form} at {hop_level} callers (server handling time per gateway request):")
-        print(f"{'service':>10} {'method':>18} {'calls/req':>9} {'ms/req':>7} {'ms/call':>7}")
-        for h in hrows:
-            print(f"{h['service']:>10} {h['method']:>18} {h['calls_per_request']:>9.2f} "
-                  f"{h['ms_per_request']:>7.2f} {h['ms_per_call']:>7.2f}")  # fmt: skip
-        print(f"{'':>10} {'upstreams total':>18} {'':>9} {total:>7.2f}")
+    shown = sorted({min(levels), max(levels)})
+    for form, by_level in hops.items():
+        for level in shown:
+            hrows = by_level[level]
+            total = sum(h["ms_per_request"] for h in hrows if h["service"] != "gateway")
+            print(f"\nper hop, {form} at {level} caller(s) (server handling time per gateway request):")
+            print(f"{'service':>10} {'method':>18} {'calls/req':>9} {'ms/req':>7} {'ms/call':>7}")
+            for h in hrows:
+                print(f"{h['service']:>10} {h['method'].rsplit('/', 1)[-1]:>18} {h['calls_per_request']:>9.2f} "
+                      f"{h['ms_per_request']:>7.2f} {h['ms_per_call']:>7.2f}")  # fmt: skip
+            print(f"{'':>10} {'upstreams total':>18} {'':>9} {total:>7.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "hops": hops}, indent=2, default=str))
     return 0

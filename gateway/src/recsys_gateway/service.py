@@ -335,7 +335,9 @@ class GatewayService:
                 movies, items = await asyncio.gather(
                     movies_task,
                     self._up.embed_items(
-                        embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing)
+                        embedder_pb2.EmbedItemsRequest(
+                            space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing
+                        )
                     ),
                 )
                 rows = np.asarray([v.values for v in items.vectors], dtype=np.float32)
