@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
@@ -81,7 +83,9 @@ def brute_force(
 
 @pytest.fixture
 async def svc() -> AsyncIterator[RetrieverService]:
-    service = RetrieverService(MemoryStore(), batch_max_wait_s=0.001, exclude_overfetch=16)
+    service = RetrieverService(
+        MemoryStore(), batch_max_wait_s=0.001, exclude_overfetch=16, exclude_in_filter_max=0
+    )
     await service.start()
     yield service
     await service.close()
@@ -124,9 +128,47 @@ async def test_a_crowded_exclusion_is_searched_again_for_k_plus_excluded(svc: Re
     assert [(c[2], "not in" in c[3]) for c in store.search_calls] == [(20 + 16, False), (20 + 100, False)]
 
 
+async def test_a_lone_query_has_its_exclusion_in_the_filter_and_asks_for_k() -> None:
+    """Nothing to batch with: one Milvus call for exactly k with ``not in``; exact either way."""
+    svc = RetrieverService(
+        MemoryStore(), batch_max_wait_s=0.001, exclude_overfetch=16, exclude_in_filter_max=200
+    )
+    await svc.start()
+    try:
+        vecs, years, genres = await serving(svc)
+        store = svc.store
+        assert isinstance(store, MemoryStore)
+        flt = MovieFilter(year_min=1960)
+        for ex in (brute_force(vecs, years, genres, vecs[0], 100), [1, 2, 3]):
+            store.search_calls.clear()
+            out = await svc.search(None, [Query(vecs[0], ex)], 20, flt)
+            assert [h.movie_id for h in out.results[0]] == brute_force(
+                vecs, years, genres, vecs[0], 20, ex, flt
+            )
+            assert [(c[2], "not in" in c[3]) for c in store.search_calls] == [(20, True)]
+        # more excluded ids than the bound: the over-fetch path
+        store.search_calls.clear()
+        many = list(range(1, 250))
+        out = await svc.search(None, [Query(vecs[0], many)], 20)
+        assert [h.movie_id for h in out.results[0]] == brute_force(vecs, years, genres, vecs[0], 20, many)
+        assert store.search_calls[0][2] == 20 + 16 and "not in" not in store.search_calls[0][3]
+        # concurrent requests: exact, and the over-fetch path lets them share calls
+        store.search_calls.clear()
+        rng = np.random.default_rng(3)
+        qs = rng.normal(size=(8, DIM)).astype(np.float32)
+        outs = await asyncio.gather(*(svc.search(None, [Query(q, [1, 2, 3])], 10) for q in qs))
+        for q, o in zip(qs, outs, strict=True):
+            assert [h.movie_id for h in o.results[0]] == brute_force(vecs, years, genres, q, 10, [1, 2, 3])
+        assert len(store.search_calls) < len(qs)
+    finally:
+        await svc.close()
+
+
 async def test_beyond_max_limit_the_exclusion_goes_into_the_filter_expression() -> None:
     store = MemoryStore()
-    svc = RetrieverService(store, batch_max_wait_s=0, exclude_overfetch=16, max_limit=50)
+    svc = RetrieverService(
+        store, batch_max_wait_s=0, exclude_overfetch=16, max_limit=50, exclude_in_filter_max=0
+    )
     vecs, years, genres = await load(svc, "v1", 300)
     q = vecs[0]
     flt = MovieFilter(year_min=1960)
@@ -167,7 +209,7 @@ async def test_ties_are_ordered_by_movie_id(svc: RetrieverService) -> None:
 async def test_search_property_against_brute_force(
     k: int, exclude: list[int], genres_any: list[str], year_min: int, seed: int
 ) -> None:
-    svc = RetrieverService(MemoryStore(), batch_max_wait_s=0, exclude_overfetch=8)
+    svc = RetrieverService(MemoryStore(), batch_max_wait_s=0, exclude_overfetch=8, exclude_in_filter_max=0)
     vecs, years, genres = await load(svc, "p", 120)
     q = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
     flt = MovieFilter(genres_any=tuple(genres_any), year_min=year_min)

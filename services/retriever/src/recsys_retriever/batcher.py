@@ -96,6 +96,12 @@ class Batcher(Generic[R]):
     def enabled(self) -> bool:
         return self.max_wait_s > 0 and self.max_size > 1
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight, nothing sealed, no group open: a request now has no one to share
+        a call with (and, with ``idle_send``, is sent at once)."""
+        return self._idle()
+
     def _idle(self) -> bool:
         """Nothing in flight, nothing sealed, no group open: a request now has no one to wait for."""
         return self._inflight == 0 and not self._sealed and not self._open
@@ -175,28 +181,41 @@ class Batcher(Generic[R]):
             return
         self._count(sum(int(v.shape[0]) for v, _ in parts))
         self._inflight += 1
-        task = asyncio.get_running_loop().create_task(self._execute(group.key, parts))
+        slot = [True]  # held until the call returns (released before the waiters wake up)
+        task = asyncio.get_running_loop().create_task(self._execute(group.key, parts, slot))
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(lambda t: self._done(t, slot))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _release(self, slot: list[bool]) -> None:
+        if slot[0]:
+            slot[0] = False
+            self._inflight -= 1
+            self._next()
+
+    def _done(self, task: asyncio.Task[None], slot: list[bool]) -> None:
         self._tasks.discard(task)
-        self._inflight -= 1
-        self._next()
+        self._release(slot)  # a task cancelled before it ran
 
-    async def _execute(self, key: Hashable, parts: list[tuple[np.ndarray, asyncio.Future[list[R]]]]) -> None:
+    async def _execute(
+        self, key: Hashable, parts: list[tuple[np.ndarray, asyncio.Future[list[R]]]], slot: list[bool]
+    ) -> None:
+        # The slot is released before the waiters get their results, so a caller that sends its
+        # next request as soon as it has this answer finds the batcher idle (``idle``).
         stacked = parts[0][0] if len(parts) == 1 else np.concatenate([v for v, _ in parts], axis=0)
         try:
             results = await self._run(key, stacked)
         except asyncio.CancelledError:
+            self._release(slot)
             for _, fut in parts:
                 fut.cancel()
             raise
         except Exception as exc:  # hand every waiter the same failure
+            self._release(slot)
             for _, fut in parts:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        self._release(slot)
         offset = 0
         for v, fut in parts:
             n = int(v.shape[0])

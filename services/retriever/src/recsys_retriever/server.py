@@ -51,6 +51,7 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
         batch_max_wait_s=settings.batch_max_wait_ms / 1000.0,
         batch_max_inflight=settings.batch_max_inflight,
         exclude_overfetch=settings.exclude_overfetch,
+        exclude_in_filter_max=settings.exclude_in_filter_max,
         alias_refresh_s=settings.alias_refresh_s,
         upsert_max_items=settings.upsert_max_items,
         max_limit=settings.search_max_limit,

@@ -254,6 +254,7 @@ class RetrieverService:
         batch_max_wait_s: float = 0.002,
         batch_max_inflight: int = 2,
         exclude_overfetch: int = 64,
+        exclude_in_filter_max: int = 1000,
         alias_refresh_s: float = 5.0,
         upsert_max_items: int = 50_000,
         drop_wait_s: float = 10.0,
@@ -263,6 +264,7 @@ class RetrieverService:
         self.prefix = prefix
         self.index = index or IndexConfig()
         self.exclude_overfetch = exclude_overfetch
+        self.exclude_in_filter_max = exclude_in_filter_max
         self.alias_refresh_s = alias_refresh_s
         self.upsert_max_items = upsert_max_items
         self.drop_wait_s = drop_wait_s
@@ -394,14 +396,23 @@ class RetrieverService:
         expr: str,
         meta: CollectionStats,
     ) -> list[list[Hit]]:
+        index = self._index_for(meta)
+        ex0 = excludes[0]
+        if len(excludes) == 1 and 0 < ex0.size <= self.exclude_in_filter_max and self.batcher.idle:
+            # A lone query with no call to share: its exclusion goes into the filter and Milvus
+            # returns exactly its top k (Milvus Lite's cost grows with the limit: k + overfetch
+            # cost ~3 ms more than k at 1,682 vectors), instead of k + overfetch to drop from.
+            not_in = f"movie_id not in {json.dumps([int(x) for x in ex0])}"
+            full = f"({expr}) and {not_in}" if expr else not_in
+            (hits,) = await self.batcher.submit((collection, full, k, index), matrix)
+            keep = ~np.isin(hits.ids, ex0)  # exact already; kept as a guard
+            return [_top(hits.ids[keep], hits.scores[keep], k)]
         # Queries without exclusions ask for k, the others for k + overfetch: two groups at most.
         limits = [k + (self.exclude_overfetch if ex.size else 0) for ex in excludes]
         groups: dict[int, list[int]] = {}
         for i, lim in enumerate(limits):
             groups.setdefault(lim, []).append(i)
         raw: list[RawHits | None] = [None] * len(excludes)
-
-        index = self._index_for(meta)
 
         async def one(lim: int, rows: list[int]) -> None:
             hits = await self.batcher.submit((collection, expr, lim, index), matrix[rows])

@@ -42,6 +42,9 @@ class RetrieverSettings(ServerSettings):
     batch_max_inflight: int = Field(default=2, ge=0, le=256)
     #: extra hits fetched for queries with exclusions before the exact fallback is used
     exclude_overfetch: int = Field(default=64, ge=0, le=10_000)
+    #: a lone query (no concurrent search to batch with) with at most this many excluded ids
+    #: has them in the Milvus filter and asks for exactly k (0 = always over-fetch)
+    exclude_in_filter_max: int = Field(default=1000, ge=0, le=16_384)
     #: largest search limit asked of Milvus (a server caps topk at 16384); past it the exclusion
     #: list goes into the filter expression
     search_max_limit: int = Field(default=16_384, ge=1, le=16_384)
