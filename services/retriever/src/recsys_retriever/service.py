@@ -423,10 +423,10 @@ class RetrieverService:
 
         results: list[list[Hit]] = []
         retry: list[int] = []
-        for i, hits in enumerate(raw):
-            assert hits is not None
+        for i, got in enumerate(raw):
+            assert got is not None
             ex = excludes[i]
-            ids, scores = hits.ids, hits.scores
+            ids, scores = got.ids, got.scores
             if ex.size:
                 keep = ~np.isin(ids, ex)
                 crowded = not bool(keep.all())
