@@ -127,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         "--port-offset", type=int, default=None, help="the stack's (default: from --target, else 3000)"
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        metavar="HOST:PORT,METRICS_PORT",
+        help="A/B: another gateway on the same upstreams (e.g. the previous release), measured right "
+        "before --target for every level and form; rows labelled 'base'",
+    )
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     forms = [f.strip() for f in args.forms.split(",") if f.strip()]
@@ -143,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         offset = int(args.target.rsplit(":", 1)[1]) - gateway.port if args.target else 3000
     ports = {s.name: s.metrics_port + offset for s in stack_mod.SERVICES}
 
+    base_target, base_ports = None, {}
+    if args.baseline:
+        base_target, _, mport = args.baseline.partition(",")
+        if not mport.strip().isdigit():
+            ap.error("--baseline takes HOST:PORT,METRICS_PORT (the baseline gateway's metrics port)")
+        base_ports = {**ports, "gateway": int(mport)}
     started = None
     target = args.target
     if target is None:
@@ -158,16 +171,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"echo c={c}: {echo['rps']:.0f} rps p99 {echo['p99_ms']:.2f} ms", flush=True)
                 for form in forms:
                     call, key = FORMS[form]
-                    before = scrape(ports)
-                    r = measure(target, call, data[key], c, args.duration, skip_first=c)
-                    after = scrape(ports)
-                    r.pop("report", None)
-                    method = call.rsplit(".", 1)[1]
-                    n_req = _gateway_calls(before, after, method)
-                    hops[form][c] = per_hop(before, after, n_req)
-                    rows.append({"form": form, "concurrency": c, "result": r, "echo": echo})
-                    print(f"  {form} c={c}: {r['rps']:.0f} rps p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
-                          f"errors {r['errors']}", flush=True)  # fmt: skip
+                    runs = [("base", base_target, base_ports)] if base_target else []
+                    for label, tgt, pts in [*runs, ("", target, ports)]:
+                        before = scrape(pts)
+                        r = measure(tgt, call, data[key], c, args.duration, skip_first=c)
+                        after = scrape(pts)
+                        r.pop("report", None)
+                        method = call.rsplit(".", 1)[1]
+                        n_req = _gateway_calls(before, after, method)
+                        name = f"{form} {label}".strip()
+                        hops[name][c] = per_hop(before, after, n_req)
+                        rows.append({"form": name, "concurrency": c, "result": r, "echo": echo})
+                        print(f"  {name} c={c}: {r['rps']:.0f} rps p50 {r['p50_ms']:.1f} ms "
+                              f"p99 {r['p99_ms']:.1f} ms errors {r['errors']}", flush=True)  # fmt: skip
     finally:
         if started is not None:
             subprocess.run(
@@ -177,13 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nGateway vs echo floor, {args.duration:g} s per level and form, alternating, {os.cpu_count()} cores"
     )
-    print(f"{'form':>8} {'callers':>7} | {'rps':>6} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
+    print(f"{'form':>12} {'callers':>7} | {'rps':>6} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
           f"{'echo rps':>8} {'p99 ms':>7} | {'rps/echo':>8} {'p99/echo':>8}")  # fmt: skip
     for row in rows:
         r, e = row["result"], row["echo"]
         ratio = r["rps"] / e["rps"] if e["rps"] else float("nan")
         p99 = r["p99_ms"] / e["p99_ms"] if e["p99_ms"] else float("nan")
-        print(f"{row['form']:>8} {row['concurrency']:>7} | {r['rps']:>6.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+        print(f"{row['form']:>12} {row['concurrency']:>7} | {r['rps']:>6.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
               f"{r['errors']:>4} | {e['rps']:>8.0f} {e['p99_ms']:>7.2f} | {ratio:>8.3f} {p99:>7.1f}x")  # fmt: skip
     shown = sorted({min(levels), max(levels)})
     for form, by_level in hops.items():

@@ -17,6 +17,11 @@ def start() -> None:
     _spent.set({})
 
 
+def detach() -> None:
+    """Record nothing in this context (a task that serves several requests at once)."""
+    _spent.set(None)
+
+
 def record(upstream: str, seconds: float) -> None:
     spent = _spent.get()
     if spent is not None:

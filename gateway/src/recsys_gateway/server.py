@@ -11,7 +11,8 @@ from recsys.catalog.v1 import catalog_pb2
 from recsys.gateway.v1 import gateway_pb2_grpc
 from recsys_core.server import Server
 
-from .service import GatewayOptions, GatewayService
+from .batching import BatchingUpstreams
+from .service import GatewayOptions, GatewayService, Upstreams
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .upstreams import GrpcUpstreams
@@ -49,8 +50,15 @@ async def _wait_upstreams(server: Server, upstreams: GrpcUpstreams) -> None:
 async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = True) -> Server:
     """Build and start the gateway; SERVING once the upstreams are (or at once when not waiting)."""
     upstreams = GrpcUpstreams(settings)
+    hot: Upstreams = upstreams
+    if settings.upstream_batch_max_items:
+        hot = BatchingUpstreams(
+            upstreams,
+            max_items=settings.upstream_batch_max_items,
+            max_in_flight=settings.upstream_batch_in_flight,
+        )
     service = GatewayService(
-        upstreams,
+        hot,
         GatewayOptions(
             sample_min_ratings=settings.sample_min_ratings,
             history_window=settings.history_window,

@@ -61,7 +61,7 @@ class Upstreams(Protocol):
     async def get_popular(self, req: catalog_pb2.GetPopularRequest) -> catalog_pb2.GetPopularResponse: ...
     async def get_user_history(
         self, req: catalog_pb2.GetUserHistoryRequest
-    ) -> catalog_pb2.GetUserHistoryResponse: ...
+    ) -> catalog_pb2.GetUserHistoryResponse | catalog_pb2.UserHistory: ...
     async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse: ...
     async def describe_catalog(self, req: catalog_pb2.DescribeRequest) -> catalog_pb2.DescribeResponse: ...
     async def record_ratings(
@@ -317,23 +317,24 @@ class GatewayService:
     async def _decorate(
         self, hits: Sequence[common_pb2.ScoredMovie], because_pool: Sequence[int], model_version: str = ""
     ) -> list[gateway_pb2.Recommendation]:
-        """Metadata for hits (one catalog batch) and the closest liked movie: item vectors of
-        ``model_version`` from the gateway's cache, the missing ones in one embedder batch
-        (concurrently with the catalog's)."""
+        """Metadata for hits and the closest liked movie ("because you liked ...").
+
+        Item vectors of ``model_version`` come from the gateway's cache. When all are cached the
+        pick is made first and one catalog batch fetches the hits and the picked movies only;
+        otherwise the missing vectors (one embedder batch) and the metadata of hits and the
+        whole pool (one catalog batch) are fetched concurrently."""
         if not hits:
             return []
         hit_ids = [h.movie_id for h in hits]
         hit_set = set(hit_ids)
         pool = [m for m in because_pool if m not in hit_set]
-        meta_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
-        movies_task = self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=meta_ids))
         because: dict[int, int] = {}
         if pool:
             vec_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
             vec, missing = self._vectors.lookup(model_version, vec_ids)
             if missing:
                 movies, items = await asyncio.gather(
-                    movies_task,
+                    self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=vec_ids)),
                     self._up.embed_items(
                         embedder_pb2.EmbedItemsRequest(
                             space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing
@@ -344,11 +345,13 @@ class GatewayService:
                 got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
                 if items.model_version == model_version:  # never compare two models' vectors
                     vec.update(got)
+                because = _closest(hit_ids, pool, vec)
             else:
-                movies = await movies_task
-            because = _closest(hit_ids, pool, vec)
+                because = _closest(hit_ids, pool, vec)
+                picked = _dedupe(hit_ids + list(because.values()))
+                movies = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=picked))
         else:
-            movies = await movies_task
+            movies = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=hit_ids))
         by_id = {m.movie_id: m for m in movies.movies}
         recs = []
         for h in hits:

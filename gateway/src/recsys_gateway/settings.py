@@ -51,6 +51,12 @@ class GatewaySettings(ServerSettings):
     # PinSage item vectors kept for "because you liked" (entries, one model version at a time;
     # 0 = fetch them from the embedder on every Recommend).
     item_vector_cache: int = Field(default=200_000, ge=0, le=10_000_000)
+    # Concurrent requests share upstream calls (batching.py): a user history, query vector,
+    # search or metadata lookup that arrives while UPSTREAM_BATCH_IN_FLIGHT merged calls of its
+    # hop are out waits for the next one, which carries up to UPSTREAM_BATCH_MAX_ITEMS of them
+    # (0 = off: one upstream call per request and hop). An idle gateway sends at once.
+    upstream_batch_max_items: int = Field(default=64, ge=0, le=256)
+    upstream_batch_in_flight: int = Field(default=2, ge=1, le=64)
 
     @field_validator("popular_ranking")
     @classmethod

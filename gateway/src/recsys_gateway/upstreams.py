@@ -18,8 +18,9 @@ import grpc
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-from recsys_core.client import open_channel, remaining_timeout
+from recsys_core.client import REQUEST_ID_KEY, open_channel, remaining_timeout
 from recsys_core.errors import UpstreamError
+from recsys_core.logs import get_request_id
 
 from . import hops
 from .settings import GatewaySettings
@@ -59,8 +60,12 @@ class _Upstream:
             raise self._deadline_error(f"no time left to call {self.name}")
         started: float | None = time.monotonic()
         try:
+            rid = get_request_id()
             async with self._sem:
-                return await method(request, timeout=timeout)
+                # The request id travels as metadata set here, not by a client interceptor: an
+                # intercepted aio call costs ~20% more CPU per call (issue #15).
+                metadata = ((REQUEST_ID_KEY, rid),) if rid else None
+                return await method(request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             hops.record(self.name, time.monotonic() - (started or 0.0))
             started = None
@@ -102,19 +107,37 @@ class GrpcUpstreams:
         tls = s.upstream_tls()
         self._catalog = _Upstream(
             "catalog",
-            open_channel(s.catalog_target, service=CATALOG, idempotent_methods=CATALOG_READS, tls=tls),
+            open_channel(
+                s.catalog_target,
+                service=CATALOG,
+                idempotent_methods=CATALOG_READS,
+                tls=tls,
+                request_id_interceptor=False,
+            ),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )
         self._embedder = _Upstream(
             "embedder",
-            open_channel(s.embedder_target, service=EMBEDDER, idempotent_methods=EMBEDDER_READS, tls=tls),
+            open_channel(
+                s.embedder_target,
+                service=EMBEDDER,
+                idempotent_methods=EMBEDDER_READS,
+                tls=tls,
+                request_id_interceptor=False,
+            ),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )
         self._retriever = _Upstream(
             "retriever",
-            open_channel(s.retriever_target, service=RETRIEVER, idempotent_methods=RETRIEVER_READS, tls=tls),
+            open_channel(
+                s.retriever_target,
+                service=RETRIEVER,
+                idempotent_methods=RETRIEVER_READS,
+                tls=tls,
+                request_id_interceptor=False,
+            ),
             s.max_in_flight_per_upstream,
             s.upstream_timeout_s,
         )
@@ -152,6 +175,11 @@ class GrpcUpstreams:
         self, req: catalog_pb2.GetUserHistoryRequest
     ) -> catalog_pb2.GetUserHistoryResponse:
         return await self._catalog.call(self.catalog.GetUserHistory, req)
+
+    async def get_user_histories(
+        self, req: catalog_pb2.GetUserHistoriesRequest
+    ) -> catalog_pb2.GetUserHistoriesResponse:
+        return await self._catalog.call(self.catalog.GetUserHistories, req)
 
     async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse:
         return await self._catalog.call(self.catalog.GetUsers, req)

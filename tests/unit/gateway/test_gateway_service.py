@@ -82,6 +82,27 @@ class FakeUpstreams:
             seen_movie_ids=sorted(rated) if req.include_seen_ids else [],
         )
 
+    async def get_user_histories(self, req):  # type: ignore[no-untyped-def]
+        self._hit("catalog.GetUserHistories")
+        out, missing = [], []
+        for uid in req.user_ids:
+            if uid not in self.history:
+                missing.append(uid)
+                continue
+            rated = self.history[uid]
+            out.append(
+                catalog_pb2.UserHistory(
+                    user_id=uid,
+                    ratings=[
+                        common_pb2.Rating(user_id=uid, movie_id=m, rating=5)
+                        for m in rated[: req.limit or 1000]
+                    ],
+                    total=len(rated),
+                    seen_movie_ids=sorted(rated) if req.include_seen_ids else [],
+                )
+            )
+        return catalog_pb2.GetUserHistoriesResponse(histories=out, missing_user_ids=missing)
+
     async def get_users(self, req):  # type: ignore[no-untyped-def]
         self._hit("catalog.GetUsers")
         return catalog_pb2.GetUsersResponse(users=[common_pb2.User(user_id=u) for u in req.user_ids])

@@ -17,7 +17,7 @@ async def test_no_time_left_names_the_slow_upstream() -> None:
     embedder = _Upstream("embedder", channel=None, max_in_flight=4, timeout=5.0)  # type: ignore[arg-type]
     catalog = _Upstream("catalog", channel=None, max_in_flight=4, timeout=5.0)  # type: ignore[arg-type]
 
-    async def slow(request: object, timeout: float) -> str:
+    async def slow(request: object, timeout: float, metadata: object = None) -> str:
         await asyncio.sleep(0.2)
         return "ok"
 
@@ -41,7 +41,7 @@ async def test_an_upstream_reset_is_unavailable_not_cancelled() -> None:
     hops.start()
     catalog = _Upstream("catalog", channel=None, max_in_flight=4, timeout=5.0)  # type: ignore[arg-type]
 
-    async def reset(request: object, timeout: float) -> str:
+    async def reset(request: object, timeout: float, metadata: object = None) -> str:
         raise grpc.aio.AioRpcError(
             grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "CANCELLED"
         )

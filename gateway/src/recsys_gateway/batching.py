@@ -1,0 +1,260 @@
+"""Concurrent Recommends share their upstream calls (issue #15: batching at every hop).
+
+``BatchingUpstreams`` wraps the gateway's ``Upstreams``: the single-item calls a Recommend or
+SimilarMovies makes on its hot path (one user's history, one query vector, one search, the
+metadata of its hits) are merged with the same calls of the other requests in flight into the
+upstreams' batch RPCs (``GetUserHistories``, ``EmbedQuery`` with many signals, ``Search`` with
+many queries, one ``GetMovies``), with ``recsys_core.coalesce.Coalescer``: an idle gateway sends
+every call at once, a busy one sends what queued while its ``max_in_flight`` calls per hop were
+out (at most ``max_items`` items a call). Every other call passes straight through.
+
+Each caller gets exactly what the unbatched call would have returned (the tests compare them).
+Failures:
+- a batch the upstream refuses for a reason that may belong to ONE item (invalid argument, not
+  found, resource exhausted, failed precondition, out of range) is retried item by item, so each
+  caller gets its own answer or its own error, worded as if it had called alone;
+- unavailability and deadlines reach every caller of the batch (the upstream's error, unchanged);
+- a batch call's deadline is the latest of its callers' deadlines (the caller with the least time
+  left stops waiting at its own deadline; the call itself carries on for the others).
+A user the catalog does not know is NOT_FOUND for that caller only (as GetUserHistory says it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+from recsys.catalog.v1 import catalog_pb2
+from recsys.embedder.v1 import embedder_pb2
+from recsys.retriever.v1 import retriever_pb2
+from recsys_core.client import current_deadline, reset_deadline, set_deadline_at
+from recsys_core.coalesce import Coalescer
+from recsys_core.errors import UpstreamError
+
+from . import hops
+from .service import Upstreams
+
+#: Items (users, signals, queries, movie lists) one merged call carries at most.
+DEFAULT_MAX_ITEMS = 64
+#: Merged calls in flight per hop; what arrives meanwhile waits for the next call.
+DEFAULT_MAX_IN_FLIGHT = 2
+#: Excluded ids one merged Search carries at most (keeps the message far below 4 MB).
+MAX_BATCH_EXCLUDE_IDS = 200_000
+#: Movie ids one merged GetMovies asks for at most (the catalog's limit per call).
+MAX_BATCH_MOVIES = 1000
+
+# An upstream refusing a batch with one of these may be refusing one item of it: retry singly.
+_ITEM_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+
+
+class BatchUpstreams(Upstreams, Protocol):
+    async def get_user_histories(
+        self, req: catalog_pb2.GetUserHistoriesRequest
+    ) -> catalog_pb2.GetUserHistoriesResponse: ...
+
+
+def _latest(deadlines: Sequence[float | None]) -> float | None:
+    return None if any(d is None for d in deadlines) else max(d for d in deadlines if d is not None)
+
+
+def _item_error(exc: Exception, n: int) -> bool:
+    return n > 1 and isinstance(exc, UpstreamError) and exc.upstream_code in _ITEM_CODES
+
+
+class BatchingUpstreams:
+    """``Upstreams`` whose hot-path calls are merged across concurrent requests."""
+
+    def __init__(
+        self,
+        inner: BatchUpstreams,
+        *,
+        max_items: int = DEFAULT_MAX_ITEMS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self._in = inner
+        n, f = max_items, max_in_flight
+        self.histories: Coalescer[tuple[int, bool], catalog_pb2.GetUserHistoryRequest, object] = Coalescer(
+            self._run_histories, max_items=n, max_in_flight=f
+        )
+        self.queries: Coalescer[None, embedder_pb2.QuerySignal, object] = Coalescer(
+            self._run_queries, max_items=n, max_in_flight=f
+        )
+        self.searches: Coalescer[tuple[int, int, bytes], retriever_pb2.SearchQuery, object] = Coalescer(
+            self._run_searches,
+            max_items=n,
+            max_in_flight=f,
+            weight=lambda q: len(q.exclude_ids),
+            max_weight=MAX_BATCH_EXCLUDE_IDS,
+        )
+        self.movies: Coalescer[None, list[int], object] = Coalescer(
+            self._run_movies, max_items=n, max_in_flight=f, weight=len, max_weight=MAX_BATCH_MOVIES
+        )
+
+    # ------------------------------------------------------------ straight through
+    async def search_movies(self, req: catalog_pb2.SearchMoviesRequest) -> catalog_pb2.SearchMoviesResponse:
+        return await self._in.search_movies(req)
+
+    async def sample_movies(self, req: catalog_pb2.SampleMoviesRequest) -> catalog_pb2.SampleMoviesResponse:
+        return await self._in.sample_movies(req)
+
+    async def get_popular(self, req: catalog_pb2.GetPopularRequest) -> catalog_pb2.GetPopularResponse:
+        return await self._in.get_popular(req)
+
+    async def get_users(self, req: catalog_pb2.GetUsersRequest) -> catalog_pb2.GetUsersResponse:
+        return await self._in.get_users(req)
+
+    async def describe_catalog(self, req: catalog_pb2.DescribeRequest) -> catalog_pb2.DescribeResponse:
+        return await self._in.describe_catalog(req)
+
+    async def record_ratings(
+        self, req: catalog_pb2.RecordRatingsRequest
+    ) -> catalog_pb2.RecordRatingsResponse:
+        return await self._in.record_ratings(req)
+
+    async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse:
+        return await self._in.embed_items(req)
+
+    async def _submit(self, upstream: str, coalescer: Coalescer, key: object, item: object) -> object:  # type: ignore[type-arg]
+        started = time.monotonic()
+        try:
+            result = await coalescer.submit(key, item, current_deadline())
+        finally:
+            hops.record(upstream, time.monotonic() - started)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _batch(self, deadlines: Sequence[float | None], call, items):  # type: ignore[no-untyped-def]
+        """Run the merged call under the latest deadline; on an item error, each item alone
+        (its result or its exception as the item's result)."""
+        token = set_deadline_at(_latest(deadlines))
+        hops.detach()  # time is recorded by each caller, not into one request's record
+        try:
+            try:
+                return await call(items)
+            except Exception as exc:
+                if not _item_error(exc, len(items)):
+                    raise
+            out: list[object] = []
+            for it in items:
+                try:
+                    out.append((await call([it]))[0])
+                except Exception as exc:  # the item's own error, raised to its caller
+                    out.append(exc)
+            return out
+        finally:
+            reset_deadline(token)
+
+    # ------------------------------------------------------------ catalog GetUserHistory
+    async def get_user_history(
+        self, req: catalog_pb2.GetUserHistoryRequest
+    ) -> catalog_pb2.GetUserHistoryResponse | catalog_pb2.UserHistory:
+        result = await self._submit("catalog", self.histories, (req.limit, req.include_seen_ids), req)
+        return result  # type: ignore[return-value]
+
+    async def _run_histories(
+        self,
+        key: tuple[int, bool],
+        reqs: list[catalog_pb2.GetUserHistoryRequest],
+        deadlines: list[float | None],
+    ) -> list[object]:
+        limit, include_seen = key
+
+        async def call(items: list[catalog_pb2.GetUserHistoryRequest]) -> list[object]:
+            ids = list(dict.fromkeys(r.user_id for r in items))
+            resp = await self._in.get_user_histories(
+                catalog_pb2.GetUserHistoriesRequest(user_ids=ids, limit=limit, include_seen_ids=include_seen)
+            )
+            by_id = {h.user_id: h for h in resp.histories}
+            return [
+                by_id[r.user_id]
+                if r.user_id in by_id
+                else UpstreamError("catalog", grpc.StatusCode.NOT_FOUND, f"user {r.user_id} not found")
+                for r in items
+            ]
+
+        return await self._batch(deadlines, call, reqs)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ embedder EmbedQuery
+    async def embed_query(self, req: embedder_pb2.EmbedQueryRequest) -> embedder_pb2.EmbedQueryResponse:
+        if len(req.signals) != 1:
+            return await self._in.embed_query(req)
+        result = await self._submit("embedder", self.queries, None, req.signals[0])
+        return result  # type: ignore[return-value]
+
+    async def _run_queries(
+        self, key: None, signals: list[embedder_pb2.QuerySignal], deadlines: list[float | None]
+    ) -> list[object]:
+        async def call(items: list[embedder_pb2.QuerySignal]) -> list[object]:
+            resp = await self._in.embed_query(embedder_pb2.EmbedQueryRequest(signals=items))
+            return [
+                embedder_pb2.EmbedQueryResponse(vectors=[v], model_version=resp.model_version)
+                for v in resp.vectors
+            ]
+
+        return await self._batch(deadlines, call, signals)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ retriever Search
+    async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
+        if len(req.queries) != 1:
+            return await self._in.search(req)
+        key = (int(req.space), req.k, req.filter.SerializeToString(deterministic=True))
+        result = await self._submit("retriever", self.searches, key, req.queries[0])
+        return result  # type: ignore[return-value]
+
+    async def _run_searches(
+        self,
+        key: tuple[int, int, bytes],
+        queries: list[retriever_pb2.SearchQuery],
+        deadlines: list[float | None],
+    ) -> list[object]:
+        space, k, flt = key
+
+        async def call(items: list[retriever_pb2.SearchQuery]) -> list[object]:
+            req = retriever_pb2.SearchRequest(space=space, queries=items, k=k)  # type: ignore[arg-type]
+            req.filter.ParseFromString(flt)
+            resp = await self._in.search(req)
+            return [retriever_pb2.SearchResponse(results=[r]) for r in resp.results]
+
+        return await self._batch(deadlines, call, queries)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ catalog GetMovies
+    async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
+        if len(req.movie_ids) > MAX_BATCH_MOVIES:
+            return await self._in.get_movies(req)
+        result = await self._submit("catalog", self.movies, None, list(req.movie_ids))
+        return result  # type: ignore[return-value]
+
+    async def _run_movies(
+        self, key: None, lists: list[list[int]], deadlines: list[float | None]
+    ) -> list[object]:
+        async def call(items: list[list[int]]) -> list[object]:
+            ids = list(dict.fromkeys(m for ids in items for m in ids))
+            resp = await self._in.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=ids))
+            by_id = {m.movie_id: m for m in resp.movies}
+            return [
+                catalog_pb2.GetMoviesResponse(
+                    movies=[by_id[m] for m in ids if m in by_id],
+                    missing_ids=[m for m in dict.fromkeys(ids) if m not in by_id],
+                )
+                for ids in items
+            ]
+
+        return await self._batch(deadlines, call, lists)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        for c in (self.histories, self.queries, self.searches, self.movies):
+            await c.aclose()
+
+
+__all__ = ["BatchUpstreams", "BatchingUpstreams"]

@@ -1,0 +1,119 @@
+"""BatchingUpstreams: concurrent Recommends share upstream calls and get exactly the unbatched answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from recsys.common.v1 import common_pb2
+from recsys.gateway.v1 import gateway_pb2
+from recsys_core.errors import UpstreamError
+from recsys_gateway.batching import BatchingUpstreams
+from recsys_gateway.service import GatewayService
+
+from .test_gateway_service import N_MOVIES, FakeUpstreams
+
+
+def _requests() -> list[gateway_pb2.RecommendRequest]:
+    reqs = [gateway_pb2.RecommendRequest(user_id=u, k=k) for u in range(1, 13) for k in (5, 10)]
+    reqs += [
+        gateway_pb2.RecommendRequest(
+            liked=[common_pb2.RatedMovie(movie_id=m) for m in (m0, m0 + 7, m0 + 13)],
+            disliked_movie_ids=[m0 + 1],
+            k=10,
+        )
+        for m0 in range(1, 30, 3)
+    ]
+    reqs.append(gateway_pb2.RecommendRequest(user_id=5, k=10, exclude_seen=False))
+    reqs.append(gateway_pb2.RecommendRequest(user_id=6, k=10, filter=common_pb2.MovieFilter(year_min=1994)))
+    return reqs
+
+
+def _fake() -> FakeUpstreams:
+    fake = FakeUpstreams()
+    for u in range(1, 13):  # histories of different lengths, newest first
+        fake.history[u] = [(u * 7 + j) % N_MOVIES + 1 for j in range(u + 2)]
+    return fake
+
+
+async def test_concurrent_recommends_get_the_unbatched_answers_with_fewer_calls() -> None:
+    reqs = _requests()
+    plain_fake, batched_fake = _fake(), _fake()
+    plain = GatewayService(plain_fake)
+    batched = GatewayService(BatchingUpstreams(batched_fake, max_items=64, max_in_flight=1))
+    # Warm both item-vector caches alike (one sequential call), then everything at once.
+    await plain.recommend(reqs[0])
+    await batched.recommend(reqs[0])
+    expected = [await plain.recommend(r) for r in reqs]
+    got = await asyncio.gather(*(batched.recommend(r) for r in reqs))
+    assert [g.SerializeToString(deterministic=True) for g in got] == [
+        e.SerializeToString(deterministic=True) for e in expected
+    ]
+    n = len(reqs)
+    calls = batched_fake.calls[3:]  # after the warm-up
+    for name in ("catalog.GetUserHistories", "embedder.EmbedQuery", "retriever.Search", "catalog.GetMovies"):
+        assert 1 <= calls.count(name) < n / 4, (name, calls.count(name))
+    assert "catalog.GetUserHistory" not in calls
+
+
+async def test_an_unknown_user_is_not_found_for_that_caller_only() -> None:
+    fake = _fake()
+    svc = GatewayService(BatchingUpstreams(fake, max_in_flight=1))
+    out = await asyncio.gather(
+        *(svc.recommend(gateway_pb2.RecommendRequest(user_id=u, k=5)) for u in (1, 2, 999, 3)),
+        return_exceptions=True,
+    )
+    assert isinstance(out[2], UpstreamError) and out[2].status_code == grpc.StatusCode.NOT_FOUND
+    assert "user 999 not found" in out[2].message
+    assert all(isinstance(o, gateway_pb2.RecommendResponse) and len(o.recommendations) == 5 for o in out[:2])
+    assert isinstance(out[3], gateway_pb2.RecommendResponse)
+
+
+class RejectingEmbedder(FakeUpstreams):
+    """An embedder that refuses the whole call when one signal likes movie 13 (as a real one
+    refuses a batch with one bad signal)."""
+
+    async def embed_query(self, req):  # type: ignore[no-untyped-def]
+        for i, s in enumerate(req.signals):
+            if any(m.movie_id == 13 for m in s.history):
+                self.calls.append("embedder.EmbedQuery")
+                raise UpstreamError(
+                    "embedder", grpc.StatusCode.INVALID_ARGUMENT, f"signals[{i}]: movie 13 is cursed"
+                )
+        return await super().embed_query(req)
+
+
+async def test_a_bad_item_fails_alone_with_its_own_message() -> None:
+    fake = RejectingEmbedder()
+    svc = GatewayService(BatchingUpstreams(fake, max_in_flight=1))
+    reqs = [
+        gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=m)], k=3) for m in (1, 2, 13, 4, 5)
+    ]
+    out = await asyncio.gather(*(svc.recommend(r) for r in reqs), return_exceptions=True)
+    assert isinstance(out[2], UpstreamError)
+    assert out[2].status_code == grpc.StatusCode.INVALID_ARGUMENT
+    assert out[2].message.endswith("signals[0]: movie 13 is cursed")  # worded as if it called alone
+    assert all(isinstance(o, gateway_pb2.RecommendResponse) for i, o in enumerate(out) if i != 2)
+
+
+async def test_unavailability_reaches_every_caller_of_the_batch() -> None:
+    fake = _fake()
+    fake.fail["retriever.Search"] = grpc.StatusCode.UNAVAILABLE
+    svc = GatewayService(BatchingUpstreams(fake, max_in_flight=1))
+    out = await asyncio.gather(
+        *(svc.recommend(gateway_pb2.RecommendRequest(user_id=u, k=5)) for u in (1, 2, 3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, UpstreamError) and o.status_code == grpc.StatusCode.UNAVAILABLE for o in out)
+    assert fake.calls.count("retriever.Search") == 2  # [1] then [2, 3]: no item-by-item retry
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 4])
+async def test_similar_movies_batched_equal_unbatched(in_flight: int) -> None:
+    plain = GatewayService(_fake())
+    batched = GatewayService(BatchingUpstreams(_fake(), max_in_flight=in_flight))
+    reqs = [gateway_pb2.SimilarMoviesRequest(movie_id=m, k=6) for m in range(1, 25)]
+    expected = [await plain.similar_movies(r) for r in reqs]
+    got = await asyncio.gather(*(batched.similar_movies(r) for r in reqs))
+    assert list(got) == expected
