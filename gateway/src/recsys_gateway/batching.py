@@ -21,6 +21,7 @@ A user the catalog does not know is NOT_FOUND for that caller only (as GetUserHi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -145,13 +146,9 @@ class BatchingUpstreams:
             except Exception as exc:
                 if not _item_error(exc, len(items)):
                     raise
-            out: list[object] = []
-            for it in items:
-                try:
-                    out.append((await call([it]))[0])
-                except Exception as exc:  # the item's own error, raised to its caller
-                    out.append(exc)
-            return out
+            # Each item alone, concurrently: its result, or its own error raised to its caller.
+            singles = await asyncio.gather(*(call([it]) for it in items), return_exceptions=True)
+            return [r if isinstance(r, BaseException) else r[0] for r in singles]
         finally:
             reset_deadline(token)
 

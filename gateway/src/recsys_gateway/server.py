@@ -82,6 +82,8 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
         server.on_stop(cancel_wait)
     else:
         server.set_serving(True)
+    if isinstance(hot, BatchingUpstreams):
+        server.on_stop(hot.aclose)  # merged calls still out finish before the channels close
     server.on_stop(upstreams.close)
     return server
 

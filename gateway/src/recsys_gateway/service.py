@@ -345,9 +345,8 @@ class GatewayService:
                 got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
                 if items.model_version == model_version:  # never compare two models' vectors
                     vec.update(got)
-                because = _closest(hit_ids, pool, vec)
-            else:
-                because = _closest(hit_ids, pool, vec)
+            because = _closest(hit_ids, pool, vec)
+            if not missing:
                 picked = _dedupe(hit_ids + list(because.values()))
                 movies = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=picked))
         else:
