@@ -243,6 +243,7 @@ class BatchingUpstreams:
                 catalog_pb2.GetMoviesResponse(
                     movies=[by_id[m] for m in ids if m in by_id],
                     missing_ids=[m for m in dict.fromkeys(ids) if m not in by_id],
+                    metadata_version=resp.metadata_version,
                 )
                 for ids in items
             ]

@@ -67,6 +67,7 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
             ),
             popular_half_life_days=settings.popular_half_life_days,
             item_vector_cache=settings.item_vector_cache,
+            movie_cache_ttl_s=settings.movie_cache_ttl_s,
         ),
     )
     servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])

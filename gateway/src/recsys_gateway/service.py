@@ -24,7 +24,7 @@ from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound
 
-from .caches import ITEM_VECTORS_MAX, ItemVectors
+from .caches import ITEM_VECTORS_MAX, MOVIES_TTL_S, ItemVectors, MovieMetadata
 
 MAX_K = 100
 DEFAULT_K = 10
@@ -86,6 +86,10 @@ class GatewayOptions:
     popular_half_life_days: float = 0.0
     # Item vectors kept for "because you liked" (entries; 0 = ask the embedder every time).
     item_vector_cache: int = ITEM_VECTORS_MAX
+    # How long a movie's card (catalog metadata and rating stats) may be served from the gateway's
+    # cache (seconds; 0 = ask the catalog every time); a newer catalog metadata version drops it
+    # sooner (caches.MovieMetadata).
+    movie_cache_ttl_s: float = MOVIES_TTL_S
 
 
 def _check_id(value: int, field: str) -> None:
@@ -208,6 +212,8 @@ class GatewayService:
         self._genres_lock = asyncio.Lock()
         # PinSage item vectors of one model version, for "because you liked" (caches.py).
         self._vectors = ItemVectors(self._opt.item_vector_cache)
+        # Catalog movies for the cards, invalidated by the catalog's metadata version (caches.py).
+        self._movies = MovieMetadata(self._opt.movie_cache_ttl_s, clock=clock)
 
     # ---------------------------------------------------------------- Recommend
     async def recommend(self, req: gateway_pb2.RecommendRequest) -> gateway_pb2.RecommendResponse:
@@ -333,8 +339,8 @@ class GatewayService:
             vec_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
             vec, missing = self._vectors.lookup(model_version, vec_ids)
             if missing:
-                movies, items = await asyncio.gather(
-                    self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=vec_ids)),
+                by_id, items = await asyncio.gather(
+                    self._movie_cards(vec_ids),
                     self._up.embed_items(
                         embedder_pb2.EmbedItemsRequest(
                             space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing
@@ -347,11 +353,9 @@ class GatewayService:
                     vec.update(got)
             because = _closest(hit_ids, pool, vec)
             if not missing:
-                picked = _dedupe(hit_ids + list(because.values()))
-                movies = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=picked))
+                by_id = await self._movie_cards(_dedupe(hit_ids + list(because.values())))
         else:
-            movies = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=hit_ids))
-        by_id = {m.movie_id: m for m in movies.movies}
+            by_id = await self._movie_cards(hit_ids)
         recs = []
         for h in hits:
             movie = by_id.get(h.movie_id)
@@ -367,6 +371,21 @@ class GatewayService:
                 )
             )
         return recs
+
+    async def _movie_cards(self, ids: Sequence[int]) -> dict[int, common_pb2.Movie]:
+        """Catalog movies of ``ids`` by id (unknown ones absent): from the cache, the rest in one
+        GetMovies. When that answer reports newer metadata, what came from the cache is read
+        again, so one response never mixes a changed movie's old card with the new version."""
+        found, missing = self._movies.lookup(ids)
+        if missing:
+            answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=missing))
+            got, newer = self._movies.store(missing, answer)
+            if newer and found:
+                again = list(found)
+                answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=again))
+                found = self._movies.store(again, answer)[0]
+            found.update(got)
+        return found
 
     # ------------------------------------------------------------ SimilarMovies
     async def similar_movies(

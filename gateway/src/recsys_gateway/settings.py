@@ -51,6 +51,9 @@ class GatewaySettings(ServerSettings):
     # PinSage item vectors kept for "because you liked" (entries, one model version at a time;
     # 0 = fetch them from the embedder on every Recommend).
     item_vector_cache: int = Field(default=200_000, ge=0, le=10_000_000)
+    # Seconds a movie card (catalog metadata and rating stats) may be served from the gateway's
+    # cache; a newer catalog metadata version drops it sooner (0 = read the catalog every time).
+    movie_cache_ttl_s: float = Field(default=10.0, ge=0, le=3600)
     # Concurrent requests share upstream calls (batching.py): a user history, query vector,
     # search or metadata lookup that arrives while UPSTREAM_BATCH_IN_FLIGHT merged calls of its
     # hop are out waits for the next one, which carries up to UPSTREAM_BATCH_MAX_ITEMS of them

@@ -114,3 +114,20 @@ async def test_concurrent_writers_keep_aggregates_exact(svc: CatalogService) -> 
     assert after.rating_mean == pytest.approx(
         (before.rating_mean * before.rating_count + added) / after.rating_count
     )
+
+
+async def test_metadata_version_moves_with_metadata_not_ratings(svc: CatalogService) -> None:
+    """GetMovies' metadata_version (migrations/0003): ratings leave it, metadata moves it up."""
+    (first,), _, v0 = await svc.get_movies_versioned([1])
+    assert v0 > 0
+    await svc.record_ratings([(70_005, 1, 4.0, None)], True)
+    (rated,), _, v1 = await svc.get_movies_versioned([1])
+    assert rated.rating_count == first.rating_count + 1
+    assert v1 == v0  # the aggregates changed, the metadata did not
+    await svc.upsert_movies([Movie(3, "Third Movie, Renamed", 2001, ("Drama",))])
+    found, missing, v2 = await svc.get_movies_versioned([999_999])  # nothing found: still versioned
+    assert found == [] and missing == [999_999]
+    assert v2 > v1
+    await svc.upsert_movies([Movie(50_002, "Another New Film", 2025, ("Drama",))])
+    _, _, v3 = await svc.get_movies_versioned([3])
+    assert v3 > v2

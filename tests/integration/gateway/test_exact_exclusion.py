@@ -1,4 +1,5 @@
-"""Exact exclusion for a heavy user (issue #14 item 5), through the real gateway.
+"""Exact exclusion for a heavy user (issue #14 item 5), and the movie-card cache's invalidation
+(issue #15), through the real gateway.
 
 A real catalog (PostgreSQL, bulk-loaded) holds 5,200 movies and one user who rated 5,000 of
 them; a real retriever (Milvus Lite, exact index) holds a vector per movie, arranged so that the
@@ -19,6 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -42,6 +44,7 @@ pytestmark = pytest.mark.postgres
 N_MOVIES, N_SEEN, HEAVY, OTHER = 5200, 5000, 1, 2
 WINDOW, K, DIM = 100, 10, 8
 T0 = 1_000_000_000  # unix seconds of the heavy user's first rating; one more second per movie
+CARD_TTL_S = 3.0  # the gateway's MOVIE_CACHE_TTL_S here
 
 
 def _vectors() -> np.ndarray:
@@ -108,6 +111,7 @@ class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
 class Stack:
     gateway: gateway_pb2_grpc.GatewayStub
     embedder: FakeEmbedder
+    catalog: catalog_pb2_grpc.CatalogStub
 
 
 @pytest.fixture(scope="module")
@@ -185,11 +189,15 @@ async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
                     retriever_target=f"127.0.0.1:{retriever_port}",
                     history_window=WINDOW,
                     upstream_timeout_s=30.0,
+                    movie_cache_ttl_s=CARD_TTL_S,
                 ),
                 wait_for_upstreams=False,
             )
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
-                yield Stack(gateway_pb2_grpc.GatewayStub(ch), fake)
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch,
+                grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as cat,
+            ):
+                yield Stack(gateway_pb2_grpc.GatewayStub(ch), fake, catalog_pb2_grpc.CatalogStub(cat))
         finally:
             if gateway is not None:
                 await gateway.stop(0)
@@ -232,3 +240,42 @@ async def test_exclusion_holds_when_few_unseen_movies_match(stack: Stack) -> Non
     resp = await stack.gateway.Recommend(gateway_pb2.RecommendRequest(user_id=HEAVY, k=100), timeout=60)
     ids = [r.movie.movie_id for r in resp.recommendations]
     assert ids == list(range(N_SEEN + 1, N_SEEN + 101))
+
+
+async def _titles(stack: Stack, k: int = K) -> dict[int, str]:
+    resp = await stack.gateway.Recommend(gateway_pb2.RecommendRequest(user_id=HEAVY, k=k), timeout=60)
+    return {r.movie.movie_id: r.movie.title for r in resp.recommendations}
+
+
+async def _rename(stack: Stack, movie_id: int, title: str) -> None:
+    movie = common_pb2.Movie(movie_id=movie_id, title=title, year=2001, genres=["Drama"])
+    await stack.catalog.UpsertMovies(catalog_pb2.UpsertMoviesRequest(movies=[movie]), timeout=30)
+
+
+async def test_a_changed_movie_is_served_changed_within_the_cache_bound(stack: Stack) -> None:
+    first = N_SEEN + 1
+    assert (await _titles(stack))[first + 1] == f"Movie {first + 1}"
+    # Catalog-driven: renaming moves the catalog's metadata version. The cards of this answer
+    # are all cached, so the old title is still served ...
+    await _rename(stack, first + 1, "Renamed Once")
+    assert (await _titles(stack))[first + 1] == f"Movie {first + 1}"
+    # ... until any GetMovies answer reports the newer version: asking for one more movie makes
+    # the gateway fetch it, see the version and read the cached cards again, at once.
+    titles = await _titles(stack, K + 1)
+    assert titles[first + 1] == "Renamed Once" and titles[first + K] == f"Movie {first + K}"
+    # Age bound: with every card cached and nothing asked of the catalog, a change (here a
+    # rename, and the rating stats, which never move the version) shows within MOVIE_CACHE_TTL_S.
+    renamed_at = asyncio.get_running_loop().time()
+    await _rename(stack, first + 2, "Renamed Twice")
+    await stack.gateway.RecordFeedback(
+        gateway_pb2.RecordFeedbackRequest(
+            ratings=[common_pb2.Rating(user_id=OTHER, movie_id=first + 3, rating=5.0)]
+        ),
+        timeout=30,
+    )
+    while (await _titles(stack, K + 1))[first + 2] != "Renamed Twice":
+        assert asyncio.get_running_loop().time() - renamed_at < CARD_TTL_S + 1.0
+        await asyncio.sleep(0.1)
+    resp = await stack.gateway.Recommend(gateway_pb2.RecommendRequest(user_id=HEAVY, k=K), timeout=60)
+    card = next(r.movie for r in resp.recommendations if r.movie.movie_id == first + 3)
+    assert card.rating_count == 1 and card.rating_mean == 5.0

@@ -32,8 +32,8 @@ class FakeStore:
         self.ratings: dict[tuple[int, int], Rating] = {}
         self.calls: list[tuple[str, object]] = []
 
-    async def get_movies(self, movie_ids: Sequence[int]) -> dict[int, Movie]:
-        return {i: self.movies[i] for i in movie_ids if i in self.movies}
+    async def get_movies(self, movie_ids: Sequence[int]) -> tuple[dict[int, Movie], int]:
+        return {i: self.movies[i] for i in movie_ids if i in self.movies}, 1
 
     async def search_movies(self, query: str, limit: int) -> list[SearchHit]:
         self.calls.append(("search", (query, limit)))

@@ -1,10 +1,13 @@
-"""The gateway's item-vector cache (caches.ItemVectors): one model version, absent ids, bound."""
+"""The gateway's caches: item vectors (one model version, absent ids, bound) and movie cards
+(the catalog's metadata version, the age bound, absent ids, bound)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from recsys_gateway.caches import ItemVectors
+from recsys.catalog.v1 import catalog_pb2
+from recsys.common.v1 import common_pb2
+from recsys_gateway.caches import ItemVectors, MovieMetadata
 
 
 def _rows(ids: list[int]) -> np.ndarray:
@@ -43,3 +46,66 @@ def test_bound_and_off() -> None:
     assert sorted(off.store("v", [1], [1], _rows([1]))) == [1] and len(off) == 0
     with pytest.raises(ValueError):
         ItemVectors(max_entries=-1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _answer(
+    version: int, titles: dict[int, str], missing: tuple[int, ...] = ()
+) -> catalog_pb2.GetMoviesResponse:
+    return catalog_pb2.GetMoviesResponse(
+        movies=[common_pb2.Movie(movie_id=m, title=t) for m, t in titles.items()],
+        missing_ids=missing,
+        metadata_version=version,
+    )
+
+
+def test_cards_are_kept_per_version_with_absent_ids() -> None:
+    c = MovieMetadata(ttl_s=10, clock=Clock())
+    assert c.lookup([1, 2]) == ({}, [1, 2])
+    got, newer = c.store([1, 2, 3], _answer(5, {1: "a", 2: "b"}, (3,)))
+    assert sorted(got) == [1, 2] and newer and c.version == 5
+    found, missing = c.lookup([3, 2, 1, 4])
+    assert {m: v.title for m, v in found.items()} == {1: "a", 2: "b"} and missing == [4]  # 3: absent
+    got, newer = c.store([4], _answer(5, {4: "d"}))
+    assert not newer and c.lookup([4])[0][4].title == "d"
+
+
+def test_a_higher_version_drops_everything_a_lower_one_is_not_kept() -> None:
+    c = MovieMetadata(ttl_s=10, clock=Clock())
+    c.store([1, 2], _answer(5, {1: "a", 2: "b"}))
+    got, newer = c.store([3], _answer(6, {3: "c"}))  # the catalog changed some movie
+    assert newer and got[3].title == "c"
+    assert c.lookup([1, 2, 3])[1] == [1, 2]  # what was read at 5 is asked for again
+    got, newer = c.store([1], _answer(5, {1: "old"}))  # read before the change: used, not kept
+    assert not newer and got[1].title == "old" and c.lookup([1])[1] == [1]
+    c.store([1], _answer(0, {1: "unversioned"}))  # a catalog without versions: never kept
+    assert c.lookup([1])[1] == [1] and c.version == 6
+
+
+def test_age_bound() -> None:
+    clock = Clock()
+    c = MovieMetadata(ttl_s=10, clock=clock)
+    c.store([1, 2], _answer(5, {1: "a"}, (2,)))
+    clock.now += 9.9
+    assert sorted(c.lookup([1, 2])[0]) == [1] and c.lookup([1, 2])[1] == []
+    clock.now += 0.1  # 10 s after the read: both read again (the absent one too)
+    assert c.lookup([1, 2]) == ({}, [1, 2])
+
+
+def test_cards_bound_and_off() -> None:
+    c = MovieMetadata(ttl_s=10, max_entries=3, clock=Clock())
+    c.store([1, 2], _answer(1, {1: "a", 2: "b"}))
+    c.store([3, 4], _answer(1, {3: "c", 4: "d"}))  # would pass 3: starts over
+    assert len(c) == 2 and c.lookup([1, 3])[1] == [1]
+    off = MovieMetadata(ttl_s=0)
+    off.store([1], _answer(1, {1: "a"}))
+    assert len(off) == 0 and off.lookup([1]) == ({}, [1])
+    with pytest.raises(ValueError):
+        MovieMetadata(ttl_s=-1)

@@ -33,6 +33,7 @@ class FakeUpstreams:
         self.model_version = "v-test"
         self.items_version = ""  # "" = the same as model_version
         self.items_asked: list[list[int]] = []
+        self.metadata_version = 0  # GetMovies' metadata_version; 0 = unversioned (never cached)
         self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
@@ -50,7 +51,9 @@ class FakeUpstreams:
         self._hit("catalog.GetMovies")
         found = [self._movie(m) for m in req.movie_ids if m in self.known]
         return catalog_pb2.GetMoviesResponse(
-            movies=found, missing_ids=[m for m in req.movie_ids if m not in self.known]
+            movies=found,
+            missing_ids=[m for m in req.movie_ids if m not in self.known],
+            metadata_version=self.metadata_version,
         )
 
     async def search_movies(self, req):  # type: ignore[no-untyped-def]
@@ -468,3 +471,22 @@ async def test_item_vector_cache_off(fake: FakeUpstreams) -> None:
         resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
         assert all(r.because_movie_id in {1, 2, 3, 4, 5} for r in resp.recommendations)
     assert fake.calls.count("embedder.EmbedItems") == 2
+
+
+async def test_versioned_cards_come_from_the_cache(fake: FakeUpstreams) -> None:
+    fake.metadata_version = 3
+    svc = GatewayService(fake, GatewayOptions())
+    req = gateway_pb2.RecommendRequest(user_id=7, k=5)
+    first = await svc.recommend(req)
+    similar = await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=1, k=5))
+    fake.calls.clear()
+    assert await svc.recommend(req) == first
+    assert await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=1, k=5)) == similar
+    assert "catalog.GetMovies" not in fake.calls
+    # Unversioned answers (an older catalog) are never cached: every Recommend reads them.
+    fake.metadata_version = 0
+    plain = GatewayService(fake, GatewayOptions())
+    await plain.recommend(req)
+    fake.calls.clear()
+    await plain.recommend(req)
+    assert fake.calls.count("catalog.GetMovies") == 1

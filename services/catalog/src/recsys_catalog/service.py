@@ -64,7 +64,7 @@ RECENT_CACHE_SIZE = 4
 class CatalogStore(Protocol):
     """What the service needs from storage (``store.PgStore`` implements it)."""
 
-    async def get_movies(self, movie_ids: Sequence[int]) -> dict[int, Movie]: ...
+    async def get_movies(self, movie_ids: Sequence[int]) -> tuple[dict[int, Movie], int]: ...
     async def search_movies(self, query: str, limit: int) -> list[SearchHit]: ...
     async def sample_movies(
         self, n: int, seed: int, min_ratings: int, flt: MovieFilter, exclude_ids: Sequence[int]
@@ -156,11 +156,16 @@ class CatalogService:
 
     async def get_movies(self, movie_ids: Sequence[int]) -> tuple[list[Movie], list[int]]:
         """Found movies in request order (duplicates repeated) and missing ids (deduplicated)."""
+        movies, missing, _ = await self.get_movies_versioned(movie_ids)
+        return movies, missing
+
+    async def get_movies_versioned(self, movie_ids: Sequence[int]) -> tuple[list[Movie], list[int], int]:
+        """As ``get_movies``, with the metadata version the movies were read at."""
         _check_ids(movie_ids, "movie_ids")
-        found = await self._store.get_movies(_dedup(movie_ids))
+        found, version = await self._store.get_movies(_dedup(movie_ids))
         movies = [found[i] for i in movie_ids if i in found]
         missing = [i for i in _dedup(movie_ids) if i not in found]
-        return movies, missing
+        return movies, missing, version
 
     async def search_movies(self, query: str, limit: int) -> list[SearchHit]:
         text = " ".join(query.split())
@@ -387,7 +392,7 @@ class CatalogService:
                     known = await self._known_genres(refresh=True)
                     unknown = [g for g in values if g not in known]
                 if unknown:
-                    raise InvalidArgument(f"{field}: unknown genre {unknown[0]!r}", field=field)
+                    raise InvalidArgument(f"{field}: unknown genre {quote(unknown[0])}", field=field)
         for name, year in (("year_min", flt.year_min), ("year_max", flt.year_max)):
             if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
                 raise InvalidArgument(f"filter.{name}: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"filter.{name}")

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
+from recsys_core.validation import timestamp_to_datetime
 
 from recsys_catalog.model import History, Movie, MovieFilter, Rating, User
 from recsys_catalog.service import CatalogService
@@ -104,8 +105,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     async def GetMovies(
         self, request: catalog_pb2.GetMoviesRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetMoviesResponse:
-        movies, missing = await self._service.get_movies(list(request.movie_ids))
-        return catalog_pb2.GetMoviesResponse(movies=[movie_to_pb(m) for m in movies], missing_ids=missing)
+        movies, missing, version = await self._service.get_movies_versioned(list(request.movie_ids))
+        return catalog_pb2.GetMoviesResponse(
+            movies=[movie_to_pb(m) for m in movies], missing_ids=missing, metadata_version=version
+        )
 
     async def SearchMovies(
         self, request: catalog_pb2.SearchMoviesRequest, context: grpc.aio.ServicerContext
@@ -173,9 +176,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
                 r.user_id,
                 r.movie_id,
                 float(r.rating),
-                r.rated_at.ToDatetime(tzinfo=dt.UTC) if r.HasField("rated_at") else None,
+                timestamp_to_datetime(r.rated_at, f"ratings[{i}].rated_at")
+                if r.HasField("rated_at")
+                else None,
             )
-            for r in request.ratings
+            for i, r in enumerate(request.ratings)
         ]
         result = await self._service.record_ratings(events, request.create_missing_users)
         return catalog_pb2.RecordRatingsResponse(

@@ -81,7 +81,13 @@ FILTER_SQL = """
   AND NOT EXISTS (SELECT 1 FROM unnest($5::bigint[]) AS x(id) WHERE x.id = m.movie_id)
 """
 
-SQL_GET_MOVIES = f"SELECT {MOVIE_COLUMNS} FROM movies m WHERE m.movie_id = ANY($1::bigint[])"
+# The movies and the metadata version they were read at, in one statement (one snapshot); the
+# version row comes back alone (movie columns NULL) when none of the ids is known.
+SQL_GET_MOVIES = f"""
+SELECT s.movies_version, {MOVIE_COLUMNS}
+FROM catalog_state s
+LEFT JOIN movies m ON m.movie_id = ANY($1::bigint[])
+"""
 
 # Similarity reported = mean of whole-title similarity and word similarity (the query as a
 # part of the title): an identical title scores 1, a query that is one word of a long title
@@ -640,10 +646,14 @@ class PgStore:
 
     # --- movies ------------------------------------------------------------------------------
 
-    async def get_movies(self, movie_ids: Sequence[int]) -> dict[int, Movie]:
-        async def op(conn: asyncpg.Connection) -> dict[int, Movie]:
+    async def get_movies(self, movie_ids: Sequence[int]) -> tuple[dict[int, Movie], int]:
+        """The known movies among ``movie_ids`` and the metadata version they were read at
+        (migrations/0003_movies_version.sql)."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[dict[int, Movie], int]:
             rows = await conn.fetch(SQL_GET_MOVIES, list(movie_ids))
-            return {r["movie_id"]: _movie(r) for r in rows}
+            version = int(rows[0]["movies_version"]) if rows else 0
+            return {r["movie_id"]: _movie(r) for r in rows if r["movie_id"] is not None}, version
 
         return await self._read(op)
 

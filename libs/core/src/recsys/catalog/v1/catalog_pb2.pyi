@@ -29,12 +29,14 @@ class GetMoviesRequest(_message.Message):
     def __init__(self, movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetMoviesResponse(_message.Message):
-    __slots__ = ("movies", "missing_ids")
+    __slots__ = ("movies", "missing_ids", "metadata_version")
     MOVIES_FIELD_NUMBER: _ClassVar[int]
     MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_VERSION_FIELD_NUMBER: _ClassVar[int]
     movies: _containers.RepeatedCompositeFieldContainer[_common_pb2.Movie]
     missing_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, movies: _Optional[_Iterable[_Union[_common_pb2.Movie, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    metadata_version: int
+    def __init__(self, movies: _Optional[_Iterable[_Union[_common_pb2.Movie, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., metadata_version: _Optional[int] = ...) -> None: ...
 
 class SearchMoviesRequest(_message.Message):
     __slots__ = ("query", "limit")
