@@ -23,6 +23,7 @@ from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound
+from recsys_core.validation import check_timestamp, quote
 
 from .caches import ITEM_VECTORS_MAX, MOVIES_TTL_S, ItemVectors, MovieMetadata
 
@@ -104,7 +105,10 @@ def validate_filter(f: common_pb2.MovieFilter, field: str = "filter") -> None:
             raise InvalidArgument(f"{field}.{name}: at most {MAX_GENRES} genres", field=f"{field}.{name}")
         for g in genres:
             if not g.strip() or len(g) > 64:
-                raise InvalidArgument(f"{field}.{name}: invalid genre {g!r}", field=f"{field}.{name}")
+                raise InvalidArgument(
+                    f"{field}.{name}: invalid genre {quote(g)} (1..64 characters, not blank)",
+                    field=f"{field}.{name}",
+                )
     for name in ("year_min", "year_max"):
         year = getattr(f, name)
         if year and not 1800 <= year <= 2200:
@@ -160,6 +164,8 @@ def validate_recommend(req: gateway_pb2.RecommendRequest) -> int:
                 f"liked[{i}].rating must be 0.5..5.0 (0 = liked without rating), got {m.rating}",
                 field=f"liked[{i}].rating",
             )
+        if m.HasField("rated_at"):
+            check_timestamp(m.rated_at, f"liked[{i}].rated_at")
         liked_ids.add(m.movie_id)
     for i, mid in enumerate(req.disliked_movie_ids):
         _check_id(mid, f"disliked_movie_ids[{i}]")
@@ -488,6 +494,8 @@ class GatewayService:
                 raise InvalidArgument(
                     f"ratings[{i}].rating must be 0.5..5.0, got {r.rating}", field=f"ratings[{i}].rating"
                 )
+            if r.HasField("rated_at"):
+                check_timestamp(r.rated_at, f"ratings[{i}].rated_at")
         out = await self._up.record_ratings(
             catalog_pb2.RecordRatingsRequest(ratings=req.ratings, create_missing_users=True)
         )

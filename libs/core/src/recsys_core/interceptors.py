@@ -16,6 +16,20 @@ alone) it:
 
 Unary-unary, unary-stream, stream-unary and stream-stream handlers are all
 wrapped (async functions and async generators; sync handlers pass through).
+
+Undecodable request bodies (random bytes, a truncated message, invalid UTF-8 in a
+string field) are the caller's error. grpc.aio parses the body with the handler's
+``request_deserializer`` before any behaviour runs and answers an exception
+there with UNKNOWN "Unexpected <class 'DecodeError'>" plus an ERROR traceback per
+call, so the interceptor swaps every handler's deserializer (health and
+reflection included) for :func:`safe_deserializer`, which returns a
+:class:`BadBody` instead of raising; the wrapped behaviour (or, for streamed
+requests, the request iterator) turns it into INVALID_ARGUMENT "request body is
+not a valid <message type> ...". Such calls are counted in the metrics but
+logged at WARNING without a traceback at most once per client host per
+:data:`BAD_BODY_LOG_INTERVAL_S` (with the count left out since), and at most
+:data:`BAD_BODY_LOG_MAX_PEERS` + 1 lines per interval in all, instead of one
+access line each.
 """
 
 from __future__ import annotations
@@ -28,11 +42,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf import empty_pb2
 
 from . import metrics
 from .client import REQUEST_ID_KEY, reset_deadline, set_deadline
-from .errors import RecsysError, status_details
-from .logs import clean_request_id, new_request_id, reset_request_id, set_request_id
+from .errors import InvalidArgument, RecsysError, status_details
+from .logs import RateLimiter, clean_request_id, new_request_id, reset_request_id, set_request_id
 
 log = logging.getLogger("recsys.rpc")
 
@@ -50,6 +65,129 @@ _ERROR_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCo
 _DEADLINE_SLACK_S = 0.05
 _CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
+#: undecodable bodies: one WARNING per client host per this many seconds (the rest counted)
+BAD_BODY_LOG_INTERVAL_S = 60.0
+#: distinct client hosts tracked per interval; more share one line
+BAD_BODY_LOG_MAX_PEERS = 256
+_SAFE_CACHE_MAX = 4096
+
+
+class BadBody:
+    """What :func:`safe_deserializer` returns for bytes that do not parse as the request type."""
+
+    __slots__ = ("message", "size", "type_name")
+
+    def __init__(self, type_name: str, size: int, message: str) -> None:
+        self.type_name = type_name
+        self.size = size
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"BadBody({self.message!r})"
+
+
+class BadRequestBody(InvalidArgument):
+    """Raised from a streamed request iterator when one message does not parse."""
+
+    def __init__(self, bad: BadBody) -> None:
+        super().__init__(bad.message)
+        self.bad = bad
+
+
+def _type_name(deserializer: Callable[[bytes], Any]) -> str:
+    owner = getattr(deserializer, "__self__", None)  # Message.FromString is bound to its class
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", None)
+    return name if isinstance(name, str) else "request message"
+
+
+def _why(raw: bytes) -> str:
+    """A short, actionable reason (only computed for bodies that failed to parse)."""
+    try:
+        empty_pb2.Empty.FromString(raw)  # every field unknown: checks the wire format alone
+    except Exception:
+        return "malformed protobuf wire format (truncated, or not protobuf at all)"
+    return (
+        "well-formed protobuf, but not this message: a string field is not valid UTF-8 "
+        "or a field has the wrong wire type (wrong message type sent?)"
+    )
+
+
+def safe_deserializer(
+    deserializer: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that returns a :class:`BadBody` instead of raising (None stays None)."""
+    if deserializer is None or getattr(deserializer, "_recsys_safe", False):
+        return deserializer
+    type_name = _type_name(deserializer)
+    inner = deserializer
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return inner(raw)
+        except Exception:
+            size = len(raw)
+            return BadBody(
+                type_name, size, f"request body is not a valid {type_name} ({size} bytes): {_why(raw)}"
+            )
+
+    deserialize._recsys_safe = True  # type: ignore[attr-defined]
+    return deserialize
+
+
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    """The client's address without its port ("ipv4:127.0.0.1"): new connections share a key."""
+    try:
+        peer = str(context.peer())
+    except Exception:  # pragma: no cover  (no peer on a closed call)
+        return "unknown"
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer[:128]
+
+
+class _BadBodyLog:
+    """Rate-limited WARNING lines for undecodable bodies (one server's)."""
+
+    def __init__(self, interval_s: float = BAD_BODY_LOG_INTERVAL_S) -> None:
+        self.limiter = RateLimiter(interval_s, max_keys=BAD_BODY_LOG_MAX_PEERS)
+
+    def record(self, bad: BadBody, method: str, context: grpc.aio.ServicerContext) -> None:
+        peer = _peer_host(context)
+        left_out = self.limiter.allow(peer)
+        if left_out is None:
+            return
+        log.warning(
+            "undecodable request body: %s %s from %s (%d more left out since this client's last "
+            "such line; at most one line per client per %.0f s)",
+            method,
+            bad.message,
+            peer,
+            left_out,
+            self.limiter.interval_s,
+            extra={
+                "method": method,
+                "grpc_code": grpc.StatusCode.INVALID_ARGUMENT.name,
+                "peer": peer,
+                "left_out": left_out,
+            },
+        )
+
+
+async def _refuse(
+    bad: BadBody, method: str, context: grpc.aio.ServicerContext, bad_log: _BadBodyLog
+) -> NoReturn:
+    bad_log.record(bad, method, context)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad.message)
+    raise AssertionError("unreachable")  # pragma: no cover  (abort raises)
+
+
+async def _checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, BadBody):
+            raise BadRequestBody(request)
+        yield request
+
 
 def _as_code(value: Any) -> grpc.StatusCode | None:
     if isinstance(value, grpc.StatusCode):
@@ -66,7 +204,17 @@ def internal_message(request_id: str) -> str:
 class _Call:
     """State of one intercepted call."""
 
-    __slots__ = ("_dl_token", "_rid_token", "code", "labels", "method", "request_id", "service", "start")
+    __slots__ = (
+        "_dl_token",
+        "_rid_token",
+        "code",
+        "labels",
+        "method",
+        "quiet",
+        "request_id",
+        "service",
+        "start",
+    )
 
     def __init__(self, service: str, method: str) -> None:
         self.service = service
@@ -75,6 +223,7 @@ class _Call:
         self.code: grpc.StatusCode | None = None
         self.request_id = ""
         self.start = 0.0
+        self.quiet = False  # no access line (an undecodable body: logged rate-limited instead)
 
     def begin(self, context: grpc.aio.ServicerContext) -> None:
         self.start = time.perf_counter()
@@ -101,7 +250,14 @@ class _Call:
         expired = remaining is not None and remaining <= _DEADLINE_SLACK_S
         self.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
-    async def fail(self, exc: Exception, context: grpc.aio.ServicerContext) -> NoReturn:
+    async def refuse(self, bad: BadBody, context: grpc.aio.ServicerContext, bad_log: _BadBodyLog) -> NoReturn:
+        self.code = grpc.StatusCode.INVALID_ARGUMENT
+        self.quiet = True
+        await _refuse(bad, self.method, context, bad_log)
+
+    async def fail(self, exc: Exception, context: grpc.aio.ServicerContext, bad_log: _BadBodyLog) -> NoReturn:
+        if isinstance(exc, BadRequestBody):
+            await self.refuse(exc.bad, context, bad_log)
         trailing: tuple[tuple[str, str | bytes], ...] = ((REQUEST_ID_KEY, self.request_id),)
         if isinstance(exc, RecsysError):
             self.code = exc.status_code
@@ -125,20 +281,25 @@ class _Call:
         metrics.IN_FLIGHT.labels(*self.labels).dec()
         metrics.REQUESTS.labels(self.service, self.method, code.name).inc()
         metrics.DURATION.labels(*self.labels).observe(elapsed)
-        level = (
-            logging.ERROR
-            if code in _ERROR_CODES
-            else logging.WARNING
-            if code in _WARN_CODES
-            else logging.INFO
-        )
-        log.log(
-            level,
-            "rpc %s %s",
-            self.method,
-            code.name,
-            extra={"method": self.method, "grpc_code": code.name, "duration_ms": round(elapsed * 1000, 3)},
-        )
+        if not self.quiet:
+            level = (
+                logging.ERROR
+                if code in _ERROR_CODES
+                else logging.WARNING
+                if code in _WARN_CODES
+                else logging.INFO
+            )
+            log.log(
+                level,
+                "rpc %s %s",
+                self.method,
+                code.name,
+                extra={
+                    "method": self.method,
+                    "grpc_code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
         reset_deadline(self._dl_token)
         reset_request_id(self._rid_token)
 
@@ -153,9 +314,28 @@ def _context_code(context: grpc.aio.ServicerContext) -> Any:
 class KitServerInterceptor(grpc.aio.ServerInterceptor):
     """See the module docstring. ``service`` is the server's short name ("catalog")."""
 
-    def __init__(self, service: str, *, pass_through: Iterable[str] = PASS_THROUGH) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        pass_through: Iterable[str] = PASS_THROUGH,
+        bad_body_log_interval_s: float = BAD_BODY_LOG_INTERVAL_S,
+    ) -> None:
         self._service = service
         self._pass_through = frozenset(pass_through)
+        self._bad_log = _BadBodyLog(bad_body_log_interval_s)
+        self._safe: dict[Any, Any] = {}  # deserializer -> its safe_deserializer (built once each)
+
+    def _deserializer(self, handler: Any) -> Callable[[bytes], Any] | None:
+        original = handler.request_deserializer
+        if original is None:
+            return None
+        safe = self._safe.get(original)
+        if safe is None:
+            safe = safe_deserializer(original)
+            if len(self._safe) < _SAFE_CACHE_MAX:
+                self._safe[original] = safe
+        return safe  # type: ignore[no-any-return]
 
     async def intercept_service(
         self,
@@ -167,48 +347,62 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = str(handler_call_details.method).lstrip("/")  # type: ignore[attr-defined]
         if method.split("/", 1)[0] in self._pass_through:
-            return handler
+            return _guard(handler, method, self._bad_log, self._deserializer(handler))
         return self._wrap(handler, method)
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         service = self._service
+        bad_log = self._bad_log
         h: Any = handler
+        deserializer = self._deserializer(h)
         if not h.request_streaming and not h.response_streaming:
             inner = h.unary_unary
             if not inspect.iscoroutinefunction(inner):
-                return handler
+                return _guard(handler, method, bad_log, deserializer)
             return grpc.unary_unary_rpc_method_handler(
-                _unary_response(inner, service, method), h.request_deserializer, h.response_serializer
+                _unary_response(inner, service, method, bad_log, streamed=False),
+                deserializer,
+                h.response_serializer,
             )
         if h.request_streaming and not h.response_streaming:
             inner = h.stream_unary
             if not inspect.iscoroutinefunction(inner):
-                return handler
+                return _guard(handler, method, bad_log, deserializer)
             return grpc.stream_unary_rpc_method_handler(
-                _unary_response(inner, service, method), h.request_deserializer, h.response_serializer
+                _unary_response(inner, service, method, bad_log, streamed=True),
+                deserializer,
+                h.response_serializer,
             )
-        inner = h.unary_stream if not h.request_streaming else h.stream_stream
+        streamed = bool(h.request_streaming)
+        inner = h.unary_stream if not streamed else h.stream_stream
         factory = (
-            grpc.unary_stream_rpc_method_handler
-            if not h.request_streaming
-            else grpc.stream_stream_rpc_method_handler
+            grpc.unary_stream_rpc_method_handler if not streamed else grpc.stream_stream_rpc_method_handler
         )
         if inspect.isasyncgenfunction(inner):
-            wrapped: Any = _streaming_response(inner, service, method)
+            wrapped: Any = _streaming_response(inner, service, method, bad_log, streamed=streamed)
         elif inspect.iscoroutinefunction(inner):  # writes with context.write()
-            wrapped = _unary_response(inner, service, method)
+            wrapped = _unary_response(inner, service, method, bad_log, streamed=streamed)
         else:
-            return handler
-        return factory(wrapped, h.request_deserializer, h.response_serializer)
+            return _guard(handler, method, bad_log, deserializer)
+        return factory(wrapped, deserializer, h.response_serializer)
 
 
 def _unary_response(
-    inner: Callable[..., Awaitable[Any]], service: str, method: str
+    inner: Callable[..., Awaitable[Any]],
+    service: str,
+    method: str,
+    bad_log: _BadBodyLog,
+    *,
+    streamed: bool,
 ) -> Callable[..., Awaitable[Any]]:
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(service, method)
         call.begin(context)
         try:
+            if streamed:
+                request = _checked_requests(request)
+            elif isinstance(request, BadBody):
+                await call.refuse(request, context, bad_log)
             response = await inner(request, context)
             call.succeeded(context)
             return response
@@ -220,7 +414,7 @@ def _unary_response(
             call.cancelled(context)
             raise
         except Exception as exc:
-            await call.fail(exc, context)
+            await call.fail(exc, context, bad_log)
         finally:
             call.end()
 
@@ -228,12 +422,21 @@ def _unary_response(
 
 
 def _streaming_response(
-    inner: Callable[..., AsyncIterator[Any]], service: str, method: str
+    inner: Callable[..., AsyncIterator[Any]],
+    service: str,
+    method: str,
+    bad_log: _BadBodyLog,
+    *,
+    streamed: bool,
 ) -> Callable[..., AsyncIterator[Any]]:
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call(service, method)
         call.begin(context)
         try:
+            if streamed:
+                request = _checked_requests(request)
+            elif isinstance(request, BadBody):
+                await call.refuse(request, context, bad_log)
             async for item in inner(request, context):
                 yield item
             call.succeeded(context)
@@ -245,11 +448,72 @@ def _streaming_response(
             call.cancelled(context)
             raise
         except Exception as exc:
-            await call.fail(exc, context)
+            await call.fail(exc, context, bad_log)
         finally:
             call.end()
 
     return behavior
 
 
-__all__ = ["PASS_THROUGH", "KitServerInterceptor", "internal_message"]
+def _guard(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    bad_log: _BadBodyLog,
+    deserializer: Callable[[bytes], Any] | None,
+) -> grpc.RpcMethodHandler:
+    """Only the undecodable-body refusal (no request id, metrics or access log): health,
+    reflection, and sync handlers (such as a generated base class's UNIMPLEMENTED methods)."""
+    h: Any = handler
+    streamed = bool(h.request_streaming)
+    if not h.response_streaming:
+        inner = h.stream_unary if streamed else h.unary_unary
+        factory = grpc.stream_unary_rpc_method_handler if streamed else grpc.unary_unary_rpc_method_handler
+    else:
+        inner = h.stream_stream if streamed else h.unary_stream
+        factory = grpc.stream_stream_rpc_method_handler if streamed else grpc.unary_stream_rpc_method_handler
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def gen_behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if isinstance(request, BadBody):
+                await _refuse(request, method, context, bad_log)
+            try:
+                async for item in inner(_checked_requests(request) if streamed else request, context):
+                    yield item
+            except BadRequestBody as exc:
+                await _refuse(exc.bad, method, context, bad_log)
+
+        return factory(gen_behavior, deserializer, h.response_serializer)
+    if inspect.iscoroutinefunction(inner):
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, BadBody):
+                await _refuse(request, method, context, bad_log)
+            try:
+                return await inner(_checked_requests(request) if streamed else request, context)
+            except BadRequestBody as exc:
+                await _refuse(exc.bad, method, context, bad_log)
+
+        return factory(behavior, deserializer, h.response_serializer)
+    if not streamed and callable(inner):  # a sync handler (run in grpc's thread pool)
+
+        def sync_behavior(request: Any, context: Any) -> Any:
+            if isinstance(request, BadBody):
+                bad_log.record(request, method, context)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return inner(request, context)
+
+        return factory(sync_behavior, deserializer, h.response_serializer)
+    return handler  # a sync handler of streamed requests keeps grpc's own deserialization
+
+
+__all__ = [
+    "BAD_BODY_LOG_INTERVAL_S",
+    "BAD_BODY_LOG_MAX_PEERS",
+    "PASS_THROUGH",
+    "BadBody",
+    "BadRequestBody",
+    "KitServerInterceptor",
+    "internal_message",
+    "safe_deserializer",
+]

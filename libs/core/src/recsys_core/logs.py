@@ -8,6 +8,10 @@ context variable the server interceptor sets), any ``extra={...}`` fields and
 ``exception`` (the traceback) when there is one. Extra fields whose name looks
 secret (password, token, api key, authorization, dsn, ...) are written as
 ``"[redacted]"``, and pydantic ``SecretStr`` values as their masked form.
+
+:class:`RateLimiter` bounds how often one kind of line is written per key (a client peer, an
+upstream): the first occurrence in an interval is logged with the count of those left out
+before it, the rest only counted, so a hostile or broken client cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import datetime as _dt
 import json as _json
 import logging
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable, Hashable
 from typing import Any
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("recsys_request_id", default="")
@@ -149,6 +156,62 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class RateLimiter:
+    """Allow one log line per key per ``interval_s``; count the ones left out.
+
+    ``allow(key)`` returns None when the line must be left out, else how many lines of that key
+    were left out since the last one written (0 the first time). At most ``max_keys`` keys are
+    tracked: once that many are live in one interval, every further key shares one overflow key
+    (``OVERFLOW``), so at most ``max_keys + 1`` lines are written per interval however many
+    peers a caller uses. Thread-safe; cheap (one dict lookup per call).
+    """
+
+    OVERFLOW = "(other keys)"
+
+    def __init__(
+        self,
+        interval_s: float,
+        *,
+        max_keys: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        if max_keys < 1:
+            raise ValueError("max_keys must be >= 1")
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._clock = clock
+        # key -> [time of the last line written, lines left out since]
+        self._state: dict[Hashable, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: Hashable) -> int | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._state.get(key)
+            if entry is None and len(self._state) >= self.max_keys:
+                self._prune(now)
+                if len(self._state) >= self.max_keys:
+                    key = self.OVERFLOW
+                    entry = self._state.get(key)
+            if entry is None:
+                self._state[key] = [now, 0]
+                return 0
+            if now - entry[0] >= self.interval_s:
+                left_out = int(entry[1])
+                entry[0], entry[1] = now, 0
+                return left_out
+            entry[1] += 1
+            return None
+
+    def _prune(self, now: float) -> None:
+        """Forget keys whose interval has passed with nothing left out (keeps their counts honest)."""
+        stale = [k for k, (t, n) in self._state.items() if now - t >= self.interval_s and n == 0]
+        for k in stale:
+            del self._state[k]
+
+
 def setup_logging(service: str, level: str | int = "INFO", json: bool = True) -> logging.Handler:
     """Send logs to stdout as JSON (or text); replaces only the handler a previous call installed."""
     root = logging.getLogger()
@@ -166,6 +229,7 @@ def setup_logging(service: str, level: str | int = "INFO", json: bool = True) ->
 
 __all__ = [
     "JsonFormatter",
+    "RateLimiter",
     "TextFormatter",
     "clean_request_id",
     "get_request_id",

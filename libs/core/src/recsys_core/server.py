@@ -9,7 +9,9 @@ Lifecycle::
     server.set_serving(True)      # ...the dependencies are ready
     await server.wait_for_signal()  # SIGTERM/SIGINT -> NOT_SERVING, drain (grace), on_stop callbacks
 
-``start`` installs the kit interceptor, the library health servicer
+``start`` installs the kit interceptor (which also answers an undecodable request body with
+INVALID_ARGUMENT and a rate-limited WARNING, on every method, health and reflection included:
+``recsys_core.interceptors``), the library health servicer
 (``grpc.health.v1``: "" and every added service), reflection that resolves
 method symbols, and the Prometheus endpoint when ``metrics_port`` is set.
 """

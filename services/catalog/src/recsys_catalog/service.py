@@ -16,6 +16,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from recsys_core.errors import InvalidArgument, NotFound
+from recsys_core.validation import quote
 
 from recsys_catalog.model import (
     RATING_MAX,

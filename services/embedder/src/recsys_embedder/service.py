@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from recsys_core.validation import quote
 
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
@@ -401,7 +402,7 @@ class EmbedderService:
                 raise InvalidArgument(f"{f}.rated_at: invalid", field=f"{f}.rated_at")
         _check_ids(s.disliked, f"{where}.disliked_movie_ids")
         if s.form is not None and s.form not in USER_FORMS:
-            raise InvalidArgument(f"{where}.form: unknown form {s.form!r}", field=f"{where}.form")
+            raise InvalidArgument(f"{where}.form: unknown form {quote(s.form)}", field=f"{where}.form")
         if s.demographics is not None:
             d = s.demographics
             if not 0 <= d.age <= 120:
@@ -414,7 +415,7 @@ class EmbedderService:
                 )
             if d.occupation and normalise_occupation(d.occupation) is None:
                 raise InvalidArgument(
-                    f"{where}.demographics.occupation: unknown occupation {d.occupation[:40]!r} "
+                    f"{where}.demographics.occupation: unknown occupation {quote(d.occupation)} "
                     "(a code 0..20 or a name from docs/occupations.md)",
                     field=f"{where}.demographics.occupation",
                 )

@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys_core.errors import InvalidArgument
+from recsys_core.validation import timestamp_to_seconds
 
 from recsys_embedder.backends.base import USER_FORMS
 from recsys_embedder.service import (
@@ -45,9 +46,11 @@ def _signal(k: int, s: embedder_pb2.QuerySignal) -> Signal:
         RatedMovie(
             movie_id=h.movie_id,
             rating=float(h.rating),
-            timestamp=(h.rated_at.seconds + h.rated_at.nanos * 1e-9) if h.HasField("rated_at") else None,
+            timestamp=timestamp_to_seconds(h.rated_at, f"signals[{k}].history[{j}].rated_at")
+            if h.HasField("rated_at")
+            else None,
         )
-        for h in s.history
+        for j, h in enumerate(s.history)
     ]
     demo = None
     if s.HasField("demographics"):

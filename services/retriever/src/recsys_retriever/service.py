@@ -35,6 +35,7 @@ from typing import Protocol, cast
 
 import numpy as np
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from recsys_core.validation import quote
 
 from recsys_retriever.batcher import Batcher
 
@@ -169,7 +170,7 @@ def check_space(space: str | None, *, required: bool = False) -> str:
             raise InvalidArgument("space is required", field="space")
         return DEFAULT_SPACE
     if space not in SPACES:
-        raise InvalidArgument(f"unknown vector space {space!r}", field="space")
+        raise InvalidArgument(f"unknown vector space {quote(space)}", field="space")
     return space
 
 
@@ -184,7 +185,7 @@ def check_genres(genres: Sequence[str], field_name: str, limit: int) -> tuple[st
         raise InvalidArgument(f"at most {limit} genres", field=field_name)
     for g in genres:
         if not isinstance(g, str) or not GENRE_RE.match(g):
-            raise InvalidArgument(f"invalid genre name {g!r}", field=field_name)
+            raise InvalidArgument(f"invalid genre name {quote(str(g))}", field=field_name)
     return tuple(genres)
 
 
