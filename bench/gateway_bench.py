@@ -134,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         help="A/B: another gateway on the same upstreams (e.g. the previous release), measured right "
         "before --target for every level and form; rows labelled 'base'",
     )
+    ap.add_argument(
+        "--baseline-stack-offset",
+        type=int,
+        default=None,
+        help="the --baseline gateway is a whole other stack at this port offset (e.g. the same "
+        "stack on another Milvus): its per-hop tables read that stack's services",
+    )
+    ap.add_argument("--label", default="", help="name of the --target rows beside 'base' (default none)")
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     forms = [f.strip() for f in args.forms.split(",") if f.strip()]
@@ -156,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         if not mport.strip().isdigit():
             ap.error("--baseline takes HOST:PORT,METRICS_PORT (the baseline gateway's metrics port)")
         base_ports = {**ports, "gateway": int(mport)}
+        if args.baseline_stack_offset is not None:
+            base_ports = {s.name: s.metrics_port + args.baseline_stack_offset for s in stack_mod.SERVICES}
+            base_ports["gateway"] = int(mport)
     started = None
     target = args.target
     if target is None:
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 for form in forms:
                     call, key = FORMS[form]
                     runs = [("base", base_target, base_ports)] if base_target else []
-                    for label, tgt, pts in [*runs, ("", target, ports)]:
+                    for label, tgt, pts in [*runs, (args.label, target, ports)]:
                         before = scrape(pts)
                         r = measure(tgt, call, data[key], c, args.duration, skip_first=c)
                         after = scrape(pts)
