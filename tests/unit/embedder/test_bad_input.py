@@ -32,6 +32,7 @@ def test_invalid_rated_at_names_the_field(seconds: int, nanos: int, part: str) -
 
 def test_valid_rated_at_becomes_seconds() -> None:
     sig = _signal(0, _query(881250950, 500_000_000))
-    assert [h.timestamp for h in sig.history] == [881250949.0, pytest.approx(881250950.5)]
+    cols = sig.columns()
+    assert list(cols.timestamps) == [881250949.0, pytest.approx(881250950.5)] and cols.timed.all()
     untimed = _signal(0, embedder_pb2.QuerySignal(history=[common_pb2.RatedMovie(movie_id=3)]))
-    assert untimed.history[0].timestamp is None
+    assert not untimed.columns().timed[0]

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -90,11 +89,39 @@ class Demographics:
 
 
 @dataclass(frozen=True)
+class HistoryColumns:
+    """A history as parallel arrays (what the servicer builds from a request: no object per
+    event; issue #15). ``timestamps[j]`` is meaningful only where ``timed[j]``."""
+
+    movie_ids: np.ndarray  # int64
+    ratings: np.ndarray  # float64, 0 = liked, no rating
+    timestamps: np.ndarray  # float64 seconds since the epoch
+    timed: np.ndarray  # bool: the event has a time (else placed by list order, signals.py)
+
+    def __len__(self) -> int:
+        return int(self.movie_ids.shape[0])
+
+    @classmethod
+    def of(cls, history: Sequence[RatedMovie]) -> HistoryColumns:
+        n = len(history)
+        return cls(
+            np.fromiter((h.movie_id for h in history), np.int64, n),
+            np.fromiter((h.rating for h in history), np.float64, n),
+            np.fromiter((h.timestamp or 0.0 for h in history), np.float64, n),
+            np.fromiter((h.timestamp is not None for h in history), bool, n),
+        )
+
+
+@dataclass(frozen=True)
 class Signal:
-    history: Sequence[RatedMovie] = ()
+    history: Sequence[RatedMovie] | HistoryColumns = ()
     disliked: Sequence[int] = ()
     demographics: Demographics | None = None
     form: str | None = None  # None = the model's default
+
+    def columns(self) -> HistoryColumns:
+        h = self.history
+        return h if isinstance(h, HistoryColumns) else HistoryColumns.of(h)
 
 
 @dataclass
@@ -391,15 +418,23 @@ class EmbedderService:
                 f"{where}.disliked_movie_ids: at most {MAX_HISTORY} movies",
                 field=f"{where}.disliked_movie_ids",
             )
-        for j, h in enumerate(s.history):
+        cols = s.columns()
+        # Checked as arrays (one event at a time cost more than the network on long histories);
+        # the first bad event of each kind is named.
+        r = cols.ratings
+        bad_id = np.flatnonzero(cols.movie_ids <= 0)
+        bad_rating = np.flatnonzero(~np.isfinite(r) | ((r != 0) & ((r < 0.5) | (r > 5.0))))
+        bad_time = np.flatnonzero(cols.timed & ~np.isfinite(cols.timestamps))
+        firsts = [int(b[0]) for b in (bad_id, bad_rating, bad_time) if b.size]
+        if firsts:
+            j = min(firsts)
             f = f"{where}.history[{j}]"
-            if h.movie_id <= 0:
-                raise InvalidArgument(f"{f}.movie_id: must be > 0, got {h.movie_id}", field=f"{f}.movie_id")
-            r = h.rating
-            if not math.isfinite(r) or (r != 0 and not 0.5 <= r <= 5.0):
-                raise InvalidArgument(f"{f}.rating: 0 or 0.5..5.0, got {r}", field=f"{f}.rating")
-            if h.timestamp is not None and not math.isfinite(h.timestamp):
-                raise InvalidArgument(f"{f}.rated_at: invalid", field=f"{f}.rated_at")
+            if cols.movie_ids[j] <= 0:
+                mid = int(cols.movie_ids[j])
+                raise InvalidArgument(f"{f}.movie_id: must be > 0, got {mid}", field=f"{f}.movie_id")
+            if bad_rating.size and bad_rating[0] == j:
+                raise InvalidArgument(f"{f}.rating: 0 or 0.5..5.0, got {float(r[j])}", field=f"{f}.rating")
+            raise InvalidArgument(f"{f}.rated_at: invalid", field=f"{f}.rated_at")
         _check_ids(s.disliked, f"{where}.disliked_movie_ids")
         if s.form is not None and s.form not in USER_FORMS:
             raise InvalidArgument(f"{where}.form: unknown form {quote(s.form)}", field=f"{where}.form")
@@ -423,16 +458,16 @@ class EmbedderService:
     def _resolve(self, slot: _Slot, s: Signal, form: str) -> tuple[QueryInput | None, list[int], int]:
         """History/dislikes -> item rows, in event order, low ratings by the model's rule
         (``signals.py``). None when nothing is known."""
-        hist = list(s.history)
-        ratings = effective_ratings([h.rating for h in hist])
+        cols = s.columns()
+        ratings = effective_ratings(cols.ratings)
         keep_h, to_dislike = slot.model.meta.history_rule.split(ratings)
-        ids = np.asarray([h.movie_id for h in hist], np.int64)
+        ids = cols.movie_ids
         rows_all = slot.rows(ids)
         caller_drows = slot.rows(s.disliked)
         unknown = [int(i) for i, r in zip(ids, rows_all, strict=True) if r < 0]
         unknown += [int(i) for i, r in zip(s.disliked, caller_drows, strict=True) if r < 0]
         drows = np.concatenate([caller_drows, rows_all[to_dislike]])
-        order = event_order(rows_all, [h.timestamp for h in hist])
+        order = event_order(rows_all, cols.timestamps, cols.timed)
         use = order[(keep_h & (rows_all >= 0))[order]]
         rows, rat = rows_all[use], ratings[use]
         drows = drows[drows >= 0]

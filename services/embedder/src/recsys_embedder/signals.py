@@ -83,14 +83,20 @@ def effective_ratings(ratings: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.where(r > 0, r, np.float32(DEFAULT_RATING)).astype(np.float32)
 
 
-def event_order(rows: np.ndarray, timestamps: Sequence[float | None]) -> np.ndarray:
+def event_order(
+    rows: np.ndarray, timestamps: Sequence[float | None] | np.ndarray, timed: np.ndarray | None = None
+) -> np.ndarray:
     """Indices that put a history oldest -> newest (rule 1 of the module docstring).
 
     ``rows`` are item rows (ascending in movie id, so ties by row = ties by movie id);
-    ``timestamps[j]`` is None for an entry without ``rated_at``.
+    ``timestamps[j]`` is None for an entry without ``rated_at`` or, given the ``timed`` mask,
+    ignored where ``timed[j]`` is false.
     """
     n = len(rows)
-    timed = np.array([t is not None for t in timestamps], bool)
-    primary = np.array([t if t is not None else np.inf for t in timestamps], np.float64)
+    if timed is None:
+        timed = np.array([t is not None for t in timestamps], bool)
+        primary = np.array([t if t is not None else np.inf for t in timestamps], np.float64)
+    else:
+        primary = np.where(timed, np.asarray(timestamps, np.float64), np.inf)
     secondary = np.where(timed, np.asarray(rows, np.int64), np.arange(n, dtype=np.int64))
     return np.lexsort((secondary, primary)) if n else np.zeros(0, np.int64)
