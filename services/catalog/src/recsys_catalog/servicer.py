@@ -113,11 +113,29 @@ def _add_ratings(container: Any, ratings: Sequence[Rating]) -> None:
         _set_timestamp(add(user_id=r.user_id, movie_id=r.movie_id, rating=r.rating).rated_at, r.rated_at)
 
 
-def fill_history(out: catalog_pb2.UserHistory, h: History) -> catalog_pb2.UserHistory:
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _fill_columns(out: common_pb2.HistoryColumns, ratings: Sequence[Rating]) -> None:
+    """``ratings`` as packed columns (GetUserHistory with ``columns``), in the same order."""
+    out.movie_ids.extend([r.movie_id for r in ratings])
+    out.ratings.extend([r.rating for r in ratings])
+    out.rated_at_us.extend(
+        [
+            ((t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)) - _EPOCH) // _MICROSECOND
+            for t in (r.rated_at for r in ratings)
+        ]
+    )
+
+
+def fill_history(out: catalog_pb2.UserHistory, h: History, columns: bool = False) -> catalog_pb2.UserHistory:
     out.user_id = h.user_id
     out.total = h.total
     out.seen_movie_ids.extend(h.seen_movie_ids)
-    _add_ratings(out.ratings, h.ratings)
+    if columns:
+        _fill_columns(out.columns, h.ratings)
+    else:
+        _add_ratings(out.ratings, h.ratings)
     return out
 
 
@@ -182,7 +200,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     ) -> catalog_pb2.GetUserHistoryResponse:
         h = await self._service.get_user_history(request.user_id, request.limit, request.include_seen_ids)
         out = catalog_pb2.GetUserHistoryResponse(total=h.total, seen_movie_ids=h.seen_movie_ids)
-        _add_ratings(out.ratings, h.ratings)
+        if request.columns:
+            _fill_columns(out.columns, h.ratings)
+        else:
+            _add_ratings(out.ratings, h.ratings)
         return out
 
     async def GetUserHistories(
@@ -193,7 +214,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
         )
         out = catalog_pb2.GetUserHistoriesResponse(missing_user_ids=missing)
         for h in histories:
-            fill_history(out.histories.add(), h)
+            fill_history(out.histories.add(), h, request.columns)
         return out
 
     async def RecordRatings(

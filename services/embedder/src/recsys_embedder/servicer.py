@@ -62,8 +62,46 @@ def _history(k: int, hist: Any) -> HistoryColumns:
     )
 
 
+_US_MIN = TIMESTAMP_MIN_SECONDS * 1_000_000
+_US_MAX = TIMESTAMP_MAX_SECONDS * 1_000_000 + 999_999
+
+
+def _history_columns(k: int, c: common_pb2.HistoryColumns) -> HistoryColumns:
+    """QuerySignal.history_columns as arrays: packed fields, no per-event work in Python."""
+    field = f"signals[{k}].history_columns"
+    n = len(c.movie_ids)
+    if len(c.ratings) != n or len(c.rated_at_us) not in (0, n):
+        raise InvalidArgument(
+            f"{field}: movie_ids ({n}), ratings ({len(c.ratings)}) and rated_at_us "
+            f"({len(c.rated_at_us)}) must have the same length (rated_at_us may be empty)",
+            field=field,
+        )
+    if len(c.rated_at_us):
+        us = np.fromiter(c.rated_at_us, np.int64, n)
+        bad = np.flatnonzero((us < _US_MIN) | (us > _US_MAX))
+        if bad.size:
+            j = int(bad[0])
+            raise InvalidArgument(
+                f"{field}.rated_at_us[{j}] must be {_US_MIN}..{_US_MAX} (years 1..9999), got {int(us[j])}",
+                field=f"{field}.rated_at_us",
+            )
+        times, timed = us / 1e6, np.ones(n, bool)
+    else:
+        times, timed = np.zeros(n, np.float64), np.zeros(n, bool)
+    return HistoryColumns(
+        np.fromiter(c.movie_ids, np.int64, n), np.fromiter(c.ratings, np.float64, n), times, timed
+    )
+
+
 def _signal(k: int, s: embedder_pb2.QuerySignal) -> Signal:
-    history = _history(k, s.history)
+    if s.HasField("history_columns"):
+        if len(s.history):
+            raise InvalidArgument(
+                f"signals[{k}]: give history or history_columns, not both", field=f"signals[{k}].history"
+            )
+        history = _history_columns(k, s.history_columns)
+    else:
+        history = _history(k, s.history)
     demo = None
     if s.HasField("demographics"):
         d = s.demographics

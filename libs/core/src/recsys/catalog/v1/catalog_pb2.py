@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/catalog/v1/catalog.proto\x12\x11recsys.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"%\n\x10GetMoviesRequest\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\"k\n\x11GetMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\x12\x18\n\x10metadata_version\x18\x03 \x01(\x03\"3\n\x13SearchMoviesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"G\n\tSearchHit\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\x12\n\nsimilarity\x18\x02 \x01(\x02\"B\n\x14SearchMoviesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.recsys.catalog.v1.SearchHit\"\x87\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bmin_ratings\x18\x03 \x01(\x05\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\"?\n\x14SampleMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"\xb1\x01\n\x11GetPopularRequest\x12\t\n\x01k\x18\x01 \x01(\x05\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x03 \x03(\x03\x12\x35\n\x07ranking\x18\x04 \x01(\x0e\x32$.recsys.catalog.v1.PopularityRanking\x12\x16\n\x0ehalf_life_days\x18\x05 \x01(\x01\"M\n\x12GetPopularResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"N\n\x10GetUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.recsys.common.v1.User\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"Q\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"j\n\x16GetUserHistoryResponse\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x03 \x03(\x03\"T\n\x17GetUserHistoriesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\"p\n\x0bUserHistory\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x07ratings\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x04 \x03(\x03\"g\n\x18GetUserHistoriesResponse\x12\x31\n\thistories\x18\x01 \x03(\x0b\x32\x1e.recsys.catalog.v1.UserHistory\x12\x18\n\x10missing_user_ids\x18\x02 \x03(\x03\"_\n\x14RecordRatingsRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x1c\n\x14\x63reate_missing_users\x18\x02 \x01(\x08\"o\n\x15RecordRatingsResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05\x12\x18\n\x10\x63reated_user_ids\x18\x03 \x03(\x03\">\n\x13UpsertMoviesRequest\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"9\n\x14UpsertMoviesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"8\n\x11ListMoviesRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"T\n\x12ListMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x15\n\rnext_after_id\x18\x02 \x01(\x03\"\x11\n\x0f\x44\x65scribeRequest\"\xd6\x01\n\x10\x44\x65scribeResponse\x12\x13\n\x0bmovie_count\x18\x01 \x01(\x03\x12\x12\n\nuser_count\x18\x02 \x01(\x03\x12\x14\n\x0crating_count\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\x05\x12\x0e\n\x06genres\x18\x05 \x03(\t\x12\x14\n\x0c\x64\x61taset_name\x18\x06 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12-\n\tloaded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa2\x01\n\x11PopularityRanking\x12\"\n\x1ePOPULARITY_RANKING_UNSPECIFIED\x10\x00\x12!\n\x1dPOPULARITY_RANKING_MOST_RATED\x10\x01\x12\'\n#POPULARITY_RANKING_BAYESIAN_AVERAGE\x10\x02\x12\x1d\n\x19POPULARITY_RANKING_RECENT\x10\x03\x32\x9c\x08\n\x07\x43\x61talog\x12V\n\tGetMovies\x12#.recsys.catalog.v1.GetMoviesRequest\x1a$.recsys.catalog.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.catalog.v1.SearchMoviesRequest\x1a\'.recsys.catalog.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.catalog.v1.SampleMoviesRequest\x1a\'.recsys.catalog.v1.SampleMoviesResponse\x12Y\n\nGetPopular\x12$.recsys.catalog.v1.GetPopularRequest\x1a%.recsys.catalog.v1.GetPopularResponse\x12S\n\x08GetUsers\x12\".recsys.catalog.v1.GetUsersRequest\x1a#.recsys.catalog.v1.GetUsersResponse\x12\x65\n\x0eGetUserHistory\x12(.recsys.catalog.v1.GetUserHistoryRequest\x1a).recsys.catalog.v1.GetUserHistoryResponse\x12k\n\x10GetUserHistories\x12*.recsys.catalog.v1.GetUserHistoriesRequest\x1a+.recsys.catalog.v1.GetUserHistoriesResponse\x12\x62\n\rRecordRatings\x12\'.recsys.catalog.v1.RecordRatingsRequest\x1a(.recsys.catalog.v1.RecordRatingsResponse\x12_\n\x0cUpsertMovies\x12&.recsys.catalog.v1.UpsertMoviesRequest\x1a\'.recsys.catalog.v1.UpsertMoviesResponse\x12Y\n\nListMovies\x12$.recsys.catalog.v1.ListMoviesRequest\x1a%.recsys.catalog.v1.ListMoviesResponse\x12S\n\x08\x44\x65scribe\x12\".recsys.catalog.v1.DescribeRequest\x1a#.recsys.catalog.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/catalog/v1/catalog.proto\x12\x11recsys.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"%\n\x10GetMoviesRequest\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\"k\n\x11GetMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\x12\x18\n\x10metadata_version\x18\x03 \x01(\x03\"3\n\x13SearchMoviesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"G\n\tSearchHit\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\x12\n\nsimilarity\x18\x02 \x01(\x02\"B\n\x14SearchMoviesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.recsys.catalog.v1.SearchHit\"\x87\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x13\n\x0bmin_ratings\x18\x03 \x01(\x05\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\"?\n\x14SampleMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"\xb1\x01\n\x11GetPopularRequest\x12\t\n\x01k\x18\x01 \x01(\x05\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x03 \x03(\x03\x12\x35\n\x07ranking\x18\x04 \x01(\x0e\x32$.recsys.catalog.v1.PopularityRanking\x12\x16\n\x0ehalf_life_days\x18\x05 \x01(\x01\"M\n\x12GetPopularResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"N\n\x10GetUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.recsys.common.v1.User\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\"b\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\x12\x0f\n\x07\x63olumns\x18\x04 \x01(\x08\"\x9d\x01\n\x16GetUserHistoryResponse\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x03 \x03(\x03\x12\x31\n\x07\x63olumns\x18\x04 \x01(\x0b\x32 .recsys.common.v1.HistoryColumns\"e\n\x17GetUserHistoriesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_seen_ids\x18\x03 \x01(\x08\x12\x0f\n\x07\x63olumns\x18\x04 \x01(\x08\"\xa3\x01\n\x0bUserHistory\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x07ratings\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x16\n\x0eseen_movie_ids\x18\x04 \x03(\x03\x12\x31\n\x07\x63olumns\x18\x05 \x01(\x0b\x32 .recsys.common.v1.HistoryColumns\"g\n\x18GetUserHistoriesResponse\x12\x31\n\thistories\x18\x01 \x03(\x0b\x32\x1e.recsys.catalog.v1.UserHistory\x12\x18\n\x10missing_user_ids\x18\x02 \x03(\x03\"_\n\x14RecordRatingsRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x1c\n\x14\x63reate_missing_users\x18\x02 \x01(\x08\"o\n\x15RecordRatingsResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05\x12\x18\n\x10\x63reated_user_ids\x18\x03 \x03(\x03\">\n\x13UpsertMoviesRequest\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\"9\n\x14UpsertMoviesResponse\x12\x10\n\x08inserted\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"8\n\x11ListMoviesRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"T\n\x12ListMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x15\n\rnext_after_id\x18\x02 \x01(\x03\"\x11\n\x0f\x44\x65scribeRequest\"\xd6\x01\n\x10\x44\x65scribeResponse\x12\x13\n\x0bmovie_count\x18\x01 \x01(\x03\x12\x12\n\nuser_count\x18\x02 \x01(\x03\x12\x14\n\x0crating_count\x18\x03 \x01(\x03\x12\x16\n\x0eschema_version\x18\x04 \x01(\x05\x12\x0e\n\x06genres\x18\x05 \x03(\t\x12\x14\n\x0c\x64\x61taset_name\x18\x06 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12-\n\tloaded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa2\x01\n\x11PopularityRanking\x12\"\n\x1ePOPULARITY_RANKING_UNSPECIFIED\x10\x00\x12!\n\x1dPOPULARITY_RANKING_MOST_RATED\x10\x01\x12\'\n#POPULARITY_RANKING_BAYESIAN_AVERAGE\x10\x02\x12\x1d\n\x19POPULARITY_RANKING_RECENT\x10\x03\x32\x9c\x08\n\x07\x43\x61talog\x12V\n\tGetMovies\x12#.recsys.catalog.v1.GetMoviesRequest\x1a$.recsys.catalog.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.catalog.v1.SearchMoviesRequest\x1a\'.recsys.catalog.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.catalog.v1.SampleMoviesRequest\x1a\'.recsys.catalog.v1.SampleMoviesResponse\x12Y\n\nGetPopular\x12$.recsys.catalog.v1.GetPopularRequest\x1a%.recsys.catalog.v1.GetPopularResponse\x12S\n\x08GetUsers\x12\".recsys.catalog.v1.GetUsersRequest\x1a#.recsys.catalog.v1.GetUsersResponse\x12\x65\n\x0eGetUserHistory\x12(.recsys.catalog.v1.GetUserHistoryRequest\x1a).recsys.catalog.v1.GetUserHistoryResponse\x12k\n\x10GetUserHistories\x12*.recsys.catalog.v1.GetUserHistoriesRequest\x1a+.recsys.catalog.v1.GetUserHistoriesResponse\x12\x62\n\rRecordRatings\x12\'.recsys.catalog.v1.RecordRatingsRequest\x1a(.recsys.catalog.v1.RecordRatingsResponse\x12_\n\x0cUpsertMovies\x12&.recsys.catalog.v1.UpsertMoviesRequest\x1a\'.recsys.catalog.v1.UpsertMoviesResponse\x12Y\n\nListMovies\x12$.recsys.catalog.v1.ListMoviesRequest\x1a%.recsys.catalog.v1.ListMoviesResponse\x12S\n\x08\x44\x65scribe\x12\".recsys.catalog.v1.DescribeRequest\x1a#.recsys.catalog.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recsys.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POPULARITYRANKING']._serialized_start=2249
-  _globals['_POPULARITYRANKING']._serialized_end=2411
+  _globals['_POPULARITYRANKING']._serialized_start=2387
+  _globals['_POPULARITYRANKING']._serialized_end=2549
   _globals['_GETMOVIESREQUEST']._serialized_start=118
   _globals['_GETMOVIESREQUEST']._serialized_end=155
   _globals['_GETMOVIESRESPONSE']._serialized_start=157
@@ -58,31 +58,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERSRESPONSE']._serialized_start=959
   _globals['_GETUSERSRESPONSE']._serialized_end=1037
   _globals['_GETUSERHISTORYREQUEST']._serialized_start=1039
-  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1120
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1122
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1228
-  _globals['_GETUSERHISTORIESREQUEST']._serialized_start=1230
-  _globals['_GETUSERHISTORIESREQUEST']._serialized_end=1314
-  _globals['_USERHISTORY']._serialized_start=1316
-  _globals['_USERHISTORY']._serialized_end=1428
-  _globals['_GETUSERHISTORIESRESPONSE']._serialized_start=1430
-  _globals['_GETUSERHISTORIESRESPONSE']._serialized_end=1533
-  _globals['_RECORDRATINGSREQUEST']._serialized_start=1535
-  _globals['_RECORDRATINGSREQUEST']._serialized_end=1630
-  _globals['_RECORDRATINGSRESPONSE']._serialized_start=1632
-  _globals['_RECORDRATINGSRESPONSE']._serialized_end=1743
-  _globals['_UPSERTMOVIESREQUEST']._serialized_start=1745
-  _globals['_UPSERTMOVIESREQUEST']._serialized_end=1807
-  _globals['_UPSERTMOVIESRESPONSE']._serialized_start=1809
-  _globals['_UPSERTMOVIESRESPONSE']._serialized_end=1866
-  _globals['_LISTMOVIESREQUEST']._serialized_start=1868
-  _globals['_LISTMOVIESREQUEST']._serialized_end=1924
-  _globals['_LISTMOVIESRESPONSE']._serialized_start=1926
-  _globals['_LISTMOVIESRESPONSE']._serialized_end=2010
-  _globals['_DESCRIBEREQUEST']._serialized_start=2012
-  _globals['_DESCRIBEREQUEST']._serialized_end=2029
-  _globals['_DESCRIBERESPONSE']._serialized_start=2032
-  _globals['_DESCRIBERESPONSE']._serialized_end=2246
-  _globals['_CATALOG']._serialized_start=2414
-  _globals['_CATALOG']._serialized_end=3466
+  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1137
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1140
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1297
+  _globals['_GETUSERHISTORIESREQUEST']._serialized_start=1299
+  _globals['_GETUSERHISTORIESREQUEST']._serialized_end=1400
+  _globals['_USERHISTORY']._serialized_start=1403
+  _globals['_USERHISTORY']._serialized_end=1566
+  _globals['_GETUSERHISTORIESRESPONSE']._serialized_start=1568
+  _globals['_GETUSERHISTORIESRESPONSE']._serialized_end=1671
+  _globals['_RECORDRATINGSREQUEST']._serialized_start=1673
+  _globals['_RECORDRATINGSREQUEST']._serialized_end=1768
+  _globals['_RECORDRATINGSRESPONSE']._serialized_start=1770
+  _globals['_RECORDRATINGSRESPONSE']._serialized_end=1881
+  _globals['_UPSERTMOVIESREQUEST']._serialized_start=1883
+  _globals['_UPSERTMOVIESREQUEST']._serialized_end=1945
+  _globals['_UPSERTMOVIESRESPONSE']._serialized_start=1947
+  _globals['_UPSERTMOVIESRESPONSE']._serialized_end=2004
+  _globals['_LISTMOVIESREQUEST']._serialized_start=2006
+  _globals['_LISTMOVIESREQUEST']._serialized_end=2062
+  _globals['_LISTMOVIESRESPONSE']._serialized_start=2064
+  _globals['_LISTMOVIESRESPONSE']._serialized_end=2148
+  _globals['_DESCRIBEREQUEST']._serialized_start=2150
+  _globals['_DESCRIBEREQUEST']._serialized_end=2167
+  _globals['_DESCRIBERESPONSE']._serialized_start=2170
+  _globals['_DESCRIBERESPONSE']._serialized_end=2384
+  _globals['_CATALOG']._serialized_start=2552
+  _globals['_CATALOG']._serialized_end=3604
 # @@protoc_insertion_point(module_scope)

@@ -117,46 +117,54 @@ class GetUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[_common_pb2.User, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetUserHistoryRequest(_message.Message):
-    __slots__ = ("user_id", "limit", "include_seen_ids")
+    __slots__ = ("user_id", "limit", "include_seen_ids", "columns")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SEEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     limit: int
     include_seen_ids: bool
-    def __init__(self, user_id: _Optional[int] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ...) -> None: ...
+    columns: bool
+    def __init__(self, user_id: _Optional[int] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ..., columns: _Optional[bool] = ...) -> None: ...
 
 class GetUserHistoryResponse(_message.Message):
-    __slots__ = ("ratings", "total", "seen_movie_ids")
+    __slots__ = ("ratings", "total", "seen_movie_ids", "columns")
     RATINGS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     SEEN_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
     total: int
     seen_movie_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    columns: _common_pb2.HistoryColumns
+    def __init__(self, ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ..., columns: _Optional[_Union[_common_pb2.HistoryColumns, _Mapping]] = ...) -> None: ...
 
 class GetUserHistoriesRequest(_message.Message):
-    __slots__ = ("user_ids", "limit", "include_seen_ids")
+    __slots__ = ("user_ids", "limit", "include_seen_ids", "columns")
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SEEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[int]
     limit: int
     include_seen_ids: bool
-    def __init__(self, user_ids: _Optional[_Iterable[int]] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ...) -> None: ...
+    columns: bool
+    def __init__(self, user_ids: _Optional[_Iterable[int]] = ..., limit: _Optional[int] = ..., include_seen_ids: _Optional[bool] = ..., columns: _Optional[bool] = ...) -> None: ...
 
 class UserHistory(_message.Message):
-    __slots__ = ("user_id", "ratings", "total", "seen_movie_ids")
+    __slots__ = ("user_id", "ratings", "total", "seen_movie_ids", "columns")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RATINGS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     SEEN_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
     total: int
     seen_movie_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, user_id: _Optional[int] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    columns: _common_pb2.HistoryColumns
+    def __init__(self, user_id: _Optional[int] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., total: _Optional[int] = ..., seen_movie_ids: _Optional[_Iterable[int]] = ..., columns: _Optional[_Union[_common_pb2.HistoryColumns, _Mapping]] = ...) -> None: ...
 
 class GetUserHistoriesResponse(_message.Message):
     __slots__ = ("histories", "missing_user_ids")

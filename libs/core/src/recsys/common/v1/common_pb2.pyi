@@ -84,6 +84,16 @@ class Rating(_message.Message):
     rated_at: _timestamp_pb2.Timestamp
     def __init__(self, user_id: _Optional[int] = ..., movie_id: _Optional[int] = ..., rating: _Optional[float] = ..., rated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class HistoryColumns(_message.Message):
+    __slots__ = ("movie_ids", "ratings", "rated_at_us")
+    MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    RATINGS_FIELD_NUMBER: _ClassVar[int]
+    RATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    ratings: _containers.RepeatedScalarFieldContainer[float]
+    rated_at_us: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, movie_ids: _Optional[_Iterable[int]] = ..., ratings: _Optional[_Iterable[float]] = ..., rated_at_us: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class RatedMovie(_message.Message):
     __slots__ = ("movie_id", "rating", "rated_at")
     MOVIE_ID_FIELD_NUMBER: _ClassVar[int]

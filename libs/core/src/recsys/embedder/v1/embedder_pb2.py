@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!recsys/embedder/v1/embedder.proto\x12\x12recsys.embedder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"T\n\x11\x45mbedItemsRequest\x12,\n\x05space\x18\x01 \x01(\x0e\x32\x1d.recsys.common.v1.VectorSpace\x12\x11\n\tmovie_ids\x18\x02 \x03(\x03\"~\n\x12\x45mbedItemsResponse\x12\x11\n\tfound_ids\x18\x01 \x03(\x03\x12)\n\x07vectors\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Vector\x12\x13\n\x0bmissing_ids\x18\x03 \x03(\x03\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xba\x01\n\x0bQuerySignal\x12-\n\x07history\x18\x01 \x03(\x0b\x32\x1c.recsys.common.v1.RatedMovie\x12\x1a\n\x12\x64isliked_movie_ids\x18\x02 \x03(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x03 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\x12*\n\x04\x66orm\x18\x04 \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\"E\n\x11\x45mbedQueryRequest\x12\x30\n\x07signals\x18\x01 \x03(\x0b\x32\x1f.recsys.embedder.v1.QuerySignal\"\xac\x01\n\x0bQueryVector\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.recsys.common.v1.Vector\x12,\n\x05space\x18\x02 \x01(\x0e\x32\x1d.recsys.common.v1.VectorSpace\x12\x19\n\x11unknown_movie_ids\x18\x03 \x03(\x03\x12*\n\x04\x66orm\x18\x04 \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\"]\n\x12\x45mbedQueryResponse\x12\x30\n\x07vectors\x18\x01 \x03(\x0b\x32\x1f.recsys.embedder.v1.QueryVector\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"<\n\rMovieFeatures\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x0e\n\x06genres\x18\x03 \x03(\t\"h\n\x14\x45mbedNewMovieRequest\x12\x33\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32!.recsys.embedder.v1.MovieFeatures\x12\x1b\n\x13neighbour_movie_ids\x18\x02 \x03(\x03\"s\n\x15\x45mbedNewMovieResponse\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.recsys.common.v1.Vector\x12\x19\n\x11unknown_movie_ids\x18\x02 \x03(\x03\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\x12\n\x10ModelInfoRequest\"\xf4\x02\n\x11ModelInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x43\n\x07metrics\x18\x04 \x03(\x0b\x32\x32.recsys.embedder.v1.ModelInfoResponse.MetricsEntry\x12.\n\ntrained_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61taset\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x13\n\x0bmovie_count\x18\x08 \x01(\x03\x12\x32\n\x0c\x64\x65\x66\x61ult_form\x18\t \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\x12\x1b\n\x13two_tower_dimension\x18\n \x01(\x05\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\" \n\rReloadRequest\x12\x0f\n\x07version\x18\x01 \x01(\t*}\n\x08UserForm\x12\x19\n\x15USER_FORM_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_FORM_LATEST\x10\x01\x12\x12\n\x0eUSER_FORM_MEAN\x10\x02\x12\x15\n\x11USER_FORM_RECENCY\x10\x03\x12\x15\n\x11USER_FORM_PINSAGE\x10\x04\x32\xd8\x03\n\x08\x45mbedder\x12[\n\nEmbedItems\x12%.recsys.embedder.v1.EmbedItemsRequest\x1a&.recsys.embedder.v1.EmbedItemsResponse\x12[\n\nEmbedQuery\x12%.recsys.embedder.v1.EmbedQueryRequest\x1a&.recsys.embedder.v1.EmbedQueryResponse\x12\x64\n\rEmbedNewMovie\x12(.recsys.embedder.v1.EmbedNewMovieRequest\x1a).recsys.embedder.v1.EmbedNewMovieResponse\x12X\n\tModelInfo\x12$.recsys.embedder.v1.ModelInfoRequest\x1a%.recsys.embedder.v1.ModelInfoResponse\x12R\n\x06Reload\x12!.recsys.embedder.v1.ReloadRequest\x1a%.recsys.embedder.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!recsys/embedder/v1/embedder.proto\x12\x12recsys.embedder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1drecsys/common/v1/common.proto\"T\n\x11\x45mbedItemsRequest\x12,\n\x05space\x18\x01 \x01(\x0e\x32\x1d.recsys.common.v1.VectorSpace\x12\x11\n\tmovie_ids\x18\x02 \x03(\x03\"~\n\x12\x45mbedItemsResponse\x12\x11\n\tfound_ids\x18\x01 \x03(\x03\x12)\n\x07vectors\x18\x02 \x03(\x0b\x32\x18.recsys.common.v1.Vector\x12\x13\n\x0bmissing_ids\x18\x03 \x03(\x03\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xf5\x01\n\x0bQuerySignal\x12-\n\x07history\x18\x01 \x03(\x0b\x32\x1c.recsys.common.v1.RatedMovie\x12\x1a\n\x12\x64isliked_movie_ids\x18\x02 \x03(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x03 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\x12*\n\x04\x66orm\x18\x04 \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\x12\x39\n\x0fhistory_columns\x18\x05 \x01(\x0b\x32 .recsys.common.v1.HistoryColumns\"E\n\x11\x45mbedQueryRequest\x12\x30\n\x07signals\x18\x01 \x03(\x0b\x32\x1f.recsys.embedder.v1.QuerySignal\"\xac\x01\n\x0bQueryVector\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.recsys.common.v1.Vector\x12,\n\x05space\x18\x02 \x01(\x0e\x32\x1d.recsys.common.v1.VectorSpace\x12\x19\n\x11unknown_movie_ids\x18\x03 \x03(\x03\x12*\n\x04\x66orm\x18\x04 \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\"]\n\x12\x45mbedQueryResponse\x12\x30\n\x07vectors\x18\x01 \x03(\x0b\x32\x1f.recsys.embedder.v1.QueryVector\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"<\n\rMovieFeatures\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x0e\n\x06genres\x18\x03 \x03(\t\"h\n\x14\x45mbedNewMovieRequest\x12\x33\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32!.recsys.embedder.v1.MovieFeatures\x12\x1b\n\x13neighbour_movie_ids\x18\x02 \x03(\x03\"s\n\x15\x45mbedNewMovieResponse\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.recsys.common.v1.Vector\x12\x19\n\x11unknown_movie_ids\x18\x02 \x03(\x03\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\x12\n\x10ModelInfoRequest\"\xf4\x02\n\x11ModelInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x43\n\x07metrics\x18\x04 \x03(\x0b\x32\x32.recsys.embedder.v1.ModelInfoResponse.MetricsEntry\x12.\n\ntrained_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61taset\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x13\n\x0bmovie_count\x18\x08 \x01(\x03\x12\x32\n\x0c\x64\x65\x66\x61ult_form\x18\t \x01(\x0e\x32\x1c.recsys.embedder.v1.UserForm\x12\x1b\n\x13two_tower_dimension\x18\n \x01(\x05\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\" \n\rReloadRequest\x12\x0f\n\x07version\x18\x01 \x01(\t*}\n\x08UserForm\x12\x19\n\x15USER_FORM_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_FORM_LATEST\x10\x01\x12\x12\n\x0eUSER_FORM_MEAN\x10\x02\x12\x15\n\x11USER_FORM_RECENCY\x10\x03\x12\x15\n\x11USER_FORM_PINSAGE\x10\x04\x32\xd8\x03\n\x08\x45mbedder\x12[\n\nEmbedItems\x12%.recsys.embedder.v1.EmbedItemsRequest\x1a&.recsys.embedder.v1.EmbedItemsResponse\x12[\n\nEmbedQuery\x12%.recsys.embedder.v1.EmbedQueryRequest\x1a&.recsys.embedder.v1.EmbedQueryResponse\x12\x64\n\rEmbedNewMovie\x12(.recsys.embedder.v1.EmbedNewMovieRequest\x1a).recsys.embedder.v1.EmbedNewMovieResponse\x12X\n\tModelInfo\x12$.recsys.embedder.v1.ModelInfoRequest\x1a%.recsys.embedder.v1.ModelInfoResponse\x12R\n\x06Reload\x12!.recsys.embedder.v1.ReloadRequest\x1a%.recsys.embedder.v1.ModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +35,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFORESPONSE_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFORESPONSE_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_USERFORM']._serialized_start=1579
-  _globals['_USERFORM']._serialized_end=1704
+  _globals['_USERFORM']._serialized_start=1638
+  _globals['_USERFORM']._serialized_end=1763
   _globals['_EMBEDITEMSREQUEST']._serialized_start=121
   _globals['_EMBEDITEMSREQUEST']._serialized_end=205
   _globals['_EMBEDITEMSRESPONSE']._serialized_start=207
   _globals['_EMBEDITEMSRESPONSE']._serialized_end=333
   _globals['_QUERYSIGNAL']._serialized_start=336
-  _globals['_QUERYSIGNAL']._serialized_end=522
-  _globals['_EMBEDQUERYREQUEST']._serialized_start=524
-  _globals['_EMBEDQUERYREQUEST']._serialized_end=593
-  _globals['_QUERYVECTOR']._serialized_start=596
-  _globals['_QUERYVECTOR']._serialized_end=768
-  _globals['_EMBEDQUERYRESPONSE']._serialized_start=770
-  _globals['_EMBEDQUERYRESPONSE']._serialized_end=863
-  _globals['_MOVIEFEATURES']._serialized_start=865
-  _globals['_MOVIEFEATURES']._serialized_end=925
-  _globals['_EMBEDNEWMOVIEREQUEST']._serialized_start=927
-  _globals['_EMBEDNEWMOVIEREQUEST']._serialized_end=1031
-  _globals['_EMBEDNEWMOVIERESPONSE']._serialized_start=1033
-  _globals['_EMBEDNEWMOVIERESPONSE']._serialized_end=1148
-  _globals['_MODELINFOREQUEST']._serialized_start=1150
-  _globals['_MODELINFOREQUEST']._serialized_end=1168
-  _globals['_MODELINFORESPONSE']._serialized_start=1171
-  _globals['_MODELINFORESPONSE']._serialized_end=1543
-  _globals['_MODELINFORESPONSE_METRICSENTRY']._serialized_start=1497
-  _globals['_MODELINFORESPONSE_METRICSENTRY']._serialized_end=1543
-  _globals['_RELOADREQUEST']._serialized_start=1545
-  _globals['_RELOADREQUEST']._serialized_end=1577
-  _globals['_EMBEDDER']._serialized_start=1707
-  _globals['_EMBEDDER']._serialized_end=2179
+  _globals['_QUERYSIGNAL']._serialized_end=581
+  _globals['_EMBEDQUERYREQUEST']._serialized_start=583
+  _globals['_EMBEDQUERYREQUEST']._serialized_end=652
+  _globals['_QUERYVECTOR']._serialized_start=655
+  _globals['_QUERYVECTOR']._serialized_end=827
+  _globals['_EMBEDQUERYRESPONSE']._serialized_start=829
+  _globals['_EMBEDQUERYRESPONSE']._serialized_end=922
+  _globals['_MOVIEFEATURES']._serialized_start=924
+  _globals['_MOVIEFEATURES']._serialized_end=984
+  _globals['_EMBEDNEWMOVIEREQUEST']._serialized_start=986
+  _globals['_EMBEDNEWMOVIEREQUEST']._serialized_end=1090
+  _globals['_EMBEDNEWMOVIERESPONSE']._serialized_start=1092
+  _globals['_EMBEDNEWMOVIERESPONSE']._serialized_end=1207
+  _globals['_MODELINFOREQUEST']._serialized_start=1209
+  _globals['_MODELINFOREQUEST']._serialized_end=1227
+  _globals['_MODELINFORESPONSE']._serialized_start=1230
+  _globals['_MODELINFORESPONSE']._serialized_end=1602
+  _globals['_MODELINFORESPONSE_METRICSENTRY']._serialized_start=1556
+  _globals['_MODELINFORESPONSE_METRICSENTRY']._serialized_end=1602
+  _globals['_RELOADREQUEST']._serialized_start=1604
+  _globals['_RELOADREQUEST']._serialized_end=1636
+  _globals['_EMBEDDER']._serialized_start=1766
+  _globals['_EMBEDDER']._serialized_end=2238
 # @@protoc_insertion_point(module_scope)

@@ -45,16 +45,18 @@ class EmbedItemsResponse(_message.Message):
     def __init__(self, found_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class QuerySignal(_message.Message):
-    __slots__ = ("history", "disliked_movie_ids", "demographics", "form")
+    __slots__ = ("history", "disliked_movie_ids", "demographics", "form", "history_columns")
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     DISLIKED_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
     DEMOGRAPHICS_FIELD_NUMBER: _ClassVar[int]
     FORM_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     history: _containers.RepeatedCompositeFieldContainer[_common_pb2.RatedMovie]
     disliked_movie_ids: _containers.RepeatedScalarFieldContainer[int]
     demographics: _common_pb2.Demographics
     form: UserForm
-    def __init__(self, history: _Optional[_Iterable[_Union[_common_pb2.RatedMovie, _Mapping]]] = ..., disliked_movie_ids: _Optional[_Iterable[int]] = ..., demographics: _Optional[_Union[_common_pb2.Demographics, _Mapping]] = ..., form: _Optional[_Union[UserForm, str]] = ...) -> None: ...
+    history_columns: _common_pb2.HistoryColumns
+    def __init__(self, history: _Optional[_Iterable[_Union[_common_pb2.RatedMovie, _Mapping]]] = ..., disliked_movie_ids: _Optional[_Iterable[int]] = ..., demographics: _Optional[_Union[_common_pb2.Demographics, _Mapping]] = ..., form: _Optional[_Union[UserForm, str]] = ..., history_columns: _Optional[_Union[_common_pb2.HistoryColumns, _Mapping]] = ...) -> None: ...
 
 class EmbedQueryRequest(_message.Message):
     __slots__ = ("signals",)
