@@ -10,8 +10,9 @@
    processes, waits for each one's health;
 5. loads the artifact's movie vectors into the retriever (a new version
    beside the old one, then an alias swap) unless that version is serving;
-6. prints endpoints and an example call, then waits: Ctrl-C (or `recsys down`
-   from another shell) drains every service with SIGTERM.
+6. prints endpoints and an example call, then waits, restarting a service
+   process that exits (``Restarter``: bounded backoff; not with ``--detach``):
+   Ctrl-C (or `recsys down` from another shell) drains every service with SIGTERM.
 
 Each step is a command of its own package run as a subprocess, so this module
 imports no service code (and no torch).
@@ -282,6 +283,55 @@ async def wait_healthy(
             await asyncio.sleep(0.3)
 
 
+class Restarter:
+    """Restarts a crashed child of `recsys up` (foreground) with bounded exponential backoff:
+    ``initial_s`` doubling to ``max_s``, reset once a child stayed up ``stable_s``. ``specs``:
+    name -> (argv, env, log path) as the child was first started; ``procs`` is updated in place."""
+
+    def __init__(
+        self,
+        procs: dict[str, subprocess.Popen[bytes]],
+        specs: dict[str, tuple[list[str], dict[str, str], Path]],
+        *,
+        initial_s: float = 1.0,
+        max_s: float = 30.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self.procs, self.specs = procs, specs
+        self.initial_s, self.max_s, self.stable_s = initial_s, max_s, stable_s
+        self.restarts: dict[str, int] = {}
+        self._delay = dict.fromkeys(procs, initial_s)
+        self._started = dict.fromkeys(procs, time.monotonic())
+        self._due: dict[str, float] = {}
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        for name, p in list(self.procs.items()):
+            if p.poll() is None:
+                if now - self._started[name] >= self.stable_s:
+                    self._delay[name] = self.initial_s
+                continue
+            if name not in self._due:
+                delay = self._delay[name]
+                _say(f"{name} exited with code {p.returncode}; restarting in {delay:.1f}s")
+                self._due[name] = now + delay
+                self._delay[name] = min(delay * 2, self.max_s)
+            elif now >= self._due[name]:
+                del self._due[name]
+                argv, env, log_path = self.specs[name]
+                with open(log_path, "ab") as log:
+                    self.procs[name] = subprocess.Popen(
+                        argv,
+                        env={**os.environ, **env},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                self._started[name] = now
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                _say(f"{name} restarted (pid {self.procs[name].pid}, restart {self.restarts[name]})")
+
+
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
     # Reverse start order: the gateway drains first, the catalog last.
     for name in reversed(list(procs)):
@@ -339,6 +389,7 @@ async def _up(args: argparse.Namespace) -> int:
     (workdir / DATA_FILE).write_text(json.dumps({"data": str(data), "content_sha256": content}) + "\n")
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    specs: dict[str, tuple[list[str], dict[str, str], Path]] = {}
     try:
         for svc in SERVICES:
             env = service_env(
@@ -346,6 +397,7 @@ async def _up(args: argparse.Namespace) -> int:
             )
             log = open(workdir / "logs" / f"{svc.name}.log", "ab")
             _say(f"starting {svc.name} on port {svc.port + args.port_offset} (log: {log.name})")
+            specs[svc.name] = ([sys.executable, "-m", svc.module], env, Path(log.name))
             procs[svc.name] = subprocess.Popen(
                 [sys.executable, "-m", svc.module],
                 env={**os.environ, **env},
@@ -371,6 +423,8 @@ async def _up(args: argparse.Namespace) -> int:
             web_port = WEB_PORT + args.port_offset
             log = open(workdir / "logs" / "web.log", "ab")
             _say(f"starting web on port {web_port} (log: {log.name})")
+            w_env = web_env(host=args.host, offset=args.port_offset)
+            specs["web"] = ([sys.executable, "-m", "recsys_web"], w_env, Path(log.name))
             procs["web"] = subprocess.Popen(
                 [sys.executable, "-m", "recsys_web"],
                 env={**os.environ, **web_env(host=args.host, offset=args.port_offset)},
@@ -402,11 +456,14 @@ async def _up(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        restarter = Restarter(procs, specs)
         while not stop.is_set():
-            dead = [n for n, p in procs.items() if p.poll() is not None]
-            if dead:
-                _say(f"{', '.join(dead)} exited unexpectedly (see {workdir / 'logs'}); stopping the stack")
-                break
+            before = {n: p.pid for n, p in procs.items()}
+            restarter.poll()  # a crashed service is started again (bounded backoff)
+            if {n: p.pid for n, p in procs.items()} != before:
+                state_path.write_text(
+                    json.dumps({"pids": {n: p.pid for n, p in procs.items()}, "offset": args.port_offset})
+                )
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
@@ -468,6 +525,8 @@ async def _status(args: argparse.Namespace) -> int:
                 )
                 row["health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
                 row["version"] = await _version(svc, channel)
+                if resp.status != health_pb2.HealthCheckResponse.SERVING:
+                    ok = False
             except grpc.aio.AioRpcError as exc:
                 row["health"] = f"DOWN ({exc.code().name})"
                 ok = False
@@ -483,6 +542,11 @@ async def _status(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             print(f"{r['service']:<10} {r['target']:<16} {r['health']:<12} {r.get('version', '')}")
+    bad = [
+        f"{r['service']} ({r['health']})" for r in rows if r["service"] != "web" and r["health"] != "SERVING"
+    ]
+    if bad:
+        print(f"not SERVING: {', '.join(bad)}", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -6,6 +6,10 @@ while it is unreachable (no crash loop), apply migrations when configured, refus
 than this code needs (clear log line; calls fail with FAILED_PRECONDITION), and only then set
 SERVING. While serving, a ping every ``health_check_interval_s`` flips health to NOT_SERVING while
 the database is unreachable and back when it returns (the pool replaces dead connections itself).
+An embedded PostgreSQL is owned: when its postmaster dies (checked at the same interval) the
+catalog goes NOT_SERVING, closes the pool, starts PostgreSQL again on the same data dir with the
+same backoff (PostgreSQL's crash recovery replays the WAL: acknowledged writes survive), reopens
+the pool and goes SERVING. A configured DSN is not ours to restart: the pings just wait for it.
 Stop (SIGTERM): NOT_SERVING, drain, close the pool, stop the embedded server.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from recsys.catalog.v1 import catalog_pb2_grpc
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition, RecsysError
@@ -61,6 +66,8 @@ class CatalogServer:
         self.server.on_stop(self._close)
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: times the embedded PostgreSQL was restarted after its postmaster died
+        self.restarts = 0
         # UNAVAILABLE (retryable), not FAILED_PRECONDITION: the caller should simply retry.
         self.store.not_ready = DependencyUnavailable(
             "postgresql", "catalog starting: database not connected yet"
@@ -78,7 +85,10 @@ class CatalogServer:
         await asyncio.wait_for(self.ready.wait(), timeout)
 
     async def _connect_once(self) -> None:
+        if self.embedded is not None and self.embedded.crashed:
+            await self.embedded.forget()  # died while we were (re)connecting: start a new one
         if self.embedded is not None and not self.embedded.running:
+            await self.store.close()
             self.store.set_dsn(await self.embedded.start())
         await self.store.open()
         if self.settings.should_migrate_on_start:
@@ -93,13 +103,14 @@ class CatalogServer:
                 "catalog needs: run `recsys catalog migrate` (the migrate Job) first"
             )
 
-    async def _lifecycle(self) -> None:
+    async def _connect(self) -> None:
+        """``_connect_once`` until it succeeds, with exponential backoff (bounded, forever)."""
         s = self.settings
         delay = s.connect_retry_initial_s
         while True:
             try:
                 await self._connect_once()
-                break
+                return
             except RecsysError as exc:
                 self.store.not_ready = exc
                 log.warning("catalog not ready: %s (retrying in %.1fs)", exc.message, delay)
@@ -108,6 +119,34 @@ class CatalogServer:
                 self.store.not_ready = DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, s.connect_retry_max_s)
+
+    async def _restart_embedded(self) -> None:
+        """The embedded postmaster died: NOT_SERVING, drop the pool, start PostgreSQL again on
+        the same data dir (its crash recovery replays the WAL), reopen the pool, SERVING."""
+        assert self.embedded is not None
+        began = time.monotonic()
+        log.error(
+            "embedded PostgreSQL died (postmaster pid %s): NOT_SERVING, restarting it", self.embedded.pid
+        )
+        self.server.set_serving(False)
+        self.store.not_ready = DependencyUnavailable(
+            "postgresql", "embedded PostgreSQL crashed, restarting (crash recovery)"
+        )
+        await self.store.close()
+        await self.embedded.forget()
+        await self._connect()
+        self.store.not_ready = None
+        self.restarts += 1
+        log.warning(
+            "embedded PostgreSQL restarted after %.1fs (pid %s): SERVING",
+            time.monotonic() - began,
+            self.embedded.pid,
+        )
+        self.server.set_serving(True)
+
+    async def _lifecycle(self) -> None:
+        s = self.settings
+        await self._connect()
         self.store.not_ready = None
         self.server.set_serving(True)
         self.ready.set()
@@ -116,6 +155,10 @@ class CatalogServer:
         serving = True
         while True:
             await asyncio.sleep(s.health_check_interval_s)
+            if self.embedded is not None and self.embedded.crashed:
+                await self._restart_embedded()
+                serving = True
+                continue
             ok = await self.store.ping()
             if ok != serving:
                 log.warning("database %s", "reachable again" if ok else "unreachable: NOT_SERVING")
