@@ -15,7 +15,10 @@ Failures:
   caller gets its own answer or its own error, worded as if it had called alone;
 - unavailability and deadlines reach every caller of the batch (the upstream's error, unchanged);
 - a batch call's deadline is the latest of its callers' deadlines (the caller with the least time
-  left stops waiting at its own deadline; the call itself carries on for the others).
+  left stops waiting at its own deadline; the call itself carries on for the others); given a
+  ``HopBudget``, each caller also stops waiting once its own slice for the hop is spent (queued
+  behind merged calls to a hanging upstream included): DEADLINE_EXCEEDED naming the upstream, so
+  the service can fall back within the caller's deadline.
 A user the catalog does not know is NOT_FOUND for that caller only (as GetUserHistory says it).
 """
 
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
 import grpc
 from recsys.catalog.v1 import catalog_pb2
@@ -35,6 +38,7 @@ from recsys_core.coalesce import Coalescer
 from recsys_core.errors import UpstreamError
 
 from . import hops
+from .resilience import HopBudget
 from .service import Upstreams
 
 #: Items (users, signals, queries, movie lists) one merged call carries at most.
@@ -45,6 +49,8 @@ DEFAULT_MAX_IN_FLIGHT = 2
 MAX_BATCH_EXCLUDE_IDS = 200_000
 #: Movie ids one merged GetMovies asks for at most (the catalog's limit per call).
 MAX_BATCH_MOVIES = 1000
+#: A caller waits this much past its hop budget before giving up on a merged call.
+_BUDGET_SLACK_S = 0.02
 
 # An upstream refusing a batch with one of these may be refusing one item of it: retry singly.
 _ITEM_CODES = frozenset(
@@ -81,8 +87,10 @@ class BatchingUpstreams:
         *,
         max_items: int = DEFAULT_MAX_ITEMS,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        budget: HopBudget | None = None,
     ) -> None:
         self._in = inner
+        self._budget = budget
         n, f = max_items, max_in_flight
         self.histories: Coalescer[tuple[int, bool], catalog_pb2.GetUserHistoryRequest, object] = Coalescer(
             self._run_histories, max_items=n, max_in_flight=f
@@ -128,12 +136,33 @@ class BatchingUpstreams:
     async def _submit(self, upstream: str, coalescer: Coalescer, key: object, item: object) -> object:  # type: ignore[type-arg]
         started = time.monotonic()
         try:
-            result = await coalescer.submit(key, item, current_deadline())
+            if self._budget is None:
+                result = await coalescer.submit(key, item, current_deadline())
+            else:
+                result = await self._within_budget(upstream, coalescer.submit(key, item, current_deadline()))
         finally:
             hops.record(upstream, time.monotonic() - started)
         if isinstance(result, Exception):
             raise result
         return result
+
+    async def _within_budget(self, upstream: str, waiting: Coroutine[Any, Any, object]) -> object:
+        """``waiting``'s result, or DEADLINE_EXCEEDED once this caller's slice for the hop is spent
+        (a little later than the merged call's own deadline, so its error usually comes first)."""
+        assert self._budget is not None
+        timeout = self._budget.timeout()
+        if timeout <= 0:
+            waiting.close()
+            what = f"deadline exceeded: no time left to call {upstream}"
+            raise UpstreamError(upstream, grpc.StatusCode.DEADLINE_EXCEEDED, what)
+        try:
+            return await asyncio.wait_for(waiting, timeout + _BUDGET_SLACK_S)
+        except TimeoutError:
+            raise UpstreamError(
+                upstream,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"deadline exceeded: no answer from {upstream} within this hop's {timeout * 1000:.0f} ms",
+            ) from None
 
     async def _batch(self, deadlines: Sequence[float | None], call, items):  # type: ignore[no-untyped-def]
         """Run the merged call under the latest deadline; on an item error, each item alone

@@ -141,6 +141,20 @@ class MovieMetadata:
                 found[mid] = entry[1]
         return found, missing
 
+    def lookup_stale(self, ids: Iterable[int]) -> tuple[dict[int, common_pb2.Movie], list[int]]:
+        """Degraded mode (the catalog is down): cached movies among ``ids`` whatever their age,
+        and the ids with no entry at all. Ids cached as absent are in neither."""
+        found: dict[int, common_pb2.Movie] = {}
+        uncached: list[int] = []
+        held = self._movies
+        for mid in ids:
+            entry = held.get(mid)
+            if entry is None:
+                uncached.append(mid)
+            elif entry[1] is not None:
+                found[mid] = entry[1]
+        return found, uncached
+
     def store(
         self, asked: Sequence[int], answer: catalog_pb2.GetMoviesResponse
     ) -> tuple[dict[int, common_pb2.Movie], bool]:

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 async def _wait_upstreams(server: Server, upstreams: GrpcUpstreams) -> None:
     """Report SERVING once every upstream reports SERVING (checked once a second until then).
 
-    After that the gateway stays SERVING: an upstream outage is answered per call with
-    UNAVAILABLE naming the upstream, and calls that do not need it keep working.
+    After that the gateway stays SERVING: an upstream outage is answered per call, degraded
+    where a fallback exists (flagged), else UNAVAILABLE naming the upstream.
     """
     checks = upstreams.health_targets()
     pending = set(checks)
@@ -56,6 +56,7 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
             upstreams,
             max_items=settings.upstream_batch_max_items,
             max_in_flight=settings.upstream_batch_in_flight,
+            budget=upstreams.budget,
         )
     service = GatewayService(
         hot,
@@ -68,6 +69,7 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
             popular_half_life_days=settings.popular_half_life_days,
             item_vector_cache=settings.item_vector_cache,
             movie_cache_ttl_s=settings.movie_cache_ttl_s,
+            fallbacks=settings.fallbacks,
         ),
     )
     servicer = GatewayServicer(service, [k.get_secret_value() for k in settings.api_keys])

@@ -22,9 +22,10 @@ from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
-from recsys_core.errors import InvalidArgument, NotFound
+from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
 from recsys_core.validation import check_timestamp, quote
 
+from . import resilience
 from .caches import ITEM_VECTORS_MAX, MOVIES_TTL_S, ItemVectors, MovieMetadata
 
 MAX_K = 100
@@ -91,6 +92,11 @@ class GatewayOptions:
     # cache (seconds; 0 = ask the catalog every time); a newer catalog metadata version drops it
     # sooner (caches.MovieMetadata).
     movie_cache_ttl_s: float = MOVIES_TTL_S
+    # Degraded mode (issue #16): while an upstream is down (UNAVAILABLE, its circuit open, or its
+    # slice of the deadline spent), answer without it where possible, saying what was skipped in
+    # the response's `degraded` list. Off here (every upstream failure passes through, as the
+    # orchestration tests expect); the server turns it on (RECSYS_GATEWAY_FALLBACKS, default on).
+    fallbacks: bool = False
 
 
 def _check_id(value: int, field: str) -> None:
@@ -233,11 +239,23 @@ class GatewayService:
         if req.user_id:
             # The newest history_window events build the user vector; seen_movie_ids (asked for
             # only when excluding) lists every movie the user rated, whatever the count.
-            history = await self._up.get_user_history(
-                catalog_pb2.GetUserHistoryRequest(
-                    user_id=req.user_id, limit=self._opt.history_window, include_seen_ids=exclude_seen
+            try:
+                history = await self._up.get_user_history(
+                    catalog_pb2.GetUserHistoryRequest(
+                        user_id=req.user_id, limit=self._opt.history_window, include_seen_ids=exclude_seen
+                    )
                 )
-            )
+            except UpstreamError as exc:
+                if not self._falls_back(exc):
+                    raise
+                # No fallback: without the history there is nothing personal to serve, and a
+                # popular list could not exclude the movies the user has seen.
+                raise UpstreamError(
+                    exc.upstream,
+                    exc.upstream_code,
+                    f"{exc.detail} (Recommend by user_id needs the user's history from the catalog; "
+                    "liked/disliked and demographics requests are still served)",
+                ) from None
             # The window's ids too: a catalog that predates seen_movie_ids still has them excluded.
             seen = list(history.seen_movie_ids) + [r.movie_id for r in history.ratings]
             # The catalog answers newest first; the embedder takes event order, oldest first (the
@@ -262,7 +280,12 @@ class GatewayService:
             # A known user with no history and no demographics: popular movies.
             return await self._popular(k, req.filter, exclude, unknown=[])
 
-        embedded = await self._up.embed_query(embedder_pb2.EmbedQueryRequest(signals=[signal]))
+        try:
+            embedded = await self._up.embed_query(embedder_pb2.EmbedQueryRequest(signals=[signal]))
+        except UpstreamError as exc:
+            if not self._falls_back(exc):
+                raise
+            return await self._popular_instead(exc, resilience.EMBEDDER_POPULAR, k, req.filter, exclude, [])
         qv = embedded.vectors[0]
         unknown = list(qv.unknown_movie_ids)
         if not qv.vector.values:
@@ -270,14 +293,21 @@ class GatewayService:
 
         space = qv.space or common_pb2.VECTOR_SPACE_PINSAGE
         sent, fetch_k = _exclusion(exclude, k)
-        result = await self._up.search(
-            retriever_pb2.SearchRequest(
-                space=space,
-                queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=sent)],
-                k=fetch_k,
-                filter=req.filter,
+        try:
+            result = await self._up.search(
+                retriever_pb2.SearchRequest(
+                    space=space,
+                    queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=sent)],
+                    k=fetch_k,
+                    filter=req.filter,
+                )
             )
-        )
+        except UpstreamError as exc:
+            if not self._falls_back(exc):
+                raise
+            return await self._popular_instead(
+                exc, resilience.RETRIEVER_POPULAR, k, req.filter, exclude, unknown
+            )
         hits = _unique_hits(result.results[0].hits if result.results else [], set(exclude))[:k]
         if space == common_pb2.VECTOR_SPACE_TWO_TOWER:
             strategy = gateway_pb2.STRATEGY_DEMOGRAPHIC
@@ -295,13 +325,37 @@ class GatewayService:
                     if (m.rating == 0 or m.rating >= LIKED_THRESHOLD) and m.movie_id not in unknown_set
                 ]
             )[:BECAUSE_CANDIDATES]
-        recs = await self._decorate(hits, because_pool, embedded.model_version)
+        notes: list[str] = []
+        recs = await self._decorate(hits, because_pool, embedded.model_version, notes)
         return gateway_pb2.RecommendResponse(
             recommendations=recs,
             strategy=strategy,
             model_version=embedded.model_version,
             unknown_movie_ids=unknown,
+            degraded=_flagged("Recommend", notes),
         )
+
+    def _falls_back(self, exc: UpstreamError) -> bool:
+        """Whether a failed upstream call may be answered without that upstream."""
+        return self._opt.fallbacks and resilience.is_down(exc)
+
+    async def _popular_instead(
+        self,
+        cause: UpstreamError,
+        note: str,
+        k: int,
+        flt: common_pb2.MovieFilter,
+        exclude: list[int],
+        unknown: list[int],
+    ) -> gateway_pb2.RecommendResponse:
+        """Degraded: the catalog's popular movies, flagged ``note``; when the catalog cannot
+        answer either, the original failure (``cause``)."""
+        try:
+            resp = await self._popular(k, flt, exclude, unknown)
+        except UpstreamError:
+            raise cause from None
+        resp.degraded.extend(_flagged("Recommend", [note]))
+        return resp
 
     async def _popular(
         self, k: int, flt: common_pb2.MovieFilter, exclude: list[int], unknown: list[int]
@@ -327,16 +381,26 @@ class GatewayService:
         )
 
     async def _decorate(
-        self, hits: Sequence[common_pb2.ScoredMovie], because_pool: Sequence[int], model_version: str = ""
+        self,
+        hits: Sequence[common_pb2.ScoredMovie],
+        because_pool: Sequence[int],
+        model_version: str = "",
+        notes: list[str] | None = None,
     ) -> list[gateway_pb2.Recommendation]:
         """Metadata for hits and the closest liked movie ("because you liked ...").
 
         Item vectors of ``model_version`` come from the gateway's cache. When all are cached the
         pick is made first and one catalog batch fetches the hits and the picked movies only;
         otherwise the missing vectors (one embedder batch) and the metadata of hits and the
-        whole pool (one catalog batch) are fetched concurrently."""
+        whole pool (one catalog batch) are fetched concurrently.
+
+        Degraded (fallbacks on, the upstream down; what was skipped is added to ``notes``): no
+        catalog, cards from the cache whatever their age, else the id alone; no embedder, only
+        the cached vectors take part in "because you liked"."""
         if not hits:
             return []
+        if notes is None:
+            notes = []
         hit_ids = [h.movie_id for h in hits]
         hit_set = set(hit_ids)
         pool = [m for m in because_pool if m not in hit_set]
@@ -346,26 +410,22 @@ class GatewayService:
             vec, missing = self._vectors.lookup(model_version, vec_ids)
             if missing:
                 by_id, items = await asyncio.gather(
-                    self._movie_cards(vec_ids),
-                    self._up.embed_items(
-                        embedder_pb2.EmbedItemsRequest(
-                            space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=missing
-                        )
-                    ),
+                    self._movie_cards(vec_ids, notes), self._item_vectors(missing, notes)
                 )
-                rows = np.asarray([v.values for v in items.vectors], dtype=np.float32)
-                got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
-                if items.model_version == model_version:  # never compare two models' vectors
-                    vec.update(got)
+                if items is not None:
+                    rows = np.asarray([v.values for v in items.vectors], dtype=np.float32)
+                    got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
+                    if items.model_version == model_version:  # never compare two models' vectors
+                        vec.update(got)
             because = _closest(hit_ids, pool, vec)
             if not missing:
-                by_id = await self._movie_cards(_dedupe(hit_ids + list(because.values())))
+                by_id = await self._movie_cards(_dedupe(hit_ids + list(because.values())), notes)
         else:
-            by_id = await self._movie_cards(hit_ids)
+            by_id = await self._movie_cards(hit_ids, notes)
         recs = []
         for h in hits:
             movie = by_id.get(h.movie_id)
-            if movie is None:  # in the vector index but not in the catalog: never show a bare id
+            if movie is None:  # in the vector index but not in the catalog: never show it
                 continue
             b = because.get(h.movie_id, 0)
             recs.append(
@@ -378,18 +438,47 @@ class GatewayService:
             )
         return recs
 
-    async def _movie_cards(self, ids: Sequence[int]) -> dict[int, common_pb2.Movie]:
+    async def _item_vectors(self, ids: list[int], notes: list[str]) -> embedder_pb2.EmbedItemsResponse | None:
+        """EmbedItems of ``ids``; None (flagged) when the embedder is down and fallbacks are on."""
+        try:
+            return await self._up.embed_items(
+                embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=ids)
+            )
+        except UpstreamError as exc:
+            if not self._falls_back(exc):
+                raise
+            notes.append(resilience.EMBEDDER_BECAUSE)
+            return None
+
+    async def _movie_cards(self, ids: Sequence[int], notes: list[str]) -> dict[int, common_pb2.Movie]:
         """Catalog movies of ``ids`` by id (unknown ones absent): from the cache, the rest in one
         GetMovies. When that answer reports newer metadata, what came from the cache is read
-        again, so one response never mixes a changed movie's old card with the new version."""
+        again, so one response never mixes a changed movie's old card with the new version.
+
+        With the catalog down (fallbacks on): cached cards whatever their age, a card holding
+        only the id for a movie never cached, flagged in ``notes``."""
         found, missing = self._movies.lookup(ids)
         if missing:
-            answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=missing))
+            try:
+                answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=missing))
+            except UpstreamError as exc:
+                if not self._falls_back(exc):
+                    raise
+                notes.append(resilience.CATALOG_METADATA)
+                stale, uncached = self._movies.lookup_stale(missing)
+                found.update(stale)
+                found.update((m, common_pb2.Movie(movie_id=m)) for m in uncached)
+                return found
             got, newer = self._movies.store(missing, answer)
             if newer and found:
                 again = list(found)
-                answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=again))
-                found = self._movies.store(again, answer)[0]
+                try:
+                    answer = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=again))
+                    found = self._movies.store(again, answer)[0]
+                except UpstreamError as exc:
+                    if not self._falls_back(exc):
+                        raise
+                    notes.append(resilience.CATALOG_METADATA)  # the cached cards, maybe stale
             found.update(got)
         return found
 
@@ -400,24 +489,53 @@ class GatewayService:
         _check_id(req.movie_id, "movie_id")
         k = _k(req.k)
         validate_filter(req.filter)
-        items = await self._up.embed_items(
-            embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=[req.movie_id])
-        )
+        try:
+            items = await self._up.embed_items(
+                embedder_pb2.EmbedItemsRequest(
+                    space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=[req.movie_id]
+                )
+            )
+        except UpstreamError as exc:
+            if not self._falls_back(exc):
+                raise
+            return await self._similar_popular(exc, resilience.EMBEDDER_POPULAR, req, k)
         if not items.vectors:
             raise NotFound(f"movie {req.movie_id} is not known to the model", field="movie_id")
-        result = await self._up.search(
-            retriever_pb2.SearchRequest(
-                space=common_pb2.VECTOR_SPACE_PINSAGE,
-                queries=[retriever_pb2.SearchQuery(vector=items.vectors[0], exclude_ids=[req.movie_id])],
-                k=k,
-                filter=req.filter,
+        try:
+            result = await self._up.search(
+                retriever_pb2.SearchRequest(
+                    space=common_pb2.VECTOR_SPACE_PINSAGE,
+                    queries=[retriever_pb2.SearchQuery(vector=items.vectors[0], exclude_ids=[req.movie_id])],
+                    k=k,
+                    filter=req.filter,
+                )
             )
-        )
+        except UpstreamError as exc:
+            if not self._falls_back(exc):
+                raise
+            return await self._similar_popular(exc, resilience.RETRIEVER_POPULAR, req, k)
         hits = _unique_hits(result.results[0].hits if result.results else [], {req.movie_id})[:k]
-        recs = await self._decorate(hits, [])
+        notes: list[str] = []
+        recs = await self._decorate(hits, [], notes=notes)
         for r in recs:
             r.because_movie_id = req.movie_id
-        return gateway_pb2.SimilarMoviesResponse(movies=recs, model_version=items.model_version)
+        return gateway_pb2.SimilarMoviesResponse(
+            movies=recs, model_version=items.model_version, degraded=_flagged("SimilarMovies", notes)
+        )
+
+    async def _similar_popular(
+        self, cause: UpstreamError, note: str, req: gateway_pb2.SimilarMoviesRequest, k: int
+    ) -> gateway_pb2.SimilarMoviesResponse:
+        """Degraded SimilarMovies: popular movies (not the movie itself), flagged; no
+        because_movie_id (they are not similar to it). The original failure when the catalog
+        cannot answer either."""
+        try:
+            popular = await self._popular(k, req.filter, [req.movie_id], unknown=[])
+        except UpstreamError:
+            raise cause from None
+        return gateway_pb2.SimilarMoviesResponse(
+            movies=popular.recommendations, degraded=_flagged("SimilarMovies", [note])
+        )
 
     # ------------------------------------------------------------ catalog reads
     async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
@@ -469,7 +587,16 @@ class GatewayService:
             async with self._genres_lock:
                 cached = self._fresh_genres()  # another caller may have refreshed it meanwhile
                 if cached is None:
-                    info = await self._up.describe_catalog(catalog_pb2.DescribeRequest())
+                    try:
+                        info = await self._up.describe_catalog(catalog_pb2.DescribeRequest())
+                    except UpstreamError as exc:
+                        if self._genres is None or not self._falls_back(exc):
+                            raise
+                        # Degraded: the last list read, however old (the vocabulary rarely moves).
+                        return gateway_pb2.ListGenresResponse(
+                            genres=self._genres[0],
+                            degraded=_flagged("ListGenres", [resilience.CATALOG_GENRES]),
+                        )
                     cached = tuple(sorted({g for g in info.genres if g}))
                     self._genres = (cached, self._clock())
         return gateway_pb2.ListGenresResponse(genres=cached)
@@ -500,6 +627,13 @@ class GatewayService:
             catalog_pb2.RecordRatingsRequest(ratings=req.ratings, create_missing_users=True)
         )
         return gateway_pb2.RecordFeedbackResponse(stored=out.stored, superseded=out.superseded)
+
+
+def _flagged(rpc: str, notes: Sequence[str]) -> list[str]:
+    """The degraded reasons of one answer (each once), counted in the metrics."""
+    reasons = list(dict.fromkeys(notes))
+    resilience.count_degraded(rpc, reasons)
+    return reasons
 
 
 def _unique_hits(hits: Sequence[common_pb2.ScoredMovie], exclude: set[int]) -> list[common_pb2.ScoredMovie]:

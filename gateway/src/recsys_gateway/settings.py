@@ -60,6 +60,19 @@ class GatewaySettings(ServerSettings):
     # (0 = off: one upstream call per request and hop). An idle gateway sends at once.
     upstream_batch_max_items: int = Field(default=64, ge=0, le=256)
     upstream_batch_in_flight: int = Field(default=2, ge=1, le=64)
+    # Degraded mode (issue #16). FALLBACKS: answer without a down upstream where possible,
+    # flagged in the response's `degraded` list (false = every upstream failure passes through).
+    fallbacks: bool = True
+    # Per upstream circuit breaker: open after this many consecutive "down" failures
+    # (UNAVAILABLE, or DEADLINE_EXCEEDED of a call given at least HOP_BUDGET_MIN_S); 0 = never.
+    breaker_failures: int = Field(default=5, ge=0, le=1000)
+    # Seconds an open breaker fails calls at once before one probe call is let through.
+    breaker_cooldown_s: float = Field(default=5.0, gt=0, le=3600)
+    # Per-hop budget: one upstream call takes at most this share of the caller's remaining
+    # deadline, but never less than HOP_BUDGET_MIN_S (unless less remains) and never more than
+    # UPSTREAM_TIMEOUT_S; a hanging upstream so leaves the fallback time to answer.
+    hop_budget_fraction: float = Field(default=0.5, gt=0, le=1)
+    hop_budget_min_s: float = Field(default=0.25, ge=0, le=60)
 
     @field_validator("popular_ranking")
     @classmethod

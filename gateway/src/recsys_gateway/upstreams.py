@@ -1,9 +1,11 @@
 """gRPC clients of the three upstream services.
 
 One long-lived channel per upstream (opened at start, closed at stop); every
-call carries a deadline taken from the caller's remaining budget; retries
-(declared in the channel's service config) only for idempotent reads on
-UNAVAILABLE; a semaphore bounds in-flight calls per upstream; upstream failures
+call carries a deadline: its hop's slice of the caller's remaining budget
+(``resilience.HopBudget``); retries (declared in the channel's service config) only
+for idempotent reads on UNAVAILABLE; a semaphore bounds in-flight calls per
+upstream; a circuit breaker per upstream (``resilience.CircuitBreaker``) fails
+calls at once while the upstream is down (``CircuitOpen``); upstream failures
 become ``UpstreamError`` carrying the upstream's name and status code.
 """
 
@@ -18,11 +20,12 @@ import grpc
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-from recsys_core.client import REQUEST_ID_KEY, open_channel, remaining_timeout
+from recsys_core.client import REQUEST_ID_KEY, open_channel
 from recsys_core.errors import UpstreamError
 from recsys_core.logs import get_request_id
 
 from . import hops
+from .resilience import CircuitBreaker, HopBudget, breaker_metric
 from .settings import GatewaySettings
 
 T = TypeVar("T")
@@ -48,16 +51,32 @@ RETRIEVER_READS = ("Search", "GetVectors", "Describe")
 
 
 class _Upstream:
-    def __init__(self, name: str, channel: grpc.aio.Channel, max_in_flight: int, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        channel: grpc.aio.Channel,
+        max_in_flight: int,
+        timeout: float = 5.0,
+        *,
+        budget: HopBudget | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.name = name
         self.channel = channel
         self._sem = asyncio.Semaphore(max_in_flight)
-        self._timeout = timeout
+        # No budget: the whole remaining deadline (less a margin), at most ``timeout``.
+        self._budget = budget or HopBudget(default_s=timeout)
+        self.breaker = breaker or CircuitBreaker(name, failure_threshold=0)
 
     async def call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
-        timeout = remaining_timeout(self._timeout)
+        timeout = self._budget.timeout()
         if timeout <= 0:
             raise self._deadline_error(f"no time left to call {self.name}")
+        self.breaker.acquire()  # CircuitOpen (UNAVAILABLE) at once while the upstream is down
+        # The verdict for the breaker: up (any answer, an error status included), down (with why),
+        # or none (cancelled; or out of a slice too small to tell).
+        up = False
+        down: str | None = None
         started: float | None = time.monotonic()
         try:
             rid = get_request_id()
@@ -65,15 +84,21 @@ class _Upstream:
                 # The request id travels as metadata set here, not by a client interceptor: an
                 # intercepted aio call costs ~20% more CPU per call (issue #15).
                 metadata = ((REQUEST_ID_KEY, rid),) if rid else None
-                return await method(request, timeout=timeout, metadata=metadata)
+                result = await method(request, timeout=timeout, metadata=metadata)
+            up = True
+            return result
         except grpc.aio.AioRpcError as exc:
+            up = exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
             hops.record(self.name, time.monotonic() - (started or 0.0))
             started = None
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                if self._budget.counts_as_down(timeout):
+                    down = f"no answer within {timeout * 1000:.0f} ms"
                 raise self._deadline_error(f"{self.name} call ran out of time") from None
             err = UpstreamError.from_rpc_error(self.name, exc)
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 err = UpstreamError(self.name, exc.code(), f"unavailable: {err.detail}", field=err.field)
+                down = err.detail
             elif exc.code() == grpc.StatusCode.CANCELLED:
                 # Our caller cancelling reaches here as asyncio.CancelledError, never as this: a
                 # CANCELLED status means the upstream (or the connection) reset the call, e.g. a
@@ -84,10 +109,17 @@ class _Upstream:
                     grpc.StatusCode.UNAVAILABLE,
                     f"unavailable: {self.name} reset the call (shutting down?): {err.detail}",
                 )
+                up, down = False, err.detail
             raise err from None
         finally:
             if started is not None:
                 hops.record(self.name, time.monotonic() - started)
+            if down is not None:
+                self.breaker.failure(down)
+            elif up:
+                self.breaker.success()
+            else:
+                self.breaker.release()
 
     def _deadline_error(self, what: str) -> UpstreamError:
         """DEADLINE_EXCEEDED naming the upstream the request's time went to (the cause)."""
@@ -105,6 +137,18 @@ class GrpcUpstreams:
     def __init__(self, settings: GatewaySettings) -> None:
         s = settings
         tls = s.upstream_tls()
+        self.budget = HopBudget(
+            default_s=s.upstream_timeout_s, fraction=s.hop_budget_fraction, min_s=s.hop_budget_min_s
+        )
+
+        def breaker(name: str) -> CircuitBreaker:
+            return CircuitBreaker(
+                name,
+                failure_threshold=s.breaker_failures,
+                cooldown_s=s.breaker_cooldown_s,
+                on_change=breaker_metric,
+            )
+
         self._catalog = _Upstream(
             "catalog",
             open_channel(
@@ -115,7 +159,8 @@ class GrpcUpstreams:
                 request_id_interceptor=False,
             ),
             s.max_in_flight_per_upstream,
-            s.upstream_timeout_s,
+            budget=self.budget,
+            breaker=breaker("catalog"),
         )
         self._embedder = _Upstream(
             "embedder",
@@ -127,7 +172,8 @@ class GrpcUpstreams:
                 request_id_interceptor=False,
             ),
             s.max_in_flight_per_upstream,
-            s.upstream_timeout_s,
+            budget=self.budget,
+            breaker=breaker("embedder"),
         )
         self._retriever = _Upstream(
             "retriever",
@@ -139,11 +185,17 @@ class GrpcUpstreams:
                 request_id_interceptor=False,
             ),
             s.max_in_flight_per_upstream,
-            s.upstream_timeout_s,
+            budget=self.budget,
+            breaker=breaker("retriever"),
         )
         self.catalog = catalog_pb2_grpc.CatalogStub(self._catalog.channel)
         self.embedder = embedder_pb2_grpc.EmbedderStub(self._embedder.channel)
         self.retriever = retriever_pb2_grpc.RetrieverStub(self._retriever.channel)
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """upstream name -> its circuit breaker."""
+        return {u.name: u.breaker for u in (self._catalog, self._embedder, self._retriever)}
 
     def health_targets(self) -> dict[str, tuple[grpc.aio.Channel, str]]:
         """upstream name -> (its channel, the full service name its health reports)."""

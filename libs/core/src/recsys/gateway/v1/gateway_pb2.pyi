@@ -53,16 +53,18 @@ class Recommendation(_message.Message):
     def __init__(self, movie: _Optional[_Union[_common_pb2.Movie, _Mapping]] = ..., score: _Optional[float] = ..., because_movie_id: _Optional[int] = ..., because_title: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("recommendations", "strategy", "model_version", "unknown_movie_ids")
+    __slots__ = ("recommendations", "strategy", "model_version", "unknown_movie_ids", "degraded")
     RECOMMENDATIONS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     recommendations: _containers.RepeatedCompositeFieldContainer[Recommendation]
     strategy: Strategy
     model_version: str
     unknown_movie_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, recommendations: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., model_version: _Optional[str] = ..., unknown_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    degraded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recommendations: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., model_version: _Optional[str] = ..., unknown_movie_ids: _Optional[_Iterable[int]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SimilarMoviesRequest(_message.Message):
     __slots__ = ("movie_id", "k", "filter")
@@ -75,12 +77,14 @@ class SimilarMoviesRequest(_message.Message):
     def __init__(self, movie_id: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.MovieFilter, _Mapping]] = ...) -> None: ...
 
 class SimilarMoviesResponse(_message.Message):
-    __slots__ = ("movies", "model_version")
+    __slots__ = ("movies", "model_version", "degraded")
     MOVIES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     movies: _containers.RepeatedCompositeFieldContainer[Recommendation]
     model_version: str
-    def __init__(self, movies: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    degraded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, movies: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model_version: _Optional[str] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SampleMoviesRequest(_message.Message):
     __slots__ = ("n", "seed", "min_ratings", "filter", "exclude_ids")
@@ -101,10 +105,12 @@ class ListGenresRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListGenresResponse(_message.Message):
-    __slots__ = ("genres",)
+    __slots__ = ("genres", "degraded")
     GENRES_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     genres: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, genres: _Optional[_Iterable[str]] = ...) -> None: ...
+    degraded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecordFeedbackRequest(_message.Message):
     __slots__ = ("ratings",)
