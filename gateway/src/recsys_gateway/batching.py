@@ -64,6 +64,10 @@ _ITEM_CODES = frozenset(
 )
 
 
+#: GetUserHistory calls merge when they agree on (limit, include_seen_ids, columns).
+HistoryKey = tuple[int, bool, bool]
+
+
 class BatchUpstreams(Upstreams, Protocol):
     async def get_user_histories(
         self, req: catalog_pb2.GetUserHistoriesRequest
@@ -92,7 +96,7 @@ class BatchingUpstreams:
         self._in = inner
         self._budget = budget
         n, f = max_items, max_in_flight
-        self.histories: Coalescer[tuple[int, bool], catalog_pb2.GetUserHistoryRequest, object] = Coalescer(
+        self.histories: Coalescer[HistoryKey, catalog_pb2.GetUserHistoryRequest, object] = Coalescer(
             self._run_histories, max_items=n, max_in_flight=f
         )
         self.queries: Coalescer[None, embedder_pb2.QuerySignal, object] = Coalescer(
@@ -185,21 +189,24 @@ class BatchingUpstreams:
     async def get_user_history(
         self, req: catalog_pb2.GetUserHistoryRequest
     ) -> catalog_pb2.GetUserHistoryResponse | catalog_pb2.UserHistory:
-        result = await self._submit("catalog", self.histories, (req.limit, req.include_seen_ids), req)
+        key = (req.limit, req.include_seen_ids, req.columns)
+        result = await self._submit("catalog", self.histories, key, req)
         return result  # type: ignore[return-value]
 
     async def _run_histories(
         self,
-        key: tuple[int, bool],
+        key: HistoryKey,
         reqs: list[catalog_pb2.GetUserHistoryRequest],
         deadlines: list[float | None],
     ) -> list[object]:
-        limit, include_seen = key
+        limit, include_seen, columns = key
 
         async def call(items: list[catalog_pb2.GetUserHistoryRequest]) -> list[object]:
             ids = list(dict.fromkeys(r.user_id for r in items))
             resp = await self._in.get_user_histories(
-                catalog_pb2.GetUserHistoriesRequest(user_ids=ids, limit=limit, include_seen_ids=include_seen)
+                catalog_pb2.GetUserHistoriesRequest(
+                    user_ids=ids, limit=limit, include_seen_ids=include_seen, columns=columns
+                )
             )
             by_id = {h.user_id: h for h in resp.histories}
             return [

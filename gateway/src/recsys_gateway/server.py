@@ -63,6 +63,7 @@ async def build_server(settings: GatewaySettings, *, wait_for_upstreams: bool = 
         GatewayOptions(
             sample_min_ratings=settings.sample_min_ratings,
             history_window=settings.history_window,
+            history_columns=settings.history_columns,
             popular_ranking=catalog_pb2.PopularityRanking.Value(
                 "POPULARITY_RANKING_" + settings.popular_ranking.upper()
             ),

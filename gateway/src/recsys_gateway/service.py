@@ -81,6 +81,9 @@ class GatewayOptions:
     # Recommend by user_id: the user's newest ratings that build the user vector (the history
     # window). Exclusion is not bounded by it: every rated movie is excluded (seen_movie_ids).
     history_window: int = 1000
+    # Ask the catalog for the history as packed columns and pass it to the embedder so
+    # (QuerySignal.history_columns; needs an embedder that reads them). False = per-event messages.
+    history_columns: bool = True
     # How long ListGenres serves the genre list it last read from the catalog (seconds; 0 = no cache).
     genres_ttl_s: float = 60.0
     # The no-signal fallback: catalog GetPopular's ranking and (RECENT) half-life, 0 = catalog's.
@@ -235,14 +238,17 @@ class GatewayService:
         signal = embedder_pb2.QuerySignal()
         seen: list[int] = []
         # History movies newest first: the candidates for "because you liked ...".
-        recent_first: list[common_pb2.RatedMovie] = []
+        recent_first: list[tuple[int, float]] = []  # (movie_id, rating)
         if req.user_id:
             # The newest history_window events build the user vector; seen_movie_ids (asked for
             # only when excluding) lists every movie the user rated, whatever the count.
             try:
                 history = await self._up.get_user_history(
                     catalog_pb2.GetUserHistoryRequest(
-                        user_id=req.user_id, limit=self._opt.history_window, include_seen_ids=exclude_seen
+                        user_id=req.user_id,
+                        limit=self._opt.history_window,
+                        include_seen_ids=exclude_seen,
+                        columns=self._opt.history_columns,
                     )
                 )
             except UpstreamError as exc:
@@ -256,27 +262,38 @@ class GatewayService:
                     f"{exc.detail} (Recommend by user_id needs the user's history from the catalog; "
                     "liked/disliked and demographics requests are still served)",
                 ) from None
-            # The window's ids too: a catalog that predates seen_movie_ids still has them excluded.
-            seen = list(history.seen_movie_ids) + [r.movie_id for r in history.ratings]
             # The catalog answers newest first; the embedder takes event order, oldest first (the
             # times order it anyway; the list order agrees with them).
-            for r in reversed(history.ratings):
-                signal.history.add(movie_id=r.movie_id, rating=r.rating, rated_at=r.rated_at)
-            recent_first = list(reversed(signal.history))
-            if not history.ratings:
+            cols = history.columns
+            if cols.movie_ids:  # packed columns: passed on as columns, no message per event
+                ids, rats = list(cols.movie_ids), list(cols.ratings)
+                passed = signal.history_columns
+                passed.movie_ids.extend(ids[::-1])
+                passed.ratings.extend(rats[::-1])
+                passed.rated_at_us.extend(list(cols.rated_at_us)[::-1])
+                recent_first = list(zip(ids, rats, strict=True))
+            else:  # one message per event (HISTORY_COLUMNS off, or a catalog without columns)
+                ids = [r.movie_id for r in history.ratings]
+                for r in reversed(history.ratings):
+                    signal.history.add(movie_id=r.movie_id, rating=r.rating, rated_at=r.rated_at)
+                recent_first = [(r.movie_id, r.rating) for r in history.ratings]
+            # The window's ids too: a catalog that predates seen_movie_ids still has them excluded.
+            seen = list(history.seen_movie_ids) + ids
+            if not ids:
                 users = await self._up.get_users(catalog_pb2.GetUsersRequest(user_ids=[req.user_id]))
                 if users.users and _has_demographics(users.users[0].demographics):
                     signal.demographics.CopyFrom(users.users[0].demographics)
         else:
             signal.history.extend(req.liked)
-            recent_first = list(reversed(req.liked))  # liked is in event order, oldest first
+            recent_first = [(m.movie_id, m.rating) for m in reversed(req.liked)]  # liked: oldest first
             signal.disliked_movie_ids.extend(req.disliked_movie_ids)
             if _has_demographics(req.demographics):
                 signal.demographics.CopyFrom(req.demographics)
             seen = [m.movie_id for m in req.liked] + list(req.disliked_movie_ids)
         exclude = _dedupe(seen) if exclude_seen else []
 
-        if not (signal.history or signal.disliked_movie_ids or _has_demographics(signal.demographics)):
+        has_history = bool(signal.history) or signal.HasField("history_columns")
+        if not (has_history or signal.disliked_movie_ids or _has_demographics(signal.demographics)):
             # A known user with no history and no demographics: popular movies.
             return await self._popular(k, req.filter, exclude, unknown=[])
 
@@ -320,9 +337,9 @@ class GatewayService:
             unknown_set = set(unknown)
             because_pool = _dedupe(
                 [
-                    m.movie_id
-                    for m in recent_first
-                    if (m.rating == 0 or m.rating >= LIKED_THRESHOLD) and m.movie_id not in unknown_set
+                    mid
+                    for mid, rating in recent_first
+                    if (rating == 0 or rating >= LIKED_THRESHOLD) and mid not in unknown_set
                 ]
             )[:BECAUSE_CANDIDATES]
         notes: list[str] = []

@@ -41,6 +41,10 @@ class GatewaySettings(ServerSettings):
     # bound exclusion: every movie the user rated is excluded, whatever the count. (Was
     # HISTORY_LIMIT, which bounded both.)
     history_window: int = Field(default=1000, ge=1, le=10000)
+    # The user's history travels as packed columns (catalog GetUserHistory columns=true ->
+    # embedder QuerySignal.history_columns) instead of one message per event. Needs catalog and
+    # embedder of this release or later: turn off while an older embedder still serves.
+    history_columns: bool = True
     # What a Recommend with no signal (no history, no demographics, only unknown movies) serves:
     # catalog GetPopular with this ranking, a PopularityRanking name without its prefix
     # ("recent", "bayesian_average", "most_rated"), and for "recent" the half-life in days

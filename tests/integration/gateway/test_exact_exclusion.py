@@ -214,13 +214,17 @@ async def test_a_user_with_5000_ratings_gets_k_unseen_movies(stack: Stack) -> No
     # The embedder got the history window only: the 100 newest events, oldest first.
     (req,) = stack.embedder.queries
     (signal,) = req.signals
-    history = [m.movie_id for m in signal.history]
+    # It travels as packed columns from the real catalog (HISTORY_COLUMNS, on by default).
+    assert not signal.history
+    cols = signal.history_columns
+    history = list(cols.movie_ids)
     assert len(history) == WINDOW
     assert history == list(range(N_SEEN - WINDOW + 1, N_SEEN + 1))
-    times = [m.rated_at.seconds for m in signal.history]
-    assert times == sorted(times) and times[-1] == T0 + N_SEEN
+    times = list(cols.rated_at_us)
+    assert times == sorted(times) and times[-1] == (T0 + N_SEEN) * 1_000_000
     # Low ratings travel as ordinary history (the embedder decides what they mean).
-    assert min(m.rating for m in signal.history) == 0.5
+    assert min(cols.ratings) == 0.5
+    assert [r for m, r in zip(history, cols.ratings, strict=True) if m == N_SEEN] == [0.5 * (1 + N_SEEN % 10)]
     # Explanations name movies from the window the user liked.
     assert all(
         N_SEEN - WINDOW < r.because_movie_id <= N_SEEN and r.because_title for r in resp.recommendations

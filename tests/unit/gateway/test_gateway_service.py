@@ -34,6 +34,7 @@ class FakeUpstreams:
         self.items_version = ""  # "" = the same as model_version
         self.items_asked: list[list[int]] = []
         self.metadata_version = 0  # GetMovies' metadata_version; 0 = unversioned (never cached)
+        self.columns = False  # answers GetUserHistory(columns=true) in columns (a catalog that can)
         self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
@@ -76,10 +77,21 @@ class FakeUpstreams:
         if req.user_id not in self.history:
             raise UpstreamError("catalog", grpc.StatusCode.NOT_FOUND, f"user {req.user_id} not found")
         rated = self.history[req.user_id]  # newest first, as the catalog answers
+        window = rated[: req.limit or 1000]
+        if self.columns and req.columns:
+            return catalog_pb2.GetUserHistoryResponse(
+                columns=common_pb2.HistoryColumns(
+                    movie_ids=window,
+                    ratings=[5.0] * len(window),
+                    rated_at_us=[(10**9 - j) * 10**6 for j in range(len(window))],
+                ),
+                total=len(rated),
+                seen_movie_ids=sorted(rated) if req.include_seen_ids else [],
+            )
         return catalog_pb2.GetUserHistoryResponse(
             ratings=[
-                common_pb2.Rating(user_id=req.user_id, movie_id=m, rating=5)
-                for m in rated[: req.limit or 1000]
+                common_pb2.Rating(user_id=req.user_id, movie_id=m, rating=5, rated_at={"seconds": 10**9 - j})
+                for j, m in enumerate(window)
             ],
             total=len(rated),
             seen_movie_ids=sorted(rated) if req.include_seen_ids else [],
@@ -126,8 +138,9 @@ class FakeUpstreams:
         self.last["embedder.EmbedQuery"] = req
         out = []
         for s in req.signals:
-            ids = [m.movie_id for m in s.history if m.movie_id in self.known]
-            bad = [m.movie_id for m in s.history if m.movie_id not in self.known]
+            events = list(s.history_columns.movie_ids) or [m.movie_id for m in s.history]
+            ids = [m for m in events if m in self.known]
+            bad = [m for m in events if m not in self.known]
             if not ids and s.demographics.age:
                 vec = self.vectors[0]
                 out.append(
@@ -490,3 +503,21 @@ async def test_versioned_cards_come_from_the_cache(fake: FakeUpstreams) -> None:
     fake.calls.clear()
     await plain.recommend(req)
     assert fake.calls.count("catalog.GetMovies") == 1
+
+
+async def test_history_as_columns_gives_the_same_answer(fake: FakeUpstreams) -> None:
+    """HISTORY_COLUMNS: the catalog's packed columns reach the embedder reversed into event order,
+    with the same answer as per-event messages (and a catalog without columns still works)."""
+    fake.history[7] = [5, 3, 9, 1, 2]  # newest first
+    req = gateway_pb2.RecommendRequest(user_id=7, k=5)
+    messages = await GatewayService(fake, GatewayOptions(history_columns=False)).recommend(req)
+    sent = fake.last["embedder.EmbedQuery"].signals[0]  # type: ignore[attr-defined]
+    assert [m.movie_id for m in sent.history] == [2, 1, 9, 3, 5]
+    old_catalog = await GatewayService(fake, GatewayOptions()).recommend(req)  # asks, gets messages
+    fake.columns = True
+    columns = await GatewayService(fake, GatewayOptions()).recommend(req)
+    sent = fake.last["embedder.EmbedQuery"].signals[0]  # type: ignore[attr-defined]
+    assert not sent.history and list(sent.history_columns.movie_ids) == [2, 1, 9, 3, 5]
+    assert list(sent.history_columns.rated_at_us) == sorted(sent.history_columns.rated_at_us)
+    assert columns == messages == old_catalog
+    assert {r.movie.movie_id for r in columns.recommendations}.isdisjoint(fake.history[7])
