@@ -52,6 +52,11 @@ class Call:
     def ok(self) -> bool:
         return self.code == grpc.StatusCode.OK
 
+    @property
+    def degraded(self) -> bool:
+        """OK, but served by a fallback (the details list what was skipped)."""
+        return self.ok and bool(self.details)
+
     def names_upstream(self) -> bool:
         return any(self.details.startswith(f"{u}:") for u in UPSTREAMS)
 
@@ -185,8 +190,11 @@ class LoadLoop:
             req = gateway_pb2.RecommendRequest(user_id=self.known_user, k=5)
         start = time.monotonic()
         try:
-            await stub.Recommend(req, timeout=self.call_timeout)
-            self.calls.append(Call("Recommend", grpc.StatusCode.OK, "", start, time.monotonic()))
+            resp = await stub.Recommend(req, timeout=self.call_timeout)
+            # An OK answer may be degraded (issue #16): its reasons ("retriever: popular list
+            # served", ...) are kept as the call's details.
+            degraded = "; ".join(resp.degraded)
+            self.calls.append(Call("Recommend", grpc.StatusCode.OK, degraded, start, time.monotonic()))
         except grpc.aio.AioRpcError as exc:
             self.calls.append(Call("Recommend", exc.code(), exc.details() or "", start, time.monotonic()))
 
@@ -220,13 +228,13 @@ class LoadLoop:
         return [c for c in self.calls if not c.ok and since <= c.start <= until]
 
     async def wait_for_success(self, rpcs: Iterable[str], since: float, timeout: float) -> float:
-        """Seconds from ``since`` until every rpc in ``rpcs`` had an OK call that started after ``since``."""
+        """Seconds from ``since`` until every rpc in ``rpcs`` had an OK, not degraded call that started after ``since``."""
         want = set(rpcs)
         deadline = time.monotonic() + timeout
         while True:
-            done = {c.rpc for c in self.calls if c.ok and c.start >= since}
+            done = {c.rpc for c in self.calls if c.ok and not c.degraded and c.start >= since}
             if want <= done:
-                return max(min(c.end for c in self.calls if c.ok and c.start >= since and c.rpc == r)
+                return max(min(c.end for c in self.calls if c.ok and not c.degraded and c.start >= since and c.rpc == r)
                            for r in want) - since  # fmt: skip
             if time.monotonic() > deadline:
                 raise AssertionError(

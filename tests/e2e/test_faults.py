@@ -4,7 +4,8 @@ Each test runs a small background load (Recommend + RecordFeedback with their ow
 deadlines, see ``faultkit.LoadLoop``), injects one fault, ends it, and checks:
 
 - every call ends OK, UNAVAILABLE or DEADLINE_EXCEEDED (never INTERNAL/UNKNOWN/CANCELLED),
-  and within its deadline (never hangs);
+  and within its deadline (never hangs); an OK answer during the fault may be degraded (a
+  fallback served, listed in `degraded`: issue #16), which must name the upstream too;
 - an UNAVAILABLE from the gateway names the upstream that failed ("catalog: unavailable: ...");
   a DEADLINE_EXCEEDED names it too unless the caller's own deadline fired first (then the
   client library reports it and there is no server message to check);
@@ -85,10 +86,15 @@ def _check_calls(load: LoadLoop, *, fault_start: float, cause: str) -> None:
             assert c.names_upstream(), f"UNAVAILABLE without naming the upstream: {c}"
         elif c.code == grpc.StatusCode.DEADLINE_EXCEEDED:
             assert c.names_upstream() or c.details == "Deadline Exceeded", c
-    fault_errors = load.errors(since=fault_start)
-    assert fault_errors, "the fault caused no error at all (was it injected?)"
+    degraded_before = [c for c in load.calls if c.degraded and c.end < fault_start]
+    assert not degraded_before, f"degraded answers before the fault: {degraded_before[:3]}"
+    # The fault shows as errors or as degraded answers (a fallback served, said so; issue #16).
+    fault_errors = load.errors(since=fault_start) + [
+        c for c in load.calls if c.degraded and c.start >= fault_start
+    ]
+    assert fault_errors, "the fault caused no error and no degraded answer (was it injected?)"
     named = [c for c in fault_errors if c.names_upstream()]
-    assert named, f"no error named an upstream: {fault_errors[:3]}"
+    assert named, f"no error or degraded answer named an upstream: {fault_errors[:3]}"
     assert all(c.details.startswith(f"{cause}:") for c in named), (
         f"errors named another upstream than {cause}: {[c.details for c in named if not c.details.startswith(cause)][:3]}"
     )
@@ -136,7 +142,8 @@ async def test_kill9_and_restart_upstream(stack: Stack, dataset, upstream: str) 
 
     t0, _, _ = await _under_fault(stack, load, inject, end, hold_s=2.0)
     _check_calls(load, fault_start=t0, cause=upstream)
-    assert any(c.code == grpc.StatusCode.UNAVAILABLE for c in load.errors(since=t0)), dict(load.codes(t0))
+    hit = [c for c in load.calls if c.start >= t0 and (c.code == grpc.StatusCode.UNAVAILABLE or c.degraded)]
+    assert hit, dict(load.codes(t0))
     await load.ledger.check(stack.target("catalog"))
 
 
@@ -180,8 +187,12 @@ async def test_hung_upstream_gives_deadline_exceeded(stack: Stack, dataset, upst
     finally:
         signal_tree(pid, signal.SIGCONT)
     _check_calls(load, fault_start=t0, cause=upstream)
-    during = load.errors(since=t0)
-    assert any(c.code == grpc.StatusCode.DEADLINE_EXCEEDED for c in during), dict(load.codes(t0))
+    # Within the caller's deadline either way: DEADLINE_EXCEEDED naming the hung upstream, or
+    # (issue #16) a degraded answer once the hop budget or the open breaker sent it to a fallback.
+    during = [c for c in load.calls if c.start >= t0]
+    assert any(c.code == grpc.StatusCode.DEADLINE_EXCEEDED or c.degraded for c in during), dict(
+        load.codes(t0)
+    )
     # only Recommend needs the stopped service: feedback goes to the catalog alone
     assert all(c.ok for c in load.calls if c.rpc == "RecordFeedback"), dict(load.codes())
     await load.ledger.check(stack.target("catalog"))
