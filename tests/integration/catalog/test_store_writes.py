@@ -131,3 +131,26 @@ async def test_metadata_version_moves_with_metadata_not_ratings(svc: CatalogServ
     await svc.upsert_movies([Movie(50_002, "Another New Film", 2025, ("Drama",))])
     _, _, v3 = await svc.get_movies_versioned([3])
     assert v3 > v2
+
+
+async def test_ties_on_rated_at_store_one_and_report_the_rest_superseded(svc: CatalogService) -> None:
+    """Issue #16 finding 8: concurrent writers of one (user, movie) with the same rated_at."""
+    t = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    user = 72_000
+    await svc.record_ratings([(user, 11, 3.0, t - dt.timedelta(days=1))], True)  # the user exists
+    ratings = [0.5 * (1 + i % 10) for i in range(20)]
+    results = await asyncio.gather(*(svc.record_ratings([(user, 12, r, t)], False) for r in ratings))
+    stored = [r for res in results for r in res.stored]
+    # One rating is stored: the first committed, and the writers of the same value (replays).
+    assert stored and len(stored) == ratings.count(stored[0].rating)
+    assert sum(res.superseded for res in results) == len(ratings) - len(stored)
+    history = await svc.get_user_history(user, 0)
+    (kept,) = [r for r in history.ratings if r.movie_id == 12]
+    assert kept.rating == stored[0].rating and all(r.rating == kept.rating for r in stored)
+    # Sequentially: another rating at the stored time is superseded, the same event is a replay.
+    other = 5.0 if kept.rating != 5.0 else 4.5
+    assert (await svc.record_ratings([(user, 12, other, t)], False)).superseded == 1
+    assert len((await svc.record_ratings([(user, 12, kept.rating, t)], False)).stored) == 1
+    # Inside one call the later event wins.
+    res = await svc.record_ratings([(user, 13, 2.0, t), (user, 13, 4.0, t)], False)
+    assert [r.rating for r in res.stored] == [4.0] and res.superseded == 1

@@ -313,9 +313,12 @@ class CatalogService:
     ) -> RecordResult:
         """Validate and store (user_id, movie_id, rating, rated_at|None) events, all or nothing.
 
-        Per (user, movie) the newest event wins (a tie goes to the later one in the call); the
-        others, and events older than the stored rating, count as superseded. ``stored`` lists
-        the events written, in request order, with their timestamps filled in.
+        Per (user, movie) the newest event wins. On the same ``rated_at``: in one call the later
+        event wins (the caller's order); against the database the stored one stays, so of
+        concurrent writers with one time exactly one is stored and every other is told
+        superseded (the same event replayed counts as stored). The others, and events older
+        than the stored rating, count as superseded. ``stored`` lists the events written, in
+        request order, with their timestamps filled in.
         """
         if not events:
             raise InvalidArgument("ratings: at least one event is required", field="ratings")

@@ -150,7 +150,9 @@ class CatalogServicer:
     def RecordRatings(self, request, context):
         """Store rating events, all-or-nothing per call. For one (user, movie) the
         newest event wins; an older event than the stored one is kept out and
-        reported as superseded (idempotent replays are safe).
+        reported as superseded (idempotent replays are safe). On the same
+        rated_at, the later event of one call wins, and a stored rating stays:
+        another rating with the stored time is reported superseded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
