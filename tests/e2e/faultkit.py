@@ -374,7 +374,11 @@ def pg_stop(workdir: Path) -> str:
 
 
 def pg_start(workdir: Path, opts: str) -> None:
-    """Start the server again with the options it had (socket directory, port)."""
+    """Start the server again with the options it had (socket directory, port).
+
+    The catalog that owns the embedded PostgreSQL restarts it itself when it dies (issue #16):
+    when it got there first, pg_ctl refuses ("another server might be running") and the server
+    the catalog started is what counts."""
     pgdata = pg_data_dir(workdir)
     argv = shlex.split(opts)[1:]  # drop the postgres binary
     keep: list[str] = []
@@ -387,13 +391,22 @@ def pg_start(workdir: Path, opts: str) -> None:
     log = pgdata / "fault-restart.log"
     # pg_ctl -w waits for the server; output to DEVNULL (a pipe would be held open by the postmaster)
     cmd = [_pg_ctl(), "start", "-D", str(pgdata), "-w", "-t", "60", "-l", str(log), "-o", " ".join(keep)]
-    subprocess.run(
+    if pg_postmaster_pid(workdir) is not None:
+        return  # already healed by the catalog
+    done = subprocess.run(
         [*_as_owner(pgdata), *cmd],
-        check=True,
+        check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         timeout=90,
     )
+    if done.returncode == 0:
+        return
+    deadline = time.monotonic() + 60
+    while pg_postmaster_pid(workdir) is None:  # the catalog's own restart may be under way
+        if time.monotonic() > deadline:
+            raise subprocess.CalledProcessError(done.returncode, cmd)
+        time.sleep(0.2)
 
 
 def stop_signal(pid: int) -> None:
