@@ -8,52 +8,34 @@
 #   sh bench/milvus_server_ab.sh [DATA] [gateway_bench args...]
 #   sh bench/milvus_server_ab.sh ../shared/data/movielens/ml-100k.zip --concurrency 1,16,64 --duration 10
 #
-# The Milvus server binds every interface, so everything runs inside a private network namespace
-# (`unshare -n`, loopback only), like services/retriever/scripts/milvus_server_tests.sh. Both
-# stacks use the same model artifact (ARTIFACTS, default ./artifacts: trained once if missing) and
-# an exact FLAT index (RECSYS_RETRIEVER_INDEX_TYPE=FLAT on the server too: same rankings, so only
-# the cost differs). Both stacks are up at once; only the one being measured gets load.
+# The Milvus server binds every interface, so it and both stacks run inside a private network
+# namespace (loopback only): services/retriever/scripts/milvus_server_tests.sh starts the server
+# there and runs this script again with MILVUS_URI set. Both stacks use the same model artifact
+# (ARTIFACTS, default ./artifacts: trained once if missing) and an exact FLAT index
+# (RECSYS_RETRIEVER_INDEX_TYPE=FLAT on the server too: same rankings, so only the cost differs).
+# Both stacks are up at once; only the one being measured gets load.
 set -eu
-if [ -z "${IN_PRIVATE_NETNS:-}" ]; then
-  exec env IN_PRIVATE_NETNS=1 unshare -n sh "$0" "$@"
+if [ -z "${MILVUS_URI:-}" ]; then
+  exec sh services/retriever/scripts/milvus_server_tests.sh run sh "$0" "$@"
 fi
-ip link set lo up
 ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 DATA=${1:-ml-100k}
 [ $# -gt 0 ] && shift
 ART=${ARTIFACTS:-$ROOT/artifacts}
 WORK=$(mktemp -d /tmp/milvus-ab.XXXXXX)
-WHEEL_DIR=${MILVUS_WHEEL_DIR:-/tmp/milvus-wheel}
-"$PY" -m pip install -q --no-deps --no-index --find-links "$WHEEL_DIR" --target "$WORK/site" milvus==2.3.5
 cleanup() {
   "$PY" -m recsys_core.cli down --workdir "$WORK/lite" >/dev/null 2>&1 || true
   "$PY" -m recsys_core.cli down --workdir "$WORK/server" >/dev/null 2>&1 || true
-  if [ -n "${MPID:-}" ]; then
-    "$PY" -c "import os, signal; os.killpg($MPID, signal.SIGTERM)" 2>/dev/null || true
-    sleep 5
-    "$PY" -c "import os, signal; os.killpg($MPID, signal.SIGKILL)" 2>/dev/null || true
-  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-PYTHONPATH="$WORK/site" setsid "$PY" -c "import sys; sys.argv = ['milvus-server', '--data', '$WORK/milvus']
-from milvus import main
-main()" >"$WORK/milvus.log" 2>&1 &
-MPID=$!
-i=0
-until "$PY" -c "import socket; socket.create_connection(('127.0.0.1', 19530), timeout=1)" 2>/dev/null; do
-  i=$((i + 1))
-  [ "$i" -gt 180 ] && { echo "Milvus did not start; log:"; tail -50 "$WORK/milvus.log"; exit 1; }
-  sleep 1
-done
-sleep 5
 export OMP_NUM_THREADS=1
 echo "==> stack on Milvus Lite (port offset 3000)"
 "$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/lite" --artifacts "$ART" \
   --port-offset 3000 --detach --no-web >"$WORK/lite.log" 2>&1 || { tail -30 "$WORK/lite.log"; exit 1; }
 echo "==> stack on the Milvus server (port offset 4000)"
-RECSYS_RETRIEVER_MILVUS_URI=http://127.0.0.1:19530 RECSYS_RETRIEVER_INDEX_TYPE=FLAT \
+RECSYS_RETRIEVER_MILVUS_URI="$MILVUS_URI" RECSYS_RETRIEVER_INDEX_TYPE=FLAT \
   "$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/server" --artifacts "$ART" \
   --port-offset 4000 --detach --no-web >"$WORK/server.log" 2>&1 || { tail -30 "$WORK/server.log"; exit 1; }
 "$PY" "$ROOT/bench/gateway_bench.py" --data "$DATA" --target 127.0.0.1:54051 --port-offset 4000 \

@@ -6,6 +6,8 @@
 #   sh services/retriever/scripts/milvus_server_tests.sh           # from the repository root
 #   sh services/retriever/scripts/milvus_server_tests.sh bench --sizes 4000,100000 --index HNSW
 #                                  # bench/retriever_bench.py against that server instead of pytest
+#   sh services/retriever/scripts/milvus_server_tests.sh run CMD [ARGS...]
+#                                  # any command, in the namespace, with MILVUS_URI set to the server
 #
 # The wheel goes into a throw-away directory (not the venv); the server runs in its own process
 # group, killed at the end.
@@ -46,6 +48,9 @@ sleep 5
 if [ "${1:-}" = "bench" ]; then
   shift
   OMP_NUM_THREADS=1 "$PY" "$ROOT/bench/retriever_bench.py" --milvus-uri http://127.0.0.1:19530 "$@"
+elif [ "${1:-}" = "run" ]; then
+  shift
+  MILVUS_URI=http://127.0.0.1:19530 "$@"
 else
   OMP_NUM_THREADS=1 RECSYS_TEST_MILVUS_URI=http://127.0.0.1:19530 \
     "$ROOT/.venv/bin/pytest" -q -m milvus_server tests/integration/retriever "$@"

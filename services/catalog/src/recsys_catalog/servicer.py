@@ -33,13 +33,16 @@ _GENDER_TO_PB = {"F": common_pb2.GENDER_FEMALE, "M": common_pb2.GENDER_MALE}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _since_epoch(value: dt.datetime) -> dt.timedelta:
+    """``value`` (naive = UTC) as the time since the Unix epoch, exact to the microsecond."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
+
+
 def _set_timestamp(ts: Timestamp, value: dt.datetime) -> None:
     """``ts`` = ``value`` exactly (to the microsecond; naive = UTC). Set field by field: a
     history of 1,000 events is built on every Recommend by user id, and Timestamp.FromDatetime
     plus a copy into the message cost ~4x this (issue #15's profile)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    d = value - _EPOCH
+    d = _since_epoch(value)
     ts.seconds = d.days * 86400 + d.seconds
     ts.nanos = d.microseconds * 1000
 
@@ -120,12 +123,7 @@ def _fill_columns(out: common_pb2.HistoryColumns, ratings: Sequence[Rating]) -> 
     """``ratings`` as packed columns (GetUserHistory with ``columns``), in the same order."""
     out.movie_ids.extend([r.movie_id for r in ratings])
     out.ratings.extend([r.rating for r in ratings])
-    out.rated_at_us.extend(
-        [
-            ((t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)) - _EPOCH) // _MICROSECOND
-            for t in (r.rated_at for r in ratings)
-        ]
-    )
+    out.rated_at_us.extend([_since_epoch(r.rated_at) // _MICROSECOND for r in ratings])
 
 
 def fill_history(out: catalog_pb2.UserHistory, h: History, columns: bool = False) -> catalog_pb2.UserHistory:
