@@ -23,7 +23,14 @@ from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
-from recsys_core.validation import check_timestamp, quote
+from recsys_core.validation import (
+    QUERY_MAX_CHARS,
+    check_genre_names,
+    check_known_genres,
+    check_timestamp,
+    check_year_range,
+    normalize_query,
+)
 
 from . import resilience
 from .caches import ITEM_VECTORS_MAX, MOVIES_TTL_S, ItemVectors, MovieMetadata
@@ -31,7 +38,8 @@ from .caches import ITEM_VECTORS_MAX, MOVIES_TTL_S, ItemVectors, MovieMetadata
 MAX_K = 100
 DEFAULT_K = 10
 MAX_SIGNAL_MOVIES = 1000
-MAX_GENRES = 32
+# How often (at most) a filter genre missing from the cached vocabulary re-reads it (seconds).
+GENRES_RECHECK_S = 1.0
 MAX_SAMPLE = 100
 DEFAULT_SAMPLE = 16
 MAX_FEEDBACK = 1000
@@ -108,27 +116,11 @@ def _check_id(value: int, field: str) -> None:
 
 
 def validate_filter(f: common_pb2.MovieFilter, field: str = "filter") -> None:
+    """The filter's shape (recsys_core.validation's one rule for genre names and years); the
+    genres' vocabulary is checked by Service._check_filter_genres."""
     for name in ("genres_any", "genres_all"):
-        genres = getattr(f, name)
-        if len(genres) > MAX_GENRES:
-            raise InvalidArgument(f"{field}.{name}: at most {MAX_GENRES} genres", field=f"{field}.{name}")
-        for g in genres:
-            if not g.strip() or len(g) > 64:
-                raise InvalidArgument(
-                    f"{field}.{name}: invalid genre {quote(g)} (1..64 characters, not blank)",
-                    field=f"{field}.{name}",
-                )
-    for name in ("year_min", "year_max"):
-        year = getattr(f, name)
-        if year and not 1800 <= year <= 2200:
-            raise InvalidArgument(
-                f"{field}.{name} must be 1800..2200 or 0, got {year}", field=f"{field}.{name}"
-            )
-    if f.year_min and f.year_max and f.year_min > f.year_max:
-        raise InvalidArgument(
-            f"{field}.year_min ({f.year_min}) is after {field}.year_max ({f.year_max})",
-            field=f"{field}.year_min",
-        )
+        check_genre_names(getattr(f, name), f"{field}.{name}")
+    check_year_range(f.year_min, f.year_max, field)
 
 
 def _k(k: int, field: str = "k") -> int:
@@ -233,6 +225,7 @@ class GatewayService:
     # ---------------------------------------------------------------- Recommend
     async def recommend(self, req: gateway_pb2.RecommendRequest) -> gateway_pb2.RecommendResponse:
         k = validate_recommend(req)
+        await self._check_filter_genres(req.filter)
         exclude_seen = req.exclude_seen if req.HasField("exclude_seen") else True
 
         signal = embedder_pb2.QuerySignal()
@@ -506,6 +499,7 @@ class GatewayService:
         _check_id(req.movie_id, "movie_id")
         k = _k(req.k)
         validate_filter(req.filter)
+        await self._check_filter_genres(req.filter)
         try:
             items = await self._up.embed_items(
                 embedder_pb2.EmbedItemsRequest(
@@ -567,15 +561,11 @@ class GatewayService:
         return await self._up.get_movies(req)
 
     async def search_movies(self, req: catalog_pb2.SearchMoviesRequest) -> catalog_pb2.SearchMoviesResponse:
-        if not req.query.strip():
-            raise InvalidArgument("query must not be empty", field="query")
-        if len(req.query) > 200:
-            raise InvalidArgument("query: at most 200 characters", field="query")
-        if "\x00" in req.query:
-            raise InvalidArgument("query must not contain NUL characters", field="query")
+        # Trimmed, then checked (the proto's rule; the catalog applies the same function).
+        query = normalize_query(req.query, max_chars=QUERY_MAX_CHARS)
         if not 0 <= req.limit <= 100:
             raise InvalidArgument(f"limit must be 1..100 (0 = 10), got {req.limit}", field="limit")
-        return await self._up.search_movies(req)
+        return await self._up.search_movies(catalog_pb2.SearchMoviesRequest(query=query, limit=req.limit))
 
     async def sample_movies(self, req: gateway_pb2.SampleMoviesRequest) -> catalog_pb2.SampleMoviesResponse:
         n = req.n or DEFAULT_SAMPLE
@@ -601,21 +591,16 @@ class GatewayService:
         """
         cached = self._fresh_genres()
         if cached is None:
-            async with self._genres_lock:
-                cached = self._fresh_genres()  # another caller may have refreshed it meanwhile
-                if cached is None:
-                    try:
-                        info = await self._up.describe_catalog(catalog_pb2.DescribeRequest())
-                    except UpstreamError as exc:
-                        if self._genres is None or not self._falls_back(exc):
-                            raise
-                        # Degraded: the last list read, however old (the vocabulary rarely moves).
-                        return gateway_pb2.ListGenresResponse(
-                            genres=self._genres[0],
-                            degraded=_flagged("ListGenres", [resilience.CATALOG_GENRES]),
-                        )
-                    cached = tuple(sorted({g for g in info.genres if g}))
-                    self._genres = (cached, self._clock())
+            try:
+                cached = await self._read_genres()
+            except UpstreamError as exc:
+                if self._genres is None or not self._falls_back(exc):
+                    raise
+                # Degraded: the last list read, however old (the vocabulary rarely moves).
+                return gateway_pb2.ListGenresResponse(
+                    genres=self._genres[0],
+                    degraded=_flagged("ListGenres", [resilience.CATALOG_GENRES]),
+                )
         return gateway_pb2.ListGenresResponse(genres=cached)
 
     def _fresh_genres(self) -> tuple[str, ...] | None:
@@ -623,6 +608,39 @@ class GatewayService:
             return None
         genres, read_at = self._genres
         return genres if self._clock() - read_at < self._opt.genres_ttl_s else None
+
+    async def _read_genres(self, min_age_s: float = 0.0) -> tuple[str, ...]:
+        """Read the vocabulary from the catalog (one read at a time) unless another caller did
+        within ``min_age_s`` (or within the TTL, for min_age_s=0) while this one waited."""
+        async with self._genres_lock:
+            if self._genres is not None:
+                age = self._clock() - self._genres[1]
+                if age < (min_age_s or self._opt.genres_ttl_s):
+                    return self._genres[0]
+            info = await self._up.describe_catalog(catalog_pb2.DescribeRequest())
+            genres = tuple(sorted({g for g in info.genres if g}))
+            self._genres = (genres, self._clock())
+            return genres
+
+    async def _check_filter_genres(self, flt: common_pb2.MovieFilter, field: str = "filter") -> None:
+        """Every genre a filter names must be in the catalog's vocabulary (issue #16 item 6): an
+        unknown one is INVALID_ARGUMENT in Recommend and SimilarMovies as in SampleMovies, not an
+        empty OK. The vocabulary is ListGenres' cache; a name it lacks re-reads it at most once
+        per GENRES_RECHECK_S (a genre added since), so a flood of made-up genres costs the
+        catalog one Describe a second. With the catalog down and no list ever read, the check is
+        skipped: the retriever's filter then matches nothing for an unknown genre."""
+        names = [*flt.genres_any, *flt.genres_all]
+        if not names:
+            return
+        known = self._genres[0] if self._genres is not None else None
+        if known is None or self._fresh_genres() is None or any(g.strip() not in known for g in names):
+            try:
+                known = await self._read_genres(min_age_s=GENRES_RECHECK_S)
+            except UpstreamError:
+                if known is None:
+                    return
+        for name in ("genres_any", "genres_all"):
+            check_known_genres(getattr(flt, name), known, f"{field}.{name}")
 
     async def record_feedback(
         self, req: gateway_pb2.RecordFeedbackRequest

@@ -283,3 +283,71 @@ async def test_a_changed_movie_is_served_changed_within_the_cache_bound(stack: S
     resp = await stack.gateway.Recommend(gateway_pb2.RecommendRequest(user_id=HEAVY, k=K), timeout=60)
     card = next(r.movie for r in resp.recommendations if r.movie.movie_id == first + 3)
     assert card.rating_count == 1 and card.rating_mean == 5.0
+
+
+# --------------------------------------------- issue #16 item 6: one validation rule, one answer
+async def _code(call: Any, req: Any) -> tuple[grpc.StatusCode, str]:
+    try:
+        await call(req, timeout=30)
+    except grpc.aio.AioRpcError as err:
+        return err.code(), err.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def test_one_rule_gives_one_answer_in_every_rpc(stack: Stack) -> None:
+    gw = stack.gateway
+    liked = [common_pb2.RatedMovie(movie_id=N_SEEN + 1, rating=5.0)]
+    unknown = common_pb2.MovieFilter(genres_any=["Dramaa"])
+    # An unknown genre is INVALID_ARGUMENT everywhere (before: OK with 0 results in Recommend
+    # and SimilarMovies, INVALID_ARGUMENT in SampleMovies).
+    calls = [
+        (gw.Recommend, gateway_pb2.RecommendRequest(user_id=HEAVY, k=K, filter=unknown)),
+        (gw.Recommend, gateway_pb2.RecommendRequest(liked=liked, k=K, filter=unknown)),
+        (gw.SimilarMovies, gateway_pb2.SimilarMoviesRequest(movie_id=N_SEEN + 1, k=K, filter=unknown)),
+        (gw.SampleMovies, gateway_pb2.SampleMoviesRequest(n=5, filter=unknown)),
+    ]
+    for call, req in calls:
+        code, details = await _code(call, req)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (req, code, details)
+        assert "unknown genre 'Dramaa'" in details, details
+    # The known genre is served in each of them.
+    drama = common_pb2.MovieFilter(genres_all=["Drama"])
+    resp = await gw.Recommend(gateway_pb2.RecommendRequest(liked=liked, k=K, filter=drama), timeout=30)
+    assert len(resp.recommendations) == K
+    similar = await gw.SimilarMovies(
+        gateway_pb2.SimilarMoviesRequest(movie_id=N_SEEN + 1, k=K, filter=drama), timeout=30
+    )
+    assert len(similar.movies) == K
+    # One year range: 1850 is refused by the gateway as by the catalog (gateway was 1800..2200).
+    for year_filter in (common_pb2.MovieFilter(year_min=1850), common_pb2.MovieFilter(year_max=2150)):
+        for call, req in (
+            (gw.Recommend, gateway_pb2.RecommendRequest(liked=liked, k=K, filter=year_filter)),
+            (gw.SampleMovies, gateway_pb2.SampleMoviesRequest(n=5, filter=year_filter)),
+        ):
+            code, details = await _code(call, req)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, (req, details)
+            assert "must be 1870..2100 or 0" in details, details
+    # Search: trimmed, then checked (a padded 200-character query was refused before).
+    padded = "   " + "Movie 5001 " + "x" * 189 + "   "
+    assert len(padded.strip()) == 200 and len(padded) > 200
+    hits = await gw.SearchMovies(catalog_pb2.SearchMoviesRequest(query=padded), timeout=30)
+    assert hits is not None
+    code, details = await _code(gw.SearchMovies, catalog_pb2.SearchMoviesRequest(query="y" * 201))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 200 characters" in details
+
+
+async def test_a_genre_added_to_the_catalog_is_known_to_the_gateway_soon(stack: Stack) -> None:
+    gw = stack.gateway
+    liked = [common_pb2.RatedMovie(movie_id=N_SEEN + 1, rating=5.0)]
+    noir = common_pb2.MovieFilter(genres_any=["Neo-Noir"])
+    code, _ = await _code(gw.Recommend, gateway_pb2.RecommendRequest(liked=liked, k=K, filter=noir))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT  # the gateway has read the vocabulary now
+    movie = common_pb2.Movie(movie_id=N_MOVIES + 1, title="New (2020)", year=2020, genres=["Neo-Noir"])
+    await stack.catalog.UpsertMovies(catalog_pb2.UpsertMoviesRequest(movies=[movie]), timeout=30)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # re-read at most once a second (GENRES_RECHECK_S), well before the 60 s TTL
+        code, details = await _code(gw.Recommend, gateway_pb2.RecommendRequest(liked=liked, k=K, filter=noir))
+        if code == grpc.StatusCode.OK:
+            break
+        assert asyncio.get_running_loop().time() < deadline, details
+        await asyncio.sleep(0.2)

@@ -110,3 +110,39 @@ def test_rate_limiter_rejects_bad_settings() -> None:
         RateLimiter(0)
     with pytest.raises(ValueError):
         RateLimiter(1.0, max_keys=0)
+
+
+def test_one_year_range_and_one_genre_rule() -> None:
+    from recsys_core.validation import (
+        YEAR_MAX,
+        YEAR_MIN,
+        check_genre_names,
+        check_known_genres,
+        check_year,
+        check_year_range,
+        normalize_query,
+    )
+
+    assert (YEAR_MIN, YEAR_MAX) == (1870, 2100)
+    assert check_year(0, "y") == 0 and check_year(1870, "y") == 1870 and check_year(2100, "y") == 2100
+    for bad in (1869, 2101, -1):
+        with pytest.raises(InvalidArgument, match=r"must be 1870\.\.2100 or 0"):
+            check_year(bad, "filter.year_min")
+    with pytest.raises(InvalidArgument, match="is after"):
+        check_year_range(2000, 1990)
+    check_year_range(0, 1990)
+    assert check_genre_names([" Sci-Fi ", "Children's", "Sci-Fi"], "g") == ("Sci-Fi", "Children's")
+    for bad in ("", "  ", 'a"b', "a\\b", "a\x1fb", "a\x00b", "-x", "é", "x" * 65):
+        with pytest.raises(InvalidArgument) as exc:
+            check_genre_names([bad], "filter.genres_any")
+        assert exc.value.field == "filter.genres_any" and len(str(exc.value)) < 300
+    with pytest.raises(InvalidArgument, match="at most 32 genres"):
+        check_genre_names(["A"] * 33, "g")
+    check_known_genres(["Drama", " Drama "], {"Drama"}, "g")
+    with pytest.raises(InvalidArgument, match="unknown genre 'Dramaa'"):
+        check_known_genres(["Drama", "Dramaa"], {"Drama"}, "g")
+    assert normalize_query("  a \t b  ") == "a b"
+    assert normalize_query(" " * 50 + "x" * 200 + " " * 50) == "x" * 200
+    for bad, why in (("   ", "empty"), ("x" * 201, "at most 200"), ("a\x00b", "NUL")):
+        with pytest.raises(InvalidArgument, match=why):
+            normalize_query(bad)

@@ -241,7 +241,7 @@ async def test_search_uses_an_explicit_version_and_needs_a_serving_one_otherwise
         ({"queries": [Query(np.ones(DIM), [0])]}, "queries[0].exclude_ids"),
         ({"queries": [Query(np.ones(DIM), range(1, 100_002))]}, "queries[0].exclude_ids"),
         ({"flt": MovieFilter(genres_any=('Action"] or year > 0 or ["',))}, "filter.genres_any"),
-        ({"flt": MovieFilter(genres_all=("Drama)",))}, "filter.genres_all"),
+        ({"flt": MovieFilter(genres_all=("Drama\\",))}, "filter.genres_all"),
         ({"flt": MovieFilter(genres_any=("A",) * 33)}, "filter.genres_any"),
         ({"flt": MovieFilter(year_min=2000, year_max=1990)}, "filter.year_min"),
         ({"flt": MovieFilter(year_max=-1)}, "filter.year_max"),
@@ -276,9 +276,11 @@ def test_filter_expressions_are_built_from_validated_values_only() -> None:
         'array_contains_any(genres, ["Children\'s", "Sci-Fi"]) and '
         'array_contains_all(genres, ["Drama"]) and year >= 1990'
     )
-    for bad in ['Drama"', "a\\b", "x) or (1", "", "1abc", "é"]:
+    for bad in ['Drama"', "a\\b", "", "  ", "-abc", "é", "a\x1fb", "a\x00b"]:
         with pytest.raises(InvalidArgument):
             build_filter(MovieFilter(genres_any=(bad,)))
+    # parentheses are part of the shared genre rule, and stay inside the quoted literal
+    assert build_filter(MovieFilter(genres_any=("x) or (1",))) == 'array_contains_any(genres, ["x) or (1"])'
 
 
 # ------------------------------------------------------------------------------------- upsert

@@ -35,6 +35,7 @@ import jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from recsys_core.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
+from recsys_core.validation import YEAR_MAX, YEAR_MIN
 
 from .gateway_client import GatewayClient, GatewayError, movie_filter
 from .settings import RecsysWebSettings
@@ -44,7 +45,6 @@ access_log = logging.getLogger("recsys_web.access")
 
 USER_COOKIE = "recsys_demo_user"
 MAX_PROFILE_IDS = 1000
-YEAR_MIN, YEAR_MAX = 1870, 2100
 RATINGS = (1, 2, 3, 4, 5)
 STRATEGY_LABELS = {
     0: "",

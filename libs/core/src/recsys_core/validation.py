@@ -10,11 +10,19 @@
   ``timestamptz`` hold) and ``nanos`` 0..999,999,999. It raises
   :class:`~recsys_core.errors.InvalidArgument` naming the field (``ratings[3].rated_at.nanos``).
   Services add their own rules on top (the catalog refuses times in the future).
+- The movie vocabulary's rules, each defined here once and used by every service (issue #16
+  item 6): one release-year range (:data:`YEAR_MIN`..:data:`YEAR_MAX`, 0 = unknown / no bound,
+  :func:`check_year`), one genre-name rule (:func:`check_genre_names`) and one check against the
+  catalog's genre vocabulary (:func:`check_known_genres`: an unknown genre in a filter is
+  INVALID_ARGUMENT in every RPC, never an empty OK), and free text trimmed before its length is
+  checked (:func:`normalize_query`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
+from collections.abc import Container, Iterable, Sequence
 from typing import Protocol
 
 from .errors import InvalidArgument
@@ -28,6 +36,24 @@ ELLIPSIS = "…"
 TIMESTAMP_MIN_SECONDS = -62_135_596_800
 TIMESTAMP_MAX_SECONDS = 253_402_300_799
 NANOS_MAX = 999_999_999
+
+
+#: release years a movie (or a filter bound) may have; 0 means unknown / no bound
+YEAR_MIN, YEAR_MAX = 1870, 2100
+#: a genre name: 1..GENRE_MAX_CHARS ASCII characters after trimming (the retriever's VARCHAR
+#: counts bytes), a letter or digit first, then letters, digits, spaces and ' & / ( ) . , + : -
+#: ("Children's", "Sci-Fi", "Film-Noir"): nothing that could close a quoted string in the
+#: retriever's filter expressions or split the catalog's stored lists (no quotes, backslashes,
+#: control characters, GENRE_SEP)
+GENRE_MAX_CHARS = 64
+GENRE_NAME_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9 '&/().,+:-]{{0,{GENRE_MAX_CHARS - 1}}}$")
+#: how many genres one movie or one filter list (genres_any, genres_all) may hold (also the
+#: capacity of the retriever's genres array field)
+MAX_GENRES = 32
+#: the separator the catalog's store joins a movie's genres with (never inside a name)
+GENRE_SEP = "\x1f"
+#: SearchMovies' query, counted after whitespace is collapsed and trimmed
+QUERY_MAX_CHARS = 200
 
 
 def quote(value: str, limit: int = QUOTE_MAX_CHARS) -> str:
@@ -71,13 +97,84 @@ def timestamp_to_seconds(ts: TimestampLike, field: str) -> float:
     return ts.seconds + ts.nanos * 1e-9
 
 
+def check_year(year: int, field: str) -> int:
+    """``year`` unless it is outside YEAR_MIN..YEAR_MAX and not 0 (InvalidArgument naming ``field``)."""
+    if year != 0 and not YEAR_MIN <= year <= YEAR_MAX:
+        raise InvalidArgument(f"{field} must be {YEAR_MIN}..{YEAR_MAX} or 0, got {year}", field=field)
+    return year
+
+
+def check_year_range(year_min: int, year_max: int, field: str = "filter") -> None:
+    """Both bounds valid (0 = open) and ``year_min`` not after ``year_max``."""
+    check_year(year_min, f"{field}.year_min")
+    check_year(year_max, f"{field}.year_max")
+    if year_min and year_max and year_min > year_max:
+        raise InvalidArgument(
+            f"{field}.year_min ({year_min}) is after {field}.year_max ({year_max})", field=f"{field}.year_min"
+        )
+
+
+def check_genre_names(genres: Sequence[str], field: str, limit: int = MAX_GENRES) -> tuple[str, ...]:
+    """The genre names trimmed, each matching GENRE_NAME_RE, at most ``limit`` of them;
+    duplicates dropped (first kept)."""
+    if len(genres) > limit:
+        raise InvalidArgument(f"{field}: at most {limit} genres, got {len(genres)}", field=field)
+    names: dict[str, None] = {}
+    for g in genres:
+        name = g.strip()
+        if not GENRE_NAME_RE.match(name):
+            raise InvalidArgument(
+                f"{field}: invalid genre {quote(g)} (1..{GENRE_MAX_CHARS} letters, digits, spaces or "
+                "' & / ( ) . , + : - after trimming, a letter or digit first)",
+                field=field,
+            )
+        names[name] = None
+    return tuple(names)
+
+
+def check_known_genres(genres: Iterable[str], known: Container[str], field: str) -> None:
+    """InvalidArgument naming the first of ``genres`` not in the catalog's vocabulary ``known``."""
+    for g in genres:
+        if g.strip() not in known:
+            raise InvalidArgument(
+                f"{field}: unknown genre {quote(g)} (ListGenres gives the catalog's genres)", field=field
+            )
+
+
+def normalize_query(query: str, field: str = "query", max_chars: int = QUERY_MAX_CHARS) -> str:
+    """Free text with runs of whitespace collapsed to one space and trimmed, then checked: not
+    empty, at most ``max_chars`` characters, no NUL."""
+    text = " ".join(query.split())
+    if not text:
+        raise InvalidArgument(f"{field} must not be empty or blank", field=field)
+    if len(text) > max_chars:
+        raise InvalidArgument(
+            f"{field}: at most {max_chars} characters after trimming, got {len(text)}", field=field
+        )
+    if "\x00" in text:
+        raise InvalidArgument(f"{field} must not contain NUL characters", field=field)
+    return text
+
+
 __all__ = [
     "ELLIPSIS",
+    "GENRE_MAX_CHARS",
+    "GENRE_NAME_RE",
+    "GENRE_SEP",
+    "MAX_GENRES",
     "NANOS_MAX",
+    "QUERY_MAX_CHARS",
     "QUOTE_MAX_CHARS",
     "TIMESTAMP_MAX_SECONDS",
     "TIMESTAMP_MIN_SECONDS",
+    "YEAR_MAX",
+    "YEAR_MIN",
+    "check_genre_names",
+    "check_known_genres",
     "check_timestamp",
+    "check_year",
+    "check_year_range",
+    "normalize_query",
     "quote",
     "timestamp_to_datetime",
     "timestamp_to_seconds",

@@ -16,7 +16,14 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from recsys_core.errors import InvalidArgument, NotFound
-from recsys_core.validation import quote
+from recsys_core.validation import (
+    MAX_GENRES,
+    check_genre_names,
+    check_known_genres,
+    check_year,
+    check_year_range,
+    normalize_query,
+)
 
 from recsys_catalog.model import (
     RATING_MAX,
@@ -35,7 +42,6 @@ from recsys_catalog.model import (
 )
 
 MAX_BATCH_IDS = 1000
-MAX_QUERY_CHARS = 200
 DEFAULT_SEARCH_LIMIT = 10
 MAX_SEARCH_LIMIT = 100
 MAX_SAMPLE = 100
@@ -46,7 +52,6 @@ MAX_POPULAR_EXCLUDE = 100_000
 POPULARITY_RANKINGS = ("bayesian_average", "most_rated", "recent")
 #: Bounds of a recency half-life (days), request or setting.
 HALF_LIFE_DAYS_MIN, HALF_LIFE_DAYS_MAX = 0.01, 36500.0
-MAX_FILTER_GENRES = 32
 DEFAULT_HISTORY_LIMIT = 1000
 MAX_HISTORY_LIMIT = 10_000
 MAX_EVENTS = 1000
@@ -54,9 +59,7 @@ MAX_UPSERT = 1000
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 MAX_TITLE_CHARS = 500
-YEAR_MIN, YEAR_MAX = 1870, 2100
 FUTURE_SLACK = dt.timedelta(minutes=5)
-GENRE_SEP = "\x1f"
 CACHE_TTL_S = 30.0
 #: Half-lives whose RECENT scores are cached at once (requests may name any).
 RECENT_CACHE_SIZE = 4
@@ -169,13 +172,7 @@ class CatalogService:
         return movies, missing, version
 
     async def search_movies(self, query: str, limit: int) -> list[SearchHit]:
-        text = " ".join(query.split())
-        if not text:
-            raise InvalidArgument("query: must not be empty or blank", field="query")
-        if len(text) > MAX_QUERY_CHARS:
-            raise InvalidArgument(f"query: at most {MAX_QUERY_CHARS} characters", field="query")
-        if "\x00" in text:
-            raise InvalidArgument("query: must not contain NUL characters", field="query")
+        text = normalize_query(query)
         n = _limit(limit, "limit", DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
         return await self._store.search_movies(text, n)
 
@@ -254,11 +251,9 @@ class CatalogService:
             title = m.title.strip()
             if not title or len(title) > MAX_TITLE_CHARS or "\x00" in title:
                 raise InvalidArgument(f"{f}.title: 1..{MAX_TITLE_CHARS} characters", field=f"{f}.title")
-            if m.year is not None and not YEAR_MIN <= m.year <= YEAR_MAX:
-                raise InvalidArgument(f"{f}.year: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"{f}.year")
-            genres = tuple(dict.fromkeys(g.strip() for g in m.genres))
-            if any(not g or GENRE_SEP in g or "\x00" in g or len(g) > 64 for g in genres):
-                raise InvalidArgument(f"{f}.genres: names must be 1..64 characters", field=f"{f}.genres")
+            if m.year is not None:
+                check_year(m.year, f"{f}.year")
+            genres = check_genre_names(m.genres, f"{f}.genres", limit=MAX_GENRES)
             for name in ("poster_url", "info_url"):
                 url = getattr(m, name)
                 if url and not _valid_url(url):
@@ -387,21 +382,13 @@ class CatalogService:
     async def _check_filter(self, flt: MovieFilter) -> None:
         for name, values in (("genres_any", flt.genres_any), ("genres_all", flt.genres_all)):
             field = f"filter.{name}"
-            if len(values) > MAX_FILTER_GENRES:
-                raise InvalidArgument(f"{field}: at most {MAX_FILTER_GENRES} genres", field=field)
+            check_genre_names(values, field)
             if values:
                 known = await self._known_genres()
-                unknown = [g for g in values if g not in known]
-                if unknown:
+                if any(g.strip() not in known for g in values):
                     known = await self._known_genres(refresh=True)
-                    unknown = [g for g in values if g not in known]
-                if unknown:
-                    raise InvalidArgument(f"{field}: unknown genre {quote(unknown[0])}", field=field)
-        for name, year in (("year_min", flt.year_min), ("year_max", flt.year_max)):
-            if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
-                raise InvalidArgument(f"filter.{name}: {YEAR_MIN}..{YEAR_MAX} or 0", field=f"filter.{name}")
-        if flt.year_min is not None and flt.year_max is not None and flt.year_min > flt.year_max:
-            raise InvalidArgument("filter: year_min > year_max", field="filter.year_min")
+                check_known_genres(values, known, field)
+        check_year_range(flt.year_min or 0, flt.year_max or 0)
 
     async def _recent_scores(self, half_life_days: float) -> tuple[list[int], list[float]]:
         """The recency-weighted counts, read at most once per CACHE_TTL_S per half-life (the

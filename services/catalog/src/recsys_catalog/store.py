@@ -27,6 +27,7 @@ from recsys_core.errors import (
     InvalidArgument,
     RecsysError,
 )
+from recsys_core.validation import GENRE_SEP
 
 from recsys_catalog.model import (
     RATING_MAX,
@@ -64,7 +65,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 # Unit separator: joins a movie's genres into one text value for unnest() (arrays of
 # arrays must be rectangular in PostgreSQL). MovieLens genres never contain it.
-GENRE_SEP = "\x1f"
 
 MOVIE_COLUMNS = (
     "m.movie_id, m.title, m.year, m.genres, m.imdb_id, m.tmdb_id, m.poster_url, m.info_url, "

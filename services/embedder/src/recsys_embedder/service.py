@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from recsys_core.validation import quote
+from recsys_core.validation import check_genre_names, check_year, quote
 
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
@@ -507,8 +507,8 @@ class EmbedderService:
     ) -> NewMovieResult:
         if not 1 <= len(title) <= MAX_TITLE or not title.strip():
             raise InvalidArgument(f"features.title: 1..{MAX_TITLE} characters", field="features.title")
-        if year != 0 and not 1870 <= year <= 2100:
-            raise InvalidArgument(f"features.year: 1870..2100 or 0, got {year}", field="features.year")
+        check_year(year, "features.year")
+        genres = check_genre_names(genres, "features.genres")
         if len(neighbour_ids) > MAX_NEIGHBOURS:
             raise InvalidArgument(
                 f"neighbour_movie_ids: at most {MAX_NEIGHBOURS}, got {len(neighbour_ids)}",

@@ -35,26 +35,20 @@ from typing import Protocol, cast
 
 import numpy as np
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from recsys_core.validation import quote
+from recsys_core.validation import MAX_GENRES, check_genre_names, check_year, check_year_range, quote
 
 from recsys_retriever.batcher import Batcher
 
 SPACES = ("pinsage", "two_tower")
 DEFAULT_SPACE = "pinsage"
 VERSION_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-# Genre names as MovieLens spells them ("Children's", "Sci-Fi", "Film-Noir"); nothing that
-# could close a quoted string or start an expression.
-GENRE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 '&-]{0,63}$")
 MAX_K = 1000
 MAX_QUERIES = 256
 MAX_EXCLUDE = 100_000
-MAX_FILTER_GENRES = 32
-MAX_ITEM_GENRES = 32
 MAX_ITEMS_PER_MESSAGE = 1000
 MAX_DELETE_IDS = 10_000
 MAX_GET_IDS = 1000
 MIN_DIM, MAX_DIM = 2, 4096
-MAX_YEAR = 9999
 
 
 # ---------------------------------------------------------------------------- domain types
@@ -180,13 +174,12 @@ def check_version(version: str, field_name: str = "version") -> str:
     return version
 
 
-def check_genres(genres: Sequence[str], field_name: str, limit: int) -> tuple[str, ...]:
-    if len(genres) > limit:
-        raise InvalidArgument(f"at most {limit} genres", field=field_name)
-    for g in genres:
-        if not isinstance(g, str) or not GENRE_RE.match(g):
-            raise InvalidArgument(f"invalid genre name {quote(str(g))}", field=field_name)
-    return tuple(genres)
+def check_genres(genres: Sequence[str], field_name: str) -> tuple[str, ...]:
+    """recsys_core.validation's one genre-name rule (expression-safe: no quote or backslash can
+    reach a filter expression)."""
+    if any(not isinstance(g, str) for g in genres):
+        raise InvalidArgument("genres must be strings", field=field_name)
+    return check_genre_names(genres, field_name, MAX_GENRES)
 
 
 def build_filter(flt: MovieFilter | None) -> str:
@@ -194,13 +187,12 @@ def build_filter(flt: MovieFilter | None) -> str:
     if flt is None:
         return ""
     parts: list[str] = []
-    any_ = check_genres(flt.genres_any, "filter.genres_any", MAX_FILTER_GENRES)
-    all_ = check_genres(flt.genres_all, "filter.genres_all", MAX_FILTER_GENRES)
+    any_ = check_genres(flt.genres_any, "filter.genres_any")
+    all_ = check_genres(flt.genres_all, "filter.genres_all")
     for name, value in (("filter.year_min", flt.year_min), ("filter.year_max", flt.year_max)):
-        if not isinstance(value, int) or not 0 <= value <= MAX_YEAR:
-            raise InvalidArgument(f"year must be 0..{MAX_YEAR} (0 = no bound)", field=name)
-    if flt.year_min and flt.year_max and flt.year_min > flt.year_max:
-        raise InvalidArgument("year_min > year_max", field="filter.year_min")
+        if not isinstance(value, int):
+            raise InvalidArgument("year must be an integer (0 = no bound)", field=name)
+    check_year_range(flt.year_min, flt.year_max, "filter")
     if any_:
         parts.append(f"array_contains_any(genres, {json.dumps(sorted(set(any_)))})")
     if all_:
@@ -492,9 +484,8 @@ class RetrieverService:
             for it in chunk.items:
                 if it.movie_id <= 0:
                     raise InvalidArgument("movie_id must be > 0", field="items.movie_id")
-                if not 0 <= it.year <= MAX_YEAR:
-                    raise InvalidArgument(f"year must be 0..{MAX_YEAR}", field="items.year")
-                genres = check_genres(it.genres, "items.genres", MAX_ITEM_GENRES)
+                check_year(it.year, "items.year")
+                genres = check_genres(it.genres, "items.genres")
                 vec = normalise(it.vector, dim, "items.vector")
                 items[it.movie_id] = Item(it.movie_id, vec, it.year, genres)
             if len(items) > self.upsert_max_items:

@@ -25,6 +25,7 @@ import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 from recsys_core.errors import DependencyUnavailable, NotFound
+from recsys_core.validation import GENRE_MAX_CHARS, MAX_GENRES
 
 from recsys_retriever.service import CollectionStats, IndexConfig, Item, RawHits
 
@@ -36,8 +37,6 @@ PK = "movie_id"
 VECTOR = "vector"
 YEAR = "year"
 GENRES = "genres"
-MAX_GENRES = 32
-MAX_GENRE_LEN = 64
 METRIC = "IP"
 # pymilvus' "Fail connecting to server" code, and gRPC codes that mean "not reachable now".
 _CONNECT_FAILED = 2
@@ -200,7 +199,7 @@ class MilvusStore:
                 DataType.ARRAY,
                 element_type=DataType.VARCHAR,
                 max_capacity=MAX_GENRES,
-                max_length=MAX_GENRE_LEN,
+                max_length=GENRE_MAX_CHARS,
             )
             params = c.prepare_index_params()
             build: dict[str, Any] = {}
