@@ -41,6 +41,7 @@ MAX_SIGNAL_MOVIES = 1000
 # How often (at most) a filter genre missing from the cached vocabulary re-reads it (seconds).
 GENRES_RECHECK_S = 1.0
 MAX_SAMPLE = 100
+MAX_SAMPLE_EXCLUDE = 10_000
 DEFAULT_SAMPLE = 16
 MAX_FEEDBACK = 1000
 MAX_GET_MOVIES = 1000
@@ -575,8 +576,8 @@ class GatewayService:
         min_ratings = req.min_ratings if req.HasField("min_ratings") else self._opt.sample_min_ratings
         if min_ratings < 0:
             raise InvalidArgument(f"min_ratings must be >= 0, got {min_ratings}", field="min_ratings")
-        if len(req.exclude_ids) > 10000:
-            raise InvalidArgument("exclude_ids: at most 10000 ids", field="exclude_ids")
+        if len(req.exclude_ids) > MAX_SAMPLE_EXCLUDE:
+            raise InvalidArgument(f"exclude_ids: at most {MAX_SAMPLE_EXCLUDE} ids", field="exclude_ids")
         return await self._up.sample_movies(
             catalog_pb2.SampleMoviesRequest(
                 n=n, seed=req.seed, min_ratings=min_ratings, filter=req.filter, exclude_ids=req.exclude_ids

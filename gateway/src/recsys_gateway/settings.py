@@ -12,11 +12,20 @@ from recsys.catalog.v1 import catalog_pb2
 from recsys_core.client import ClientTLS
 from recsys_core.settings import ServerSettings
 
+#: the gateway's default max_receive_message_bytes
+MAX_REQUEST_BYTES = 256 * 1024
+
 
 class GatewaySettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_GATEWAY_")
 
     port: int = 50051
+    # The largest request body accepted (RESOURCE_EXHAUSTED above it): 256 KiB, about 2.5x the
+    # largest legitimate request (SampleMovies with 10,000 exclude_ids of the longest varint,
+    # 94 KB; Recommend with 1,000 liked + 1,000 disliked, 45 KB; RecordFeedback with 1,000
+    # ratings, 42 KB; see tests/unit/gateway/test_request_sizes.py). The default 4 MiB let
+    # 16 callers with 4 MB bodies cost the gateway ~0.5 GB (issue #16 item 7).
+    max_receive_message_bytes: int | None = Field(default=MAX_REQUEST_BYTES, gt=0)
     # Upstream addresses (host:port, or dns:///name:port for client-side round robin in Kubernetes).
     catalog_target: str = "127.0.0.1:50052"
     embedder_target: str = "127.0.0.1:50053"

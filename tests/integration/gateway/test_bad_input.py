@@ -135,3 +135,25 @@ async def test_invalid_utf8_in_a_string_field_is_invalid_argument(gateway: grpc.
     details = err.details() or ""
     assert details.startswith("request body is not a valid recsys.gateway.v1.RecommendRequest"), details
     assert "UTF-8" in details
+
+
+async def test_request_size_limit_is_the_largest_legitimate_request(gateway: grpc.aio.Channel) -> None:
+    """Issue #16 item 7: the gateway receives at most MAX_REQUEST_BYTES (256 KiB, from its largest
+    legitimate request); a larger body is RESOURCE_EXHAUSTED before any handler runs, while the
+    largest legitimate one passes (here it then meets the dead upstream: UNAVAILABLE)."""
+    from recsys_gateway.service import MAX_SAMPLE_EXCLUDE
+    from recsys_gateway.settings import MAX_REQUEST_BYTES
+
+    # the largest legitimate SampleMovies (tests/unit/gateway/test_request_sizes.py): 94 KB
+    big = 2**63 - 1
+    sample = gateway_pb2.SampleMoviesRequest(
+        n=100, exclude_ids=[big - i for i in range(MAX_SAMPLE_EXCLUDE)]
+    ).SerializeToString()
+    assert len(sample) > 90_000
+    err = await _raw(gateway, "SampleMovies", sample)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+    over = gateway_pb2.SampleMoviesRequest(exclude_ids=[2**62] * (MAX_REQUEST_BYTES // 9)).SerializeToString()
+    assert len(over) > MAX_REQUEST_BYTES
+    err = await _raw(gateway, "SampleMovies", over)
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+    assert str(MAX_REQUEST_BYTES) in (err.details() or ""), err.details()

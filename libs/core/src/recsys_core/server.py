@@ -30,6 +30,7 @@ from grpc_health.v1._async import HealthServicer as _AsyncHealthServicer
 
 from . import logs
 from .interceptors import HEALTH_SERVICE, KitServerInterceptor
+from .memory import MemoryReturner
 from .metrics import MetricsEndpoint
 from .reflection import enable_reflection
 from .settings import ServerSettings, SettingsError
@@ -49,6 +50,7 @@ class HealthServicer(_AsyncHealthServicer):
     def __init__(self) -> None:
         super().__init__()
         self._notify_tasks: set[asyncio.Task[None]] = set()
+        self._memory: MemoryReturner | None = None
         self._watch_counts: dict[str, int] = {}
 
     def set_now(self, service: str, status: Any) -> None:
@@ -165,7 +167,7 @@ class Server:
         s = self.settings
         return [
             ("grpc.max_send_message_length", s.max_message_bytes),
-            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_receive_message_length", s.max_receive_message_bytes or s.max_message_bytes),
             ("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", int(max(s.grace_seconds, 1.0) * 1000)),
             # accept the keepalive pings of recsys_core.client channels (every 30 s during calls)
@@ -218,6 +220,8 @@ class Server:
         await server.start()
         self._server = server
         self._port = port
+        self._memory = MemoryReturner(self.service_name, self.settings.memory_trim_interval_s)
+        self._memory.start()
         tls = "plaintext"
         if self.settings.tls_enabled:
             tls = "mutual TLS" if self.settings.tls_client_ca_file is not None else "TLS"
@@ -274,6 +278,8 @@ class Server:
             if self.settings.shutdown_delay_seconds > 0:
                 await asyncio.sleep(self.settings.shutdown_delay_seconds)
             await self._server.stop(grace)
+        if self._memory is not None:
+            await self._memory.stop()
         for cb in self._on_stop:
             try:
                 await cb()

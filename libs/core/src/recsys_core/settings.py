@@ -46,6 +46,12 @@ class ServerSettings(BaseSettings):
     #: pause between health NOT_SERVING and closing the listener (lets load balancers notice)
     shutdown_delay_seconds: float = Field(default=0.0, ge=0)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: the largest request body accepted (RESOURCE_EXHAUSTED above it); None = max_message_bytes.
+    #: A public server sets it from its largest legitimate request (the gateway: 256 KiB).
+    max_receive_message_bytes: int | None = Field(default=None, gt=0)
+    #: every this many seconds, give freed heap back to the OS when the resident size grew by
+    #: more than 32 MB since the last time (recsys_core.memory; 0 = never)
+    memory_trim_interval_s: float = Field(default=10.0, ge=0)
     #: servers close connections after this age so Kubernetes can rebalance HTTP/2
     max_connection_age_s: float = Field(default=300.0, gt=0)
     #: concurrent RPCs before RESOURCE_EXHAUSTED; None = unbounded
