@@ -150,3 +150,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=120,
             check=False,
         )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Print (and, with RECSYS_RELIABILITY_REPORT set, write) the reliability tables the fault
+    and hostile-input suites filled (tests/e2e/reliability_report.py)."""
+    from .reliability_report import REPORT
+
+    if not REPORT:
+        return
+    path = REPORT.write()
+    terminalreporter.section("reliability report (docs/reliability.md)")
+    terminalreporter.write(REPORT.markdown())
+    if path is not None:
+        terminalreporter.write_line(f"written to {path}")

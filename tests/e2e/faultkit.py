@@ -67,6 +67,8 @@ class Ledger:
 
     acknowledged: set[tuple[int, int]] = field(default_factory=set)
     failed: set[tuple[int, int]] = field(default_factory=set)
+    #: what the last check() found: (acknowledged, acknowledged but lost, stored more than once)
+    result: tuple[int, int, int] | None = None
 
     @property
     def users(self) -> set[int]:
@@ -92,8 +94,9 @@ class Ledger:
                 for r in hist.ratings:
                     stored[(r.user_id, r.movie_id)] += 1
         twice = {p: n for p, n in stored.items() if n > 1}
-        assert not twice, f"ratings stored more than once: {sorted(twice)[:10]}"
         lost = self.acknowledged - set(stored)
+        self.result = (len(self.acknowledged), len(lost), len(twice))
+        assert not twice, f"ratings stored more than once: {sorted(twice)[:10]}"
         assert not lost, f"{len(lost)} acknowledged ratings lost, e.g. {sorted(lost)[:10]}"
         unknown = set(stored) - self.acknowledged - self.failed
         assert not unknown, f"ratings stored that nobody sent: {sorted(unknown)[:10]}"

@@ -63,6 +63,11 @@ _WARN_CODES = {
 }
 _ERROR_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 _DEADLINE_SLACK_S = 0.05
+#: failed calls (WARNING and ERROR access lines, unhandled-exception tracebacks) are logged at
+#: most once per (service, method, code) per this many seconds, with the number left out since:
+#: an upstream outage at 25 calls/s wrote ~3,100 WARNING lines a minute (issue #16)
+REPEAT_LOG_INTERVAL_S = 10.0
+_REPEATS = RateLimiter(REPEAT_LOG_INTERVAL_S, max_keys=1024)
 _CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 #: undecodable bodies: one WARNING per client host per this many seconds (the rest counted)
@@ -264,12 +269,17 @@ class _Call:
             trailing += status_details(exc)
             await context.abort(exc.status_code, exc.message, trailing_metadata=trailing)
         self.code = grpc.StatusCode.INTERNAL
-        log.error(
-            "unhandled exception in %s",
-            self.method,
-            exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"method": self.method},
-        )
+        self.quiet = True  # the traceback line below stands for the access line
+        left_out = _REPEATS.allow((self.service, self.method, "exception", type(exc).__name__))
+        if left_out is not None:
+            log.error(
+                "unhandled exception in %s (%d more like it left out in the last %.0f s)",
+                self.method,
+                left_out,
+                REPEAT_LOG_INTERVAL_S,
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"method": self.method, "grpc_code": "INTERNAL", "left_out": left_out},
+            )
         await context.abort(
             grpc.StatusCode.INTERNAL, internal_message(self.request_id), trailing_metadata=trailing
         )
@@ -289,17 +299,25 @@ class _Call:
                 if code in _WARN_CODES
                 else logging.INFO
             )
-            log.log(
-                level,
-                "rpc %s %s",
-                self.method,
-                code.name,
-                extra={
-                    "method": self.method,
-                    "grpc_code": code.name,
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
+            left_out: int | None = 0
+            if level >= logging.WARNING:
+                left_out = _REPEATS.allow((self.service, self.method, code.name))
+            if left_out is not None:
+                log.log(
+                    level,
+                    "rpc %s %s%s",
+                    self.method,
+                    code.name,
+                    f" ({left_out} more left out in the last {REPEAT_LOG_INTERVAL_S:.0f} s)"
+                    if left_out
+                    else "",
+                    extra={
+                        "method": self.method,
+                        "grpc_code": code.name,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "left_out": left_out,
+                    },
+                )
         reset_deadline(self._dl_token)
         reset_request_id(self._rid_token)
 

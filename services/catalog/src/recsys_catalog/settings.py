@@ -11,6 +11,9 @@ from recsys_core.settings import ServerSettings, SettingsConfigDict
 class CatalogSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_CATALOG_", extra="forbid")
 
+    #: the port `recsys up` and the gateway's default catalog_target use
+    port: int = Field(default=50052, ge=0, le=65535)
+
     #: PostgreSQL DSN (postgresql://user:pass@host:5432/db). None = an embedded PostgreSQL
     #: server under ``data_dir``, started and stopped with the catalog.
     dsn: SecretStr | None = None

@@ -27,6 +27,7 @@ from recsys_core.errors import (
     InvalidArgument,
     RecsysError,
 )
+from recsys_core.logs import RateLimiter
 from recsys_core.validation import GENRE_SEP
 
 from recsys_catalog.model import (
@@ -45,6 +46,8 @@ from recsys_catalog.model import (
 )
 
 log = logging.getLogger(__name__)
+#: "connection lost" lines: at most one per exception type per 10 s during an outage
+_LOST_LOG = RateLimiter(10.0, max_keys=16)
 
 T = TypeVar("T")
 
@@ -575,7 +578,13 @@ class PgStore:
             except CONNECTION_ERRORS as exc:
                 if attempt == 2:
                     raise _unavailable(exc) from exc
-                log.warning("postgresql connection lost (%s), retrying once", exc)
+                left_out = _LOST_LOG.allow(type(exc).__name__)
+                if left_out is not None:
+                    log.warning(
+                        "postgresql connection lost (%s), retrying once (%d more left out since)",
+                        exc,
+                        left_out,
+                    )
             except asyncpg.QueryCanceledError as exc:
                 raise DeadlineExceeded(f"database query timed out: {exc}") from exc
             except SCHEMA_ERRORS as exc:

@@ -11,6 +11,9 @@ from recsys_core.settings import ServerSettings, SettingsConfigDict
 class EmbedderSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_EMBEDDER_", extra="forbid")
 
+    #: the port `recsys up` and the gateway's default embedder_target use
+    port: int = Field(default=50053, ge=0, le=65535)
+
     #: artifact root (versions + ``latest``) or one version folder
     artifact_dir: str = "./artifacts"
     #: version to load at start; empty = the latest

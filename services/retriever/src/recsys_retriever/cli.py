@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 
 from recsys_retriever.servicer import SERVICE_NAME
+
+#: RetrieverSettings' default port (the settings module imports no pymilvus)
+DEFAULT_PORT = 50054
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -15,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve = sub.add_parser("serve", help="run the retriever gRPC server (settings: RECSYS_RETRIEVER_*)")
     serve.set_defaults(func=_serve)
     desc = sub.add_parser("describe", help="print a running retriever's collections as JSON")
-    desc.add_argument("--target", default="127.0.0.1:50051", help="host:port of the retriever")
+    desc.add_argument(
+        "--target",
+        default=f"127.0.0.1:{DEFAULT_PORT}",
+        help=f"host:port of the retriever (default 127.0.0.1:{DEFAULT_PORT}, as `recsys up` runs it)",
+    )
     desc.add_argument("--timeout", type=float, default=10.0)
     desc.set_defaults(func=_describe)
 
@@ -41,7 +49,7 @@ def _describe(args: argparse.Namespace) -> int:
     try:
         out = asyncio.run(go())
     except grpc.aio.AioRpcError as exc:
-        print(f"{SERVICE_NAME}.Describe failed: {exc.code().name}: {exc.details()}")
+        print(f"{SERVICE_NAME}.Describe failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     print(json.dumps(out, indent=2))
     return 0

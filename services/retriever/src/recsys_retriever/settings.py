@@ -14,6 +14,9 @@ IndexType = Literal["auto", "FLAT", "AUTOINDEX", "HNSW"]
 class RetrieverSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_RETRIEVER_", extra="forbid")
 
+    #: the port `recsys up` and the gateway's default retriever_target use
+    port: int = Field(default=50054, ge=0, le=65535)
+
     #: GetVectors of 1000 vectors of dimension 4096, or an Upsert message as large, is 16 MiB
     max_message_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     #: Milvus URI. None = Milvus Lite in ``data_dir/milvus.db`` (embedded, this process owns it);
