@@ -7,6 +7,7 @@ a ``Stack`` with the addresses and helpers to kill and restart one service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -79,33 +80,42 @@ class Stack:
     def pids(self) -> dict[str, int]:
         return dict(json.loads((self.workdir / stack_mod.STATE_FILE).read_text())["pids"])
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Signal the service and wait for its process to end; its pid."""
         pid = self.pids()[name]
         os.kill(pid, sig)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if not _running(pid):
-                return
+                return pid
             time.sleep(0.1)
         raise RuntimeError(f"{name} (pid {pid}) did not exit")
 
-    def restart(self, name: str) -> None:
-        """Start the service again with the same settings and record its new pid."""
-        svc = next(s for s in stack_mod.SERVICES if s.name == name)
-        env = stack_mod.service_env(
-            svc, workdir=self.workdir, artifacts=self.artifacts, host="127.0.0.1", offset=self.offset
-        )
-        log = open(self.workdir / "logs" / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", svc.module],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        state = json.loads((self.workdir / stack_mod.STATE_FILE).read_text())
-        state["pids"][name] = proc.pid
-        (self.workdir / stack_mod.STATE_FILE).write_text(json.dumps(state))
+    def supervisor(self) -> int:
+        return int(json.loads((self.workdir / stack_mod.STATE_FILE).read_text())["supervisor"])
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 60.0) -> int:
+        """Nobody but `recsys up --detach`'s supervisor restarts a service here (issue #16): wait
+        until stack.json names a new, running process for ``name``; its pid."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pids()[name]
+            if pid != old_pid and _running(pid):
+                return pid
+            time.sleep(0.1)
+        log = (self.workdir / "logs" / "supervisor.log").read_text()[-2000:]
+        raise AssertionError(f"{name} not restarted by the supervisor within {timeout:.0f}s:\n{log}")
+
+    @contextlib.contextmanager
+    def supervisor_paused(self) -> Iterator[None]:
+        """Hold the supervisor (SIGSTOP) so that a killed service stays down while a test looks
+        at the outage; it restarts the service once resumed."""
+        pid = self.supervisor()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -168,11 +168,14 @@ async def _under_fault(
 async def test_kill9_and_restart_upstream(stack: Stack, dataset, upstream: str) -> None:  # type: ignore[no-untyped-def]
     load = _load(stack, dataset, first_user=10_000 * ["catalog", "retriever", "embedder"].index(upstream))
 
+    killed: list[int] = []
+
     async def inject() -> None:
-        await asyncio.to_thread(stack.kill, upstream, signal.SIGKILL)
+        killed.append(await asyncio.to_thread(stack.kill, upstream, signal.SIGKILL))
 
     async def end() -> None:
-        stack.restart(upstream)
+        # nobody restarts it but the supervisor of `recsys up --detach` (no operator)
+        await asyncio.to_thread(stack.wait_restarted, upstream, killed[0])
         await wait_serving(stack.target(upstream), FULL_NAMES[upstream], timeout=120)
 
     watch = LogWatch(stack.workdir / "logs")
@@ -253,10 +256,9 @@ async def test_sigterm_gateway_drains_accepted_calls(stack: Stack, dataset) -> N
     try:
         await asyncio.sleep(1.5)
         t_term = time.monotonic()
-        await asyncio.to_thread(stack.kill, "gateway", signal.SIGTERM)  # returns once it exited
+        old = await asyncio.to_thread(stack.kill, "gateway", signal.SIGTERM)  # returns once it exited
         t_gone = time.monotonic()
-        await asyncio.sleep(0.5)
-        stack.restart("gateway")
+        await asyncio.to_thread(stack.wait_restarted, "gateway", old)  # by the supervisor
         await wait_serving(stack.gateway_target, FULL_NAMES["gateway"], timeout=60)
         t_back = time.monotonic()
         recovery = await load.wait_for_success(
@@ -297,8 +299,8 @@ async def test_sigterm_catalog_drains_accepted_calls(stack: Stack, dataset) -> N
     try:
         await asyncio.sleep(1.5)
         t_term = time.monotonic()
-        await asyncio.to_thread(stack.kill, "catalog", signal.SIGTERM)
-        stack.restart("catalog")
+        old = await asyncio.to_thread(stack.kill, "catalog", signal.SIGTERM)
+        await asyncio.to_thread(stack.wait_restarted, "catalog", old)  # by the supervisor
         await wait_serving(stack.target("catalog"), FULL_NAMES["catalog"], timeout=120)
         t_back = time.monotonic()
         recovery = await load.wait_for_success(

@@ -79,3 +79,20 @@ async def test_repeated_unhandled_exceptions_log_one_traceback_per_interval(
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "unhandled exception" in tracebacks[0].getMessage()
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+async def test_a_flood_of_refused_calls_writes_one_line_per_interval(
+    kit: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from recsys_core.errors import InvalidArgument
+
+    _, channel, toy = kit
+    stub = catalog_pb2_grpc.CatalogStub(channel)
+    toy.errors["GetMovies"] = InvalidArgument("movie_ids must be positive", field="movie_ids")
+    with caplog.at_level(logging.INFO):
+        assert set(await _calls(stub, 50)) == {grpc.StatusCode.INVALID_ARGUMENT}
+        assert len(_lines(caplog, "GetMovies INVALID_ARGUMENT")) == 1
+        clock.now += interceptors.REPEAT_LOG_INTERVAL_S + 0.1
+        await _calls(stub, 1)
+        lines = _lines(caplog, "GetMovies INVALID_ARGUMENT")
+        assert len(lines) == 2 and "49 more left out" in lines[1].getMessage()

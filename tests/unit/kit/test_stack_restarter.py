@@ -40,3 +40,54 @@ def test_killed_process_is_restarted_with_bounded_backoff(tmp_path: Path) -> Non
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_detached_supervisor_restarts_a_crash_and_recsys_down_stops_it_first(tmp_path: Path) -> None:
+    """`recsys up --detach` leaves a supervisor (`recsys supervise`): it restarts a service whose
+    process is gone and records the new pid in stack.json; `recsys down` stops it before the
+    services, so nothing comes back."""
+    import json
+
+    from recsys_core import stack
+
+    (tmp_path / "logs").mkdir()
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    first = subprocess.Popen(argv, start_new_session=True)
+    (tmp_path / stack.STATE_FILE).write_text(json.dumps({"pids": {"standin": first.pid}, "offset": 0}))
+    sup_pid = stack._start_supervisor(tmp_path, {"standin": (argv, {}, tmp_path / "logs" / "standin.log")})
+    state = tmp_path / stack.STATE_FILE
+    try:
+        deadline = time.monotonic() + 30
+        while json.loads(state.read_text()).get("supervisor") != sup_pid:
+            assert time.monotonic() < deadline, "supervisor did not start"
+            time.sleep(0.1)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        deadline = time.monotonic() + 30
+        while json.loads(state.read_text())["pids"]["standin"] == first.pid:
+            assert time.monotonic() < deadline, (tmp_path / "logs" / "supervisor.log").read_text()
+            time.sleep(0.1)
+        second = json.loads(state.read_text())["pids"]["standin"]
+        assert _running(second)
+        log = (tmp_path / "logs" / "supervisor.log").read_text()
+        assert "restarted" in log, log
+        # recsys down: the supervisor first, then the (restarted) service; nothing restarts it
+        rc = subprocess.run(
+            [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(tmp_path)], timeout=60
+        ).returncode
+        assert rc == 0
+        time.sleep(2.0)
+        assert not _running(sup_pid) and not _running(second)
+        assert not state.exists()
+    finally:
+        for pid in (sup_pid, json.loads(state.read_text())["pids"]["standin"] if state.exists() else 0):
+            if pid and _running(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "recsys_retriever.cli": ("recsys-retriever", ("retriever",), "vector store: serve, describe"),
     "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export"),
     "recsys_gateway.cli": ("recsys-gateway", ("gateway",), "gateway: serve"),
-    "recsys_core.stack": ("recsys-core", ("up", "down", "status", "stack"), "the whole stack"),
+    "recsys_core.stack": ("recsys-core", ("up", "down", "status", "supervise", "stack"), "the whole stack"),
     "recsys_core.loadgen.cli": (
         "recsys-core",
         ("load",),

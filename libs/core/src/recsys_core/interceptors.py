@@ -63,9 +63,11 @@ _WARN_CODES = {
 }
 _ERROR_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 _DEADLINE_SLACK_S = 0.05
-#: failed calls (WARNING and ERROR access lines, unhandled-exception tracebacks) are logged at
-#: most once per (service, method, code) per this many seconds, with the number left out since:
-#: an upstream outage at 25 calls/s wrote ~3,100 WARNING lines a minute (issue #16)
+#: failed calls -- refusals (INVALID_ARGUMENT, NOT_FOUND, ...), WARNING and ERROR access lines,
+#: unhandled-exception tracebacks -- are logged at most once per (service, method, code) per this
+#: many seconds, with the number left out since: an upstream outage at 25 calls/s wrote ~3,100
+#: WARNING lines a minute, and a flood of bad requests one line each (issue #16). Every call is
+#: still counted in the metrics; calls that succeed keep one INFO access line each.
 REPEAT_LOG_INTERVAL_S = 10.0
 _REPEATS = RateLimiter(REPEAT_LOG_INTERVAL_S, max_keys=1024)
 _CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
@@ -300,7 +302,7 @@ class _Call:
                 else logging.INFO
             )
             left_out: int | None = 0
-            if level >= logging.WARNING:
+            if code != grpc.StatusCode.OK:
                 left_out = _REPEATS.allow((self.service, self.method, code.name))
             if left_out is not None:
                 log.log(

@@ -11,8 +11,10 @@
 5. loads the artifact's movie vectors into the retriever (a new version
    beside the old one, then an alias swap) unless that version is serving;
 6. prints endpoints and an example call, then waits, restarting a service
-   process that exits (``Restarter``: bounded backoff; not with ``--detach``):
-   Ctrl-C (or `recsys down` from another shell) drains every service with SIGTERM.
+   process that exits (``Restarter``: bounded backoff): Ctrl-C (or `recsys down`
+   from another shell) drains every service with SIGTERM. With ``--detach`` it
+   returns instead and a detached supervisor (`recsys supervise`, pid in
+   stack.json) does the restarting until `recsys down` stops it first.
 
 Each step is a command of its own package run as a subprocess, so this module
 imports no service code (and no torch).
@@ -30,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -74,7 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port-offset", type=int, default=0, help="add to every default port (several stacks)")
     p.add_argument("--retrain", action="store_true", help="train a new artifact even if one exists")
     p.add_argument("--train-args", default="", help="extra arguments for `recsys train` (quoted)")
-    p.add_argument("--detach", action="store_true", help="return once serving (stop with `recsys down`)")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="return once serving; a detached supervisor restarts crashed services (stop with `recsys down`)",
+    )
+    p.add_argument(
+        "--no-supervise", action="store_true", help="with --detach: no supervisor (nothing restarts a crash)"
+    )
     p.add_argument("--synthetic-size", type=int, default=20000, help="ratings of a generated data set")
     p.add_argument("--no-web", action="store_true", help="do not start the web app")
     p.set_defaults(func=lambda a: asyncio.run(_up(a)))
@@ -82,6 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("down", help="stop a stack started with `recsys up`")
     p.add_argument("--workdir", type=Path, default=Path("var"))
     p.set_defaults(func=_down)
+
+    p = sub.add_parser(
+        "supervise", help="keep a detached stack's services running (started by `recsys up --detach`)"
+    )
+    p.add_argument("--workdir", type=Path, default=Path("var"))
+    p.set_defaults(func=lambda a: asyncio.run(_supervise(a)))
 
     p = sub.add_parser("status", help="health and versions of each service of the stack")
     p.add_argument("--workdir", type=Path, default=Path("var"))
@@ -283,14 +298,49 @@ async def wait_healthy(
             await asyncio.sleep(0.3)
 
 
+class ProcessHandle(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+
+
+class PidHandle:
+    """A service process this one did not start (a detached supervisor inherits them): alive while
+    /proc says it runs and is not a zombie; its exit code is unknown (-1)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    def poll(self) -> int | None:
+        if self._returncode is None and not _running(self.pid):
+            self._returncode = -1
+        return self._returncode
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return _alive(pid) if not Path("/proc/self/stat").exists() else False
+
+
 class Restarter:
-    """Restarts a crashed child of `recsys up` (foreground) with bounded exponential backoff:
-    ``initial_s`` doubling to ``max_s``, reset once a child stayed up ``stable_s``. ``specs``:
-    name -> (argv, env, log path) as the child was first started; ``procs`` is updated in place."""
+    """Restarts a crashed service of `recsys up` (the foreground process, or the detached
+    supervisor) with bounded exponential backoff: ``initial_s`` doubling to ``max_s``, reset once
+    a process stayed up ``stable_s``. ``specs``: name -> (argv, env, log path) as the service was
+    first started; ``procs`` is updated in place."""
 
     def __init__(
         self,
-        procs: dict[str, subprocess.Popen[bytes]],
+        procs: dict[str, ProcessHandle],
         specs: dict[str, tuple[list[str], dict[str, str], Path]],
         *,
         initial_s: float = 1.0,
@@ -313,7 +363,8 @@ class Restarter:
                 continue
             if name not in self._due:
                 delay = self._delay[name]
-                _say(f"{name} exited with code {p.returncode}; restarting in {delay:.1f}s")
+                code = "unknown" if p.returncode == -1 else p.returncode
+                _say(f"{name} (pid {p.pid}) exited with code {code}; restarting in {delay:.1f}s")
                 self._due[name] = now + delay
                 self._delay[name] = min(delay * 2, self.max_s)
             elif now >= self._due[name]:
@@ -434,9 +485,15 @@ async def _up(args: argparse.Namespace) -> int:
             )
             await wait_http_ready(f"http://127.0.0.1:{web_port}/readyz", 60, procs["web"])
             _say("web: ready")
-        state_path.write_text(
-            json.dumps({"pids": {n: p.pid for n, p in procs.items()}, "offset": args.port_offset})
-        )
+        stack_state: dict[str, Any] = {
+            "pids": {n: p.pid for n, p in procs.items()},
+            "offset": args.port_offset,
+        }
+        if args.detach and not args.no_supervise:
+            pid = _start_supervisor(workdir, specs)
+            stack_state["supervisor"] = pid
+            _say(f"supervisor: pid {pid} restarts a crashed service (log: logs/supervisor.log)")
+        _write_state(state_path, stack_state)
         gw = f"{args.host}:{SERVICES[-1].port + args.port_offset}"
         if not args.no_web:
             web_url = f"http://{args.host}:{WEB_PORT + args.port_offset}/"
@@ -456,18 +513,8 @@ async def _up(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        restarter = Restarter(procs, specs)
-        while not stop.is_set():
-            before = {n: p.pid for n, p in procs.items()}
-            restarter.poll()  # a crashed service is started again (bounded backoff)
-            if {n: p.pid for n, p in procs.items()} != before:
-                state_path.write_text(
-                    json.dumps({"pids": {n: p.pid for n, p in procs.items()}, "offset": args.port_offset})
-                )
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+        handles: dict[str, ProcessHandle] = dict(procs)
+        await _restart_loop(Restarter(handles, specs), state_path, stack_state, stop)
         return 0
     except BaseException:
         _stop_all(procs)
@@ -477,6 +524,71 @@ async def _up(args: argparse.Namespace) -> int:
         if not args.detach and state_path.exists():
             _stop_all(procs)
             state_path.unlink(missing_ok=True)
+
+
+async def _restart_loop(
+    restarter: Restarter, state_path: Path, state: dict[str, Any], stop: asyncio.Event
+) -> None:
+    """Poll every second until ``stop``: a crashed service is started again (bounded backoff)
+    and its new pid written to stack.json, so `recsys down` and `recsys status` find it."""
+    while not stop.is_set():
+        before = {n: p.pid for n, p in restarter.procs.items()}
+        restarter.poll()
+        now = {n: p.pid for n, p in restarter.procs.items()}
+        if now != before:
+            state["pids"] = now
+            _write_state(state_path, state)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """stack.json, replaced atomically (readers never see half a file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+SUPERVISOR_FILE = "supervisor.json"  # what the detached supervisor restarts, and how
+
+
+def _start_supervisor(workdir: Path, specs: dict[str, tuple[list[str], dict[str, str], Path]]) -> int:
+    spec_path = workdir / SUPERVISOR_FILE
+    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the env may hold secrets
+    with os.fdopen(fd, "w") as f:
+        json.dump({n: [argv, env, str(log)] for n, (argv, env, log) in specs.items()}, f)
+    log = open(workdir / "logs" / "supervisor.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recsys_core.cli", "supervise", "--workdir", str(workdir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc.pid
+
+
+async def _supervise(args: argparse.Namespace) -> int:
+    """The detached stack's supervisor: restarts a service whose process is gone, until SIGTERM
+    (`recsys down` sends it first, then stops the services)."""
+    workdir: Path = args.workdir.resolve()
+    state_path = workdir / STATE_FILE
+    raw = json.loads((workdir / SUPERVISOR_FILE).read_text())
+    specs = {n: (list(argv), dict(env), Path(log)) for n, (argv, env, log) in raw.items()}
+    state = json.loads(state_path.read_text())
+    state["supervisor"] = os.getpid()
+    _write_state(state_path, state)
+    handles: dict[str, ProcessHandle] = {n: PidHandle(int(pid)) for n, pid in state["pids"].items()}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _say(f"supervising {', '.join(handles)} (pids {', '.join(str(h.pid) for h in handles.values())})")
+    await _restart_loop(Restarter(handles, specs), state_path, state, stop)
+    _say("supervisor stopped (the services keep running until `recsys down` stops them)")
+    return 0
 
 
 def _alive(pid: int) -> bool:
@@ -492,7 +604,16 @@ def _down(args: argparse.Namespace) -> int:
     if not state_path.exists():
         print("no stack is running (no state file)", file=sys.stderr)
         return 0
-    pids: dict[str, int] = json.loads(state_path.read_text()).get("pids", {})
+    state = json.loads(state_path.read_text())
+    pids: dict[str, int] = state.get("pids", {})
+    supervisor = state.get("supervisor")
+    if supervisor and _alive(int(supervisor)):
+        _say(f"stopping the supervisor (pid {supervisor}) so that nothing restarts")
+        os.kill(int(supervisor), signal.SIGTERM)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and _running(int(supervisor)):
+            time.sleep(0.1)
+        pids = json.loads(state_path.read_text()).get("pids", pids)  # its last restarts included
     for name in reversed(list(pids)):
         if _alive(pids[name]):
             _say(f"stopping {name} (pid {pids[name]})")
