@@ -6,8 +6,10 @@ naming the serving version. Searches resolve the alias (cached, refreshed every
 version answered and an alias swap never leaves a query without a collection.
 
 Exclusion (a user's seen movies, up to 100000 ids), exact for an exact index:
-1. every query with exclusions asks for ``k + exclude_overfetch`` hits (one batched Milvus call for
-   all queries sharing collection, filter and limit) and drops its excluded ids;
+1. every query with exclusions asks for ``k + overfetch`` hits, overfetch = its number of excluded
+   ids rounded up to a power of two, at most ``exclude_overfetch`` (one batched Milvus call for all
+   queries sharing collection, filter and limit), and drops its excluded ids; with no more than
+   ``exclude_overfetch`` excluded ids this pass alone is exact (at most |excluded| are dropped);
 2. when fewer than ``k`` hits are left *and* excluded ids were among a full page of hits, that query
    is searched again alone for ``k + |excluded|`` hits (at most ``max_limit``): at most |excluded|
    of them can be dropped, so k remain whenever k exist; a page shorter than asked for means every
@@ -380,6 +382,11 @@ class RetrieverService:
                 self._idle[collection].set()
         return SearchOutcome(results, version)
 
+    def _overfetch(self, excluded: int) -> int:
+        if excluded <= 0:
+            return 0
+        return min(self.exclude_overfetch, 1 << (excluded - 1).bit_length())
+
     async def _search_exact(
         self,
         collection: str,
@@ -400,8 +407,11 @@ class RetrieverService:
             (hits,) = await self.batcher.submit((collection, full, k, index), matrix)
             keep = ~np.isin(hits.ids, ex0)  # exact already; kept as a guard
             return [_top(hits.ids[keep], hits.scores[keep], k)]
-        # Queries without exclusions ask for k, the others for k + overfetch: two groups at most.
-        limits = [k + (self.exclude_overfetch if ex.size else 0) for ex in excludes]
+        # k plus the query's exclusions rounded up to a power of two (capped at exclude_overfetch):
+        # exact in one pass for up to exclude_overfetch exclusions, and few distinct limits so
+        # concurrent queries still share calls. Milvus Lite materialises every returned row in
+        # Python, so a SimilarMovies (1 exclusion) asking k + 64 paid for 64 rows it dropped.
+        limits = [k + self._overfetch(int(ex.size)) for ex in excludes]
         groups: dict[int, list[int]] = {}
         for i, lim in enumerate(limits):
             groups.setdefault(lim, []).append(i)
