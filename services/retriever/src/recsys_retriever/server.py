@@ -33,6 +33,7 @@ def build_store(settings: RetrieverSettings) -> VectorStore:
             token=token,
             timeout_s=settings.milvus_timeout_s,
             threads=settings.milvus_threads,
+            lite_exact_cache_mb=settings.lite_exact_cache_mb,
         )
     )
 

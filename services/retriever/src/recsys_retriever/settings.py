@@ -28,6 +28,10 @@ class RetrieverSettings(ServerSettings):
     data_dir: Path = Path("./var/retriever")
     #: timeout of each Milvus call (bounds pymilvus' own retries)
     milvus_timeout_s: float = Field(default=10.0, gt=0)
+    #: Milvus Lite only (this process owns the data dir): hold each searched collection's rows in
+    #: memory and search them exactly with numpy when they fit in this many MiB (recsys_retriever
+    #: .exact; the copy is dropped on every write and read again on the next search); 0 = off
+    lite_exact_cache_mb: int = Field(default=256, ge=0, le=65_536)
     #: threads running the blocking pymilvus calls
     milvus_threads: int = Field(default=4, ge=1, le=64)
     #: collection and alias name prefix: ``{prefix}{space}__{version}``, alias ``{prefix}{space}``

@@ -16,6 +16,8 @@ import asyncio
 import logging
 import os
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from recsys_core.errors import DependencyUnavailable, NotFound
 from recsys_core.validation import GENRE_MAX_CHARS, MAX_GENRES
 
+from recsys_retriever.exact import ExactIndex
 from recsys_retriever.service import CollectionStats, IndexConfig, Item, RawHits
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,9 @@ class StoreConfig:
     timeout_s: float = 10.0
     threads: int = 4
     upsert_chunk: int = 1000
+    #: Milvus Lite only: keep each searched collection's rows in memory and search them exactly
+    #: with numpy (recsys_retriever.exact) when they fit in this many MiB; 0 = always ask Lite
+    lite_exact_cache_mb: int = 0
 
 
 def is_lite_uri(uri: str) -> bool:
@@ -78,6 +84,12 @@ class MilvusStore:
         self._client: MilvusClient | None = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="milvus")
+        # Lite's exact in-memory copies (exact.py): name -> index, or None when too large; a
+        # write bumps the name's generation, so a copy read before it is never kept after it.
+        self._exact: dict[str, ExactIndex | None] = {}
+        self._exact_gen: Counter[str] = Counter()
+        self._exact_locks: dict[str, threading.Lock] = {}
+        self._exact_on = self.backend == "lite" and config.lite_exact_cache_mb > 0
 
     # ------------------------------------------------------------------ plumbing
     def _connect(self) -> MilvusClient:
@@ -212,7 +224,79 @@ class MilvusStore:
         await self._run(go)
 
     async def drop_collection(self, name: str) -> None:
-        await self._run(lambda c: c.drop_collection(name, timeout=self._t))
+        self._forget(name)
+        try:
+            await self._run(lambda c: c.drop_collection(name, timeout=self._t))
+        finally:
+            self._forget(name)
+
+    # ------------------------------------------------------------------ Lite's exact copies
+    def _forget(self, name: str) -> None:
+        """Drop the in-memory copy of ``name`` (before and after every write to it)."""
+        with self._lock:
+            self._exact_gen[name] += 1
+            self._exact.pop(name, None)
+
+    def _exact_index(self, c: MilvusClient, name: str) -> ExactIndex | None:
+        """The collection's in-memory copy, built from Lite on first use (None: too large)."""
+        with self._lock:
+            if name in self._exact:
+                return self._exact[name]
+            lock = self._exact_locks.setdefault(name, threading.Lock())
+        with lock:
+            with self._lock:
+                if name in self._exact:
+                    return self._exact[name]
+                gen = self._exact_gen[name]
+            built = self._read_all(c, name)
+            with self._lock:
+                if self._exact_gen[name] == gen:  # no write since the read began
+                    self._exact[name] = built
+            return built
+
+    def _read_all(self, c: MilvusClient, name: str) -> ExactIndex | None:
+        started = time.perf_counter()
+        count = self._count(c, name)
+        desc = c.describe_collection(name, timeout=self._t)
+        dim = next(int(f["params"]["dim"]) for f in desc["fields"] if f["name"] == VECTOR)
+        if count * dim * 4 > self._config.lite_exact_cache_mb * 1024 * 1024:
+            log.info(
+                "%s: %d vectors of dimension %d exceed LITE_EXACT_CACHE_MB; searched in Lite",
+                name,
+                count,
+                dim,
+            )
+            return None
+        rows: list[dict[str, Any]] = []
+        page = 10_000
+        while len(rows) < count:
+            got = c.query(
+                name,
+                filter=f"{PK} >= 0",
+                output_fields=[PK, VECTOR, YEAR, GENRES],
+                limit=page,
+                offset=len(rows),
+                timeout=self._t,
+            )
+            if not got:
+                break
+            rows.extend(got)
+        ids = np.fromiter((int(r[PK]) for r in rows), dtype=np.int64, count=len(rows))
+        if len(rows) != count or np.unique(ids).shape[0] != len(rows):
+            log.warning("%s: reading its rows gave %d of %d; searched in Lite", name, len(rows), count)
+            return None
+        vectors = np.asarray([r[VECTOR] for r in rows], dtype=np.float32).reshape(len(rows), dim)
+        years = np.fromiter((int(r.get(YEAR) or 0) for r in rows), dtype=np.int64, count=len(rows))
+        genres = [tuple(str(g) for g in (r.get(GENRES) or ())) for r in rows]
+        index = ExactIndex(ids, vectors, years, genres)
+        log.info(
+            "%s: %d vectors held for exact search (%.1f MB, read in %.2f s)",
+            name,
+            len(index),
+            index.nbytes / 1e6,
+            time.perf_counter() - started,
+        )
+        return index
 
     async def collection_stats(self, name: str) -> CollectionStats:
         def go(c: MilvusClient) -> CollectionStats:
@@ -267,6 +351,7 @@ class MilvusStore:
         chunk = self._config.upsert_chunk
 
         def go(c: MilvusClient) -> None:
+            self._forget(name)
             for start in range(0, len(items), chunk):
                 rows = [
                     {PK: it.movie_id, VECTOR: it.vector.tolist(), YEAR: it.year, GENRES: list(it.genres)}
@@ -275,7 +360,10 @@ class MilvusStore:
                 c.upsert(name, rows, timeout=self._t)
             c.flush(name, timeout=self._t)
 
-        await self._run(go)
+        try:
+            await self._run(go)
+        finally:
+            self._forget(name)
 
     async def existing_ids(self, name: str, ids: Sequence[int]) -> list[int]:
         def go(c: MilvusClient) -> list[int]:
@@ -290,10 +378,14 @@ class MilvusStore:
 
     async def delete(self, name: str, ids: Sequence[int]) -> None:
         def go(c: MilvusClient) -> None:
+            self._forget(name)
             c.delete(name, ids=[int(i) for i in ids], timeout=self._t)
             c.flush(name, timeout=self._t)
 
-        await self._run(go)
+        try:
+            await self._run(go)
+        finally:
+            self._forget(name)
 
     async def get(self, name: str, ids: Sequence[int]) -> list[Item]:
         def go(c: MilvusClient) -> list[Item]:
@@ -320,6 +412,12 @@ class MilvusStore:
         data = [row.tolist() for row in np.asarray(vectors, dtype=np.float32)]
 
         def go(c: MilvusClient) -> list[RawHits]:
+            if self._exact_on:
+                exact = self._exact_index(c, name)
+                if exact is not None:
+                    hits = exact.search(np.asarray(vectors, dtype=np.float32), limit, expr)
+                    if hits is not None:
+                        return hits
             res = c.search(
                 name,
                 data=data,
