@@ -11,6 +11,7 @@ from recsys_catalog.model import MovieFilter
 from recsys_catalog.service import CatalogService
 from recsys_catalog.store import PgStore
 from recsys_core.data import Dataset
+from recsys_core.errors import InvalidArgument, NotFound
 
 pytestmark = pytest.mark.postgres
 
@@ -173,6 +174,34 @@ async def test_seen_ids_are_every_rated_movie_whatever_the_limit(
     assert [h.user_id for h in found] == [light, heavy]
     assert found[0].seen_movie_ids == sorted({int(m) for m in inter.movie_ids[inter.user_ids == light]})
     assert found[1].seen_movie_ids == rated
+
+
+async def test_history_columns_are_the_history_rows_as_columns(svc: CatalogService, dataset: Dataset) -> None:
+    """The one-statement columns read (GetUserHistory with ``columns``) returns exactly the
+    events, order, totals and seen ids of the row read, whatever the limit."""
+    import datetime as dt
+
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    users = [*sorted({int(u) for u in dataset.interactions.user_ids})[:60], 999_999]
+    for limit in (1, 7, 0):
+        for seen in (False, True):
+            rows, missing = await svc.get_user_histories(users, limit, include_seen=seen)
+            cols, missing_c = await svc.get_user_histories_columns(users, limit, include_seen=seen)
+            assert missing_c == missing == [999_999]
+            assert [c.user_id for c in cols] == [h.user_id for h in rows]
+            for h, c in zip(rows, cols, strict=True):
+                assert c.total == h.total and c.seen_movie_ids == h.seen_movie_ids
+                assert c.movie_ids == [r.movie_id for r in h.ratings]
+                assert c.ratings == [r.rating for r in h.ratings]
+                assert c.rated_at_us == [
+                    (r.rated_at - epoch) // dt.timedelta(microseconds=1) for r in h.ratings
+                ]
+    one = await svc.get_user_history_columns(users[0], 3, include_seen=True)
+    assert one.movie_ids == cols[0].movie_ids[:3] and one.seen_movie_ids == cols[0].seen_movie_ids
+    with pytest.raises(NotFound):
+        await svc.get_user_history_columns(999_999, 3)
+    with pytest.raises(InvalidArgument):
+        await svc.get_user_history_columns(0, 3)
 
 
 async def test_list_movies_pages_through_everything(svc: CatalogService, dataset: Dataset) -> None:

@@ -69,6 +69,19 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnHistory:
+    """A History as three parallel columns, newest first (GetUserHistory with ``columns``): the
+    same events in the same order, read without one object per event."""
+
+    user_id: int
+    movie_ids: list[int]
+    ratings: list[float]
+    rated_at_us: list[int]  # microseconds since the Unix epoch
+    total: int
+    seen_movie_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class RecordResult:
     stored: list[Rating]
     superseded: int

@@ -29,6 +29,7 @@ from recsys_catalog.model import (
     RATING_MAX,
     RATING_MIN,
     CatalogInfo,
+    ColumnHistory,
     History,
     Movie,
     MovieFilter,
@@ -96,10 +97,20 @@ class CatalogStore(Protocol):
     async def histories(
         self, user_ids: Sequence[int], limit: int, include_seen: bool = False
     ) -> dict[int, History]: ...
+    async def history_columns(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> dict[int, ColumnHistory]: ...
     async def record_ratings(
         self, events: Sequence[Rating], create_missing_users: bool
     ) -> tuple[set[tuple[int, int]], list[int]]: ...
     async def describe(self) -> CatalogInfo: ...
+
+
+def _history_args(user_id: int, limit: int) -> int:
+    """The checked limit of a one-user history read (``user_id`` checked too)."""
+    if user_id <= 0:
+        raise InvalidArgument("user_id: must be > 0", field="user_id")
+    return _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
 
 
 def _check_ids(ids: Sequence[int], field: str, max_n: int = MAX_BATCH_IDS) -> None:
@@ -287,10 +298,18 @@ class CatalogService:
 
     async def get_user_history(self, user_id: int, limit: int, include_seen: bool = False) -> History:
         """The ``limit`` newest ratings; with ``include_seen`` also every rated movie's id."""
-        if user_id <= 0:
-            raise InvalidArgument("user_id: must be > 0", field="user_id")
-        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        n = _history_args(user_id, limit)
         found = await self._store.histories([user_id], n, include_seen)
+        if user_id not in found:
+            raise NotFound(f"user {user_id} not found")
+        return found[user_id]
+
+    async def get_user_history_columns(
+        self, user_id: int, limit: int, include_seen: bool = False
+    ) -> ColumnHistory:
+        """``get_user_history`` as columns: the same events, checks and errors."""
+        n = _history_args(user_id, limit)
+        found = await self._store.history_columns([user_id], n, include_seen)
         if user_id not in found:
             raise NotFound(f"user {user_id} not found")
         return found[user_id]
@@ -301,6 +320,15 @@ class CatalogService:
         _check_ids(user_ids, "user_ids")
         n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
         found = await self._store.histories(_dedup(user_ids), n, include_seen)
+        return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
+
+    async def get_user_histories_columns(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> tuple[list[ColumnHistory], list[int]]:
+        """``get_user_histories`` as columns."""
+        _check_ids(user_ids, "user_ids")
+        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        found = await self._store.history_columns(_dedup(user_ids), n, include_seen)
         return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
 
     async def record_ratings(

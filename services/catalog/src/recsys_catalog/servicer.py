@@ -16,7 +16,7 @@ from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys_core.validation import timestamp_to_datetime
 
-from recsys_catalog.model import History, Movie, MovieFilter, Rating, User
+from recsys_catalog.model import ColumnHistory, History, Movie, MovieFilter, Rating, User
 from recsys_catalog.service import CatalogService
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
@@ -126,6 +126,13 @@ def _fill_columns(out: common_pb2.HistoryColumns, ratings: Sequence[Rating]) -> 
     out.rated_at_us.extend([_since_epoch(r.rated_at) // _MICROSECOND for r in ratings])
 
 
+def _put_columns(out: common_pb2.HistoryColumns, h: ColumnHistory) -> None:
+    """A ColumnHistory as packed columns: three list extends, no per-event Python."""
+    out.movie_ids.extend(h.movie_ids)
+    out.ratings.extend(h.ratings)
+    out.rated_at_us.extend(h.rated_at_us)
+
+
 def fill_history(out: catalog_pb2.UserHistory, h: History, columns: bool = False) -> catalog_pb2.UserHistory:
     out.user_id = h.user_id
     out.total = h.total
@@ -196,23 +203,36 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     async def GetUserHistory(
         self, request: catalog_pb2.GetUserHistoryRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetUserHistoryResponse:
+        if request.columns:  # one statement, arrays end to end (store.SQL_HISTORY_COLUMNS)
+            c = await self._service.get_user_history_columns(
+                request.user_id, request.limit, request.include_seen_ids
+            )
+            out = catalog_pb2.GetUserHistoryResponse(total=c.total, seen_movie_ids=c.seen_movie_ids)
+            _put_columns(out.columns, c)
+            return out
         h = await self._service.get_user_history(request.user_id, request.limit, request.include_seen_ids)
         out = catalog_pb2.GetUserHistoryResponse(total=h.total, seen_movie_ids=h.seen_movie_ids)
-        if request.columns:
-            _fill_columns(out.columns, h.ratings)
-        else:
-            _add_ratings(out.ratings, h.ratings)
+        _add_ratings(out.ratings, h.ratings)
         return out
 
     async def GetUserHistories(
         self, request: catalog_pb2.GetUserHistoriesRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetUserHistoriesResponse:
+        if request.columns:
+            cols, missing = await self._service.get_user_histories_columns(
+                list(request.user_ids), request.limit, request.include_seen_ids
+            )
+            out = catalog_pb2.GetUserHistoriesResponse(missing_user_ids=missing)
+            for c in cols:
+                one = out.histories.add(user_id=c.user_id, total=c.total, seen_movie_ids=c.seen_movie_ids)
+                _put_columns(one.columns, c)
+            return out
         histories, missing = await self._service.get_user_histories(
             list(request.user_ids), request.limit, request.include_seen_ids
         )
         out = catalog_pb2.GetUserHistoriesResponse(missing_user_ids=missing)
         for h in histories:
-            fill_history(out.histories.add(), h, request.columns)
+            fill_history(out.histories.add(), h)
         return out
 
     async def RecordRatings(

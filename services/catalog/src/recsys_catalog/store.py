@@ -33,6 +33,7 @@ from recsys_core.validation import GENRE_SEP
 from recsys_catalog.model import (
     RATING_MAX,
     CatalogInfo,
+    ColumnHistory,
     History,
     LoadReport,
     Movie,
@@ -195,6 +196,34 @@ LEFT JOIN LATERAL (
     LIMIT $2
 ) AS r ON true
 ORDER BY u.user_id, r.rated_at DESC, r.movie_id
+"""
+
+# SQL_HISTORIES (+ SQL_SEEN_IDS when $3) as columns, one row per known user, in ONE statement:
+# one snapshot without a transaction, one round trip instead of five (BEGIN, users, events, seen
+# ids, COMMIT), arrays instead of a row per event. Same order as SQL_HISTORIES (newest first, ties
+# by movie id); rated_at as exact microseconds since the epoch (extract returns numeric).
+SQL_HISTORY_COLUMNS = """
+SELECT u.user_id,
+       (SELECT count(*) FROM ratings c WHERE c.user_id = u.user_id) AS total,
+       h.movie_ids, h.ratings, h.rated_at_us,
+       CASE WHEN $3::boolean THEN
+           ARRAY(SELECT s.movie_id FROM ratings s WHERE s.user_id = u.user_id ORDER BY s.movie_id)
+       END AS seen
+FROM users u
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(x.movie_id ORDER BY x.rated_at DESC, x.movie_id), '{}') AS movie_ids,
+           coalesce(array_agg(x.rating ORDER BY x.rated_at DESC, x.movie_id), '{}') AS ratings,
+           coalesce(array_agg((extract(epoch FROM x.rated_at) * 1000000)::bigint
+                              ORDER BY x.rated_at DESC, x.movie_id), '{}') AS rated_at_us
+    FROM (
+        SELECT r.movie_id, r.rating, r.rated_at
+        FROM ratings r
+        WHERE r.user_id = u.user_id
+        ORDER BY r.rated_at DESC, r.movie_id
+        LIMIT $2
+    ) AS x
+) AS h
+WHERE u.user_id = ANY($1::bigint[])
 """
 
 # Every rated movie per user, ids only: an index-only scan of the (user_id, movie_id) primary key.
@@ -832,6 +861,27 @@ class PgStore:
                 if r["movie_id"] is not None:
                     ratings[uid].append(Rating(uid, r["movie_id"], float(r["rating"]), r["rated_at"]))
             return {uid: History(uid, ratings[uid], totals[uid], seen[uid]) for uid in known}
+
+        return await self._read(op)
+
+    async def history_columns(
+        self, user_ids: Sequence[int], limit: int, include_seen: bool = False
+    ) -> dict[int, ColumnHistory]:
+        """``histories`` as columns (the same events, order and seen ids), in one statement."""
+
+        async def op(conn: asyncpg.Connection) -> dict[int, ColumnHistory]:
+            rows = await conn.fetch(SQL_HISTORY_COLUMNS, sorted(set(user_ids)), limit, include_seen)
+            return {
+                r["user_id"]: ColumnHistory(
+                    user_id=r["user_id"],
+                    movie_ids=r["movie_ids"],
+                    ratings=r["ratings"],
+                    rated_at_us=r["rated_at_us"],
+                    total=int(r["total"]),
+                    seen_movie_ids=r["seen"] or [],
+                )
+                for r in rows
+            }
 
         return await self._read(op)
 

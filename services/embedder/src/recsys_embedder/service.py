@@ -464,8 +464,9 @@ class EmbedderService:
         ids = cols.movie_ids
         rows_all = slot.rows(ids)
         caller_drows = slot.rows(s.disliked)
-        unknown = [int(i) for i, r in zip(ids, rows_all, strict=True) if r < 0]
-        unknown += [int(i) for i, r in zip(s.disliked, caller_drows, strict=True) if r < 0]
+        # As arrays: a 1,000-event history zipped element by element cost ~0.3 ms (issue #15).
+        unknown = np.asarray(ids, np.int64)[rows_all < 0].tolist()
+        unknown += np.asarray(s.disliked, np.int64).reshape(-1)[caller_drows < 0].tolist()
         drows = np.concatenate([caller_drows, rows_all[to_dislike]])
         order = event_order(rows_all, cols.timestamps, cols.timed)
         use = order[(keep_h & (rows_all >= 0))[order]]
