@@ -11,8 +11,8 @@ import datetime as dt
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 
 from recsys_core.errors import InvalidArgument, NotFound
@@ -106,11 +106,31 @@ class CatalogStore(Protocol):
     async def describe(self) -> CatalogInfo: ...
 
 
-def _history_args(user_id: int, limit: int) -> int:
-    """The checked limit of a one-user history read (``user_id`` checked too)."""
+H = TypeVar("H", History, ColumnHistory)
+# A store's history read (PgStore.histories or .history_columns): known users only, by id.
+_HistoryRead = Callable[[Sequence[int], int, bool], Awaitable[dict[int, H]]]
+
+
+async def _one_history(read: _HistoryRead[H], user_id: int, limit: int, include_seen: bool) -> H:
+    """One user's history through ``read``: ids and limit checked, NOT_FOUND when unknown."""
     if user_id <= 0:
         raise InvalidArgument("user_id: must be > 0", field="user_id")
-    return _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+    n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+    found = await read([user_id], n, include_seen)
+    if user_id not in found:
+        raise NotFound(f"user {user_id} not found")
+    return found[user_id]
+
+
+async def _many_histories(
+    read: _HistoryRead[H], user_ids: Sequence[int], limit: int, include_seen: bool
+) -> tuple[list[H], list[int]]:
+    """Histories in request order (duplicates repeated) and the unknown ids, through ``read``."""
+    _check_ids(user_ids, "user_ids")
+    n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+    unique = _dedup(user_ids)
+    found = await read(unique, n, include_seen)
+    return [found[i] for i in user_ids if i in found], [i for i in unique if i not in found]
 
 
 def _check_ids(ids: Sequence[int], field: str, max_n: int = MAX_BATCH_IDS) -> None:
@@ -298,38 +318,24 @@ class CatalogService:
 
     async def get_user_history(self, user_id: int, limit: int, include_seen: bool = False) -> History:
         """The ``limit`` newest ratings; with ``include_seen`` also every rated movie's id."""
-        n = _history_args(user_id, limit)
-        found = await self._store.histories([user_id], n, include_seen)
-        if user_id not in found:
-            raise NotFound(f"user {user_id} not found")
-        return found[user_id]
+        return await _one_history(self._store.histories, user_id, limit, include_seen)
 
     async def get_user_history_columns(
         self, user_id: int, limit: int, include_seen: bool = False
     ) -> ColumnHistory:
         """``get_user_history`` as columns: the same events, checks and errors."""
-        n = _history_args(user_id, limit)
-        found = await self._store.history_columns([user_id], n, include_seen)
-        if user_id not in found:
-            raise NotFound(f"user {user_id} not found")
-        return found[user_id]
+        return await _one_history(self._store.history_columns, user_id, limit, include_seen)
 
     async def get_user_histories(
         self, user_ids: Sequence[int], limit: int, include_seen: bool = False
     ) -> tuple[list[History], list[int]]:
-        _check_ids(user_ids, "user_ids")
-        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
-        found = await self._store.histories(_dedup(user_ids), n, include_seen)
-        return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
+        return await _many_histories(self._store.histories, user_ids, limit, include_seen)
 
     async def get_user_histories_columns(
         self, user_ids: Sequence[int], limit: int, include_seen: bool = False
     ) -> tuple[list[ColumnHistory], list[int]]:
         """``get_user_histories`` as columns."""
-        _check_ids(user_ids, "user_ids")
-        n = _limit(limit, "limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
-        found = await self._store.history_columns(_dedup(user_ids), n, include_seen)
-        return [found[i] for i in user_ids if i in found], [i for i in _dedup(user_ids) if i not in found]
+        return await _many_histories(self._store.history_columns, user_ids, limit, include_seen)
 
     async def record_ratings(
         self, events: Sequence[tuple[int, int, float, dt.datetime | None]], create_missing_users: bool

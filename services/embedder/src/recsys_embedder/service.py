@@ -464,7 +464,7 @@ class EmbedderService:
         ids = cols.movie_ids
         rows_all = slot.rows(ids)
         caller_drows = slot.rows(s.disliked)
-        # As arrays: a 1,000-event history zipped element by element cost ~0.3 ms (issue #15).
+        # As arrays: for a 1,000-event history 6 µs instead of 137 µs element by element (issue #15).
         unknown = np.asarray(ids, np.int64)[rows_all < 0].tolist()
         unknown += np.asarray(s.disliked, np.int64).reshape(-1)[caller_drows < 0].tolist()
         drows = np.concatenate([caller_drows, rows_all[to_dislike]])
