@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from recsys_core.demographics import age_bracket, normalise_occupation, occupation_candidates
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_core.validation import check_genre_names, check_year, quote
 
@@ -38,33 +39,6 @@ MAX_TITLE = 500
 # BLEND_TOP movies the two-tower model ranks first for the demographics.
 BLEND_K = 3.0
 BLEND_TOP = 20
-
-# ml-1m occupation codes (docs/occupations.md) and the ml-100k names.
-ML1M_OCCUPATIONS: tuple[str, ...] = (
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
-    "doctor/health care", "executive/managerial", "farmer", "homemaker", "k-12 student", "lawyer",
-    "programmer", "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer",
-    "tradesman/craftsman", "unemployed", "writer",
-)  # fmt: skip
-ML100K_OCCUPATIONS: tuple[str, ...] = (
-    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
-    "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
-    "retired", "salesman", "scientist", "student", "technician", "writer",
-)  # fmt: skip
-# the explicit cross-vocabulary mapping suggested in docs/occupations.md (100k -> 1m)
-_OCC_100K_TO_1M = {
-    "doctor": "doctor/health care",
-    "healthcare": "doctor/health care",
-    "educator": "academic/educator",
-    "engineer": "technician/engineer",
-    "technician": "technician/engineer",
-    "salesman": "sales/marketing",
-    "marketing": "sales/marketing",
-    "none": "other",
-    "administrator": "clerical/admin",
-    "executive": "executive/managerial",
-    "student": "college/grad student",
-}
 
 
 # ---- domain values ---------------------------------------------------------------------------
@@ -485,7 +459,7 @@ class EmbedderService:
         if tt is None:
             return None
         g = {"F": 1, "M": 2}.get(d.gender or "", 0)
-        a = _age_bracket(d.age)
+        a = age_bracket(d.age)
         o = occupation_index(d.occupation, tt.occupations)
         return np.asarray(tt.user_table[g, a, o], dtype=np.float32)
 
@@ -559,24 +533,6 @@ def _blend(
     return _normalise(u - meta.dislike_weight * dislike)
 
 
-def _age_bracket(age: int) -> int:
-    if age <= 0:
-        return 0
-    starts = (1, 18, 25, 35, 45, 50, 56)
-    return max(k for k, s in enumerate(starts) if age >= s) + 1
-
-
-def normalise_occupation(value: str) -> str | None:
-    """A code "0".."20" or a name (either MovieLens vocabulary, any case) -> lowercase name; else None."""
-    v = value.strip().lower()
-    if v.isascii() and v.isdigit():  # "²".isdigit() is True, but int("²") raises
-        code = int(v)
-        return ML1M_OCCUPATIONS[code] if 0 <= code < len(ML1M_OCCUPATIONS) else None
-    if v in ML1M_OCCUPATIONS or v in ML100K_OCCUPATIONS:
-        return v
-    return None
-
-
 def occupation_index(value: str, vocabulary: Sequence[str]) -> int:
     """Index (1-based, 0 = unknown) of an occupation in a model's vocabulary, mapping between the
     ml-100k and ml-1m vocabularies where the name is not in it (docs/occupations.md)."""
@@ -584,9 +540,7 @@ def occupation_index(value: str, vocabulary: Sequence[str]) -> int:
     if name is None:
         return 0
     vocab = list(vocabulary)
-    candidates = [name, _OCC_100K_TO_1M.get(name, "")]
-    candidates += [k for k, v in _OCC_100K_TO_1M.items() if v == name]
-    for c in candidates:
-        if c and c in vocab:
+    for c in occupation_candidates(name):
+        if c in vocab:
             return vocab.index(c) + 1
     return 0

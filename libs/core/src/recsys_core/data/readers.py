@@ -36,6 +36,7 @@ from recsys_core.data.model import (
     Movie,
     User,
 )
+from recsys_core.demographics import GENDERS, ML1M_AGES, ML1M_OCCUPATIONS
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +48,6 @@ _MARKERS: dict[str, tuple[str, ...]] = {
 }
 _RATINGS_FILE = {"100k": "u.data", "1m": "ratings.dat", "latest": "ratings.csv"}
 
-# ml-1m / ml-10m occupation codes -> normalized names (docs/occupations.md)
-ML1M_OCCUPATIONS: dict[int, str] = {
-    0: "other",
-    1: "academic/educator",
-    2: "artist",
-    3: "clerical/admin",
-    4: "college/grad student",
-    5: "customer service",
-    6: "doctor/health care",
-    7: "executive/managerial",
-    8: "farmer",
-    9: "homemaker",
-    10: "k-12 student",
-    11: "lawyer",
-    12: "programmer",
-    13: "retired",
-    14: "sales/marketing",
-    15: "scientist",
-    16: "self-employed",
-    17: "technician/engineer",
-    18: "tradesman/craftsman",
-    19: "unemployed",
-    20: "writer",
-}
-ML1M_AGES = (1, 18, 25, 35, 45, 50, 56)
 NO_GENRE = frozenset({"unknown", "(no genres listed)"})
 
 _CHUNK_BYTES = 8 << 20
@@ -497,7 +473,7 @@ def _read_100k_users(data: bytes, problems: _Problems) -> list[User]:
         if not _INT.fullmatch(age) or not 0 < int(age) < 130:
             problems.add(file, lineno, f"age {age!r} is not a plausible age")
             continue
-        if gender not in ("F", "M"):
+        if gender not in GENDERS:
             problems.add(file, lineno, f"gender {gender!r} is not F or M")
             continue
         user_id = ids.parse(uid, lineno)
@@ -535,14 +511,14 @@ def _read_dat_users(data: bytes, problems: _Problems) -> list[User]:
             problems.add(file, lineno, f"expected 5 '::'-separated fields, got {len(parts)}")
             continue
         uid, gender, age, occ, zip_code = (p.strip() for p in parts)
-        if gender not in ("F", "M"):
+        if gender not in GENDERS:
             problems.add(file, lineno, f"gender {gender!r} is not F or M")
             continue
         if not _INT.fullmatch(age) or int(age) not in ML1M_AGES:
             problems.add(file, lineno, f"age code {age!r} is not one of {ML1M_AGES}")
             continue
-        if not _INT.fullmatch(occ) or int(occ) not in ML1M_OCCUPATIONS:
-            problems.add(file, lineno, f"occupation code {occ!r} is not 0..20")
+        if not _INT.fullmatch(occ) or not 0 <= int(occ) < len(ML1M_OCCUPATIONS):
+            problems.add(file, lineno, f"occupation code {occ!r} is not 0..{len(ML1M_OCCUPATIONS) - 1}")
             continue
         user_id = ids.parse(uid, lineno)
         if user_id is None:

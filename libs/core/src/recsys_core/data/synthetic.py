@@ -17,17 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys_core.data.readers import ML1M_AGES, ML1M_OCCUPATIONS
+from recsys_core.demographics import ML1M_AGES, ML1M_OCCUPATIONS, ML100K_OCCUPATIONS
 
 GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                "Romance", "Sci-Fi", "Thriller", "War", "Western"]  # fmt: skip
 GENRES_1M = GENRES_100K[1:]
 GENRES_LATEST = [g if g != "Children's" else "Children" for g in GENRES_1M] + ["IMAX"]
-OCCUPATIONS_100K = ["administrator", "artist", "doctor", "educator", "engineer", "entertainment",
-                    "executive", "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none",
-                    "other", "programmer", "retired", "salesman", "scientist", "student", "technician",
-                    "writer"]  # fmt: skip
 _WORDS = ["Secret", "Night", "River", "Garden", "Misérables", "Café", "Storm", "Return", "Empire",
           "Dream", "Summer", "Shadow", "Königin", "Island", "Fire", "Love", "Road", "Ghost", "City",
           "Señor"]  # fmt: skip
@@ -205,7 +201,7 @@ def _write_100k(out, rng, titles, years, genre_lists, n_users, users, movies, ra
     _write(out / "u.item", items, "latin-1")
     ages = rng.integers(7, 74, size=n_users)
     genders = rng.choice(["F", "M"], size=n_users, p=[0.3, 0.7])
-    occs = rng.choice(OCCUPATIONS_100K, size=n_users)
+    occs = rng.choice(list(ML100K_OCCUPATIONS), size=n_users)
     _write(
         out / "u.user",
         [f"{u + 1}|{ages[u]}|{genders[u]}|{occs[u]}|{_zip_code(rng)}" for u in range(n_users)],
@@ -214,7 +210,7 @@ def _write_100k(out, rng, titles, years, genre_lists, n_users, users, movies, ra
     (out / "u.genre").write_bytes(
         ("\n".join(f"{g}|{i}" for i, g in enumerate(GENRES_100K)) + "\n\n").encode()
     )
-    _write(out / "u.occupation", OCCUPATIONS_100K, "latin-1")
+    _write(out / "u.occupation", list(ML100K_OCCUPATIONS), "latin-1")
     _write(out / "u.info", [f"{n_users} users", f"{len(titles)} items", f"{users.size} ratings"], "latin-1")
 
 
@@ -227,7 +223,7 @@ def _write_1m(out, rng, titles, years, genre_lists, n_users, users, movies, rati
     )
     ages = rng.choice(ML1M_AGES, size=n_users)
     genders = rng.choice(["F", "M"], size=n_users, p=[0.3, 0.7])
-    occs = rng.choice(sorted(ML1M_OCCUPATIONS), size=n_users)
+    occs = rng.choice(list(range(len(ML1M_OCCUPATIONS))), size=n_users)
     _write(
         out / "users.dat",
         [f"{u + 1}::{genders[u]}::{ages[u]}::{occs[u]}::{_zip_code(rng)}" for u in range(n_users)],

@@ -6,7 +6,9 @@
 never pulls in evaluation code).
 """
 
-from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet, age_bracket, gender_index
+from recsys_core.demographics import age_bracket, gender_index
+
+from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet
 from recsys_embedder.twotower.train import load_two_tower, save_two_tower, train_two_tower
 
 __all__ = [

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from recsys_core.demographics import age_bracket, gender_index
 
 from recsys_embedder.evaluation.metrics import metrics_from_ranks, target_ranks
-from recsys_embedder.twotower.model import TwoTower, age_bracket, gender_index
+from recsys_embedder.twotower.model import TwoTower
 from recsys_embedder.twotower.train import event_weights, positions_from_end
 
 RECENT_POPULAR_HALF_LIFE_DAYS = 30.0

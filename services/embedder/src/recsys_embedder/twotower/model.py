@@ -23,29 +23,11 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
+from recsys_core.demographics import GENDERS, ML1M_AGES
 from torch import Tensor, nn
 
-# MovieLens 1M age brackets (each bracket's start age); index 0 = unknown.
-AGE_BRACKETS: tuple[int, ...] = (1, 18, 25, 35, 45, 50, 56)
-GENDERS: tuple[str, ...] = ("F", "M")  # index 1, 2; 0 = unknown
-
-
-def age_bracket(age: int | None) -> int:
-    """Age in years (or a 1M bracket code) -> 1..7; 0 when unknown (None or <= 0)."""
-    if age is None or age <= 0:
-        return 0
-    k = 0
-    for i, start in enumerate(AGE_BRACKETS):
-        if age >= start:
-            k = i
-    return k + 1
-
-
-def gender_index(gender: str | None) -> int:
-    if not gender:
-        return 0
-    g = gender.strip().upper()[:1]
-    return GENDERS.index(g) + 1 if g in GENDERS else 0
+# Age brackets, genders and their indices (0 = unknown): recsys_core.demographics.
+AGE_BRACKETS = ML1M_AGES
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from recsys_core.demographics import age_bracket, gender_index
 
 from recsys_embedder.model.features import FeatureSpec, movie_features
-from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet, age_bracket, gender_index
+from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet
 
 log = logging.getLogger(__name__)
 
