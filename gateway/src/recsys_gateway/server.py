@@ -8,7 +8,7 @@ import logging
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsys.catalog.v1 import catalog_pb2
-from recsys.gateway.v1 import gateway_pb2_grpc
+from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.server import Server
 
 from .batching import BatchingUpstreams
@@ -17,7 +17,7 @@ from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .upstreams import GrpcUpstreams
 
-SERVICE_NAME = "recsys.gateway.v1.Gateway"
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 log = logging.getLogger(__name__)
 
 

@@ -30,9 +30,9 @@ from .settings import GatewaySettings
 
 T = TypeVar("T")
 
-CATALOG = "recsys.catalog.v1.Catalog"
-EMBEDDER = "recsys.embedder.v1.Embedder"
-RETRIEVER = "recsys.retriever.v1.Retriever"
+CATALOG = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
+EMBEDDER = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
+RETRIEVER = retriever_pb2.DESCRIPTOR.services_by_name["Retriever"].full_name
 
 # Idempotent reads: the only calls retried on UNAVAILABLE.
 CATALOG_READS = (

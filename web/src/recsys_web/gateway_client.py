@@ -18,7 +18,7 @@ from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.client import open_channel
 
-SERVICE = "recsys.gateway.v1.Gateway"
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 API_KEY_HEADER = "x-api-key"
 #: reads are retried on UNAVAILABLE by the channel's service config; RecordFeedback is not
 IDEMPOTENT = ("Recommend", "SimilarMovies", "GetMovies", "SearchMovies", "SampleMovies", "ListGenres")

@@ -235,7 +235,7 @@ async def start_fake_gateway(fake: FakeGateway) -> tuple[grpc.aio.Server, int]:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    for name in ("", "recsys.gateway.v1.Gateway"):
+    for name in ("", gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 

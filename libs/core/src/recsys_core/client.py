@@ -209,7 +209,8 @@ def open_channel(
     tls: ClientTLS | None = None,
     request_id_interceptor: bool = True,
 ) -> grpc.aio.Channel:
-    """A long-lived channel to ``target`` for ``service`` (full name, "recsys.catalog.v1.Catalog").
+    """A long-lived channel to ``target`` for ``service`` (its full name from the descriptor,
+    e.g. recsys.catalog.v1.Catalog).
 
     ``idempotent_methods`` are method names of ``service`` ("GetMovies"; a full
     "pkg.Svc/Method" works too): only they are retried, on UNAVAILABLE, up to

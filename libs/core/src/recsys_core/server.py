@@ -3,7 +3,7 @@
 Lifecycle::
 
     server = Server(settings, "catalog")
-    server.add_service(catalog_pb2_grpc.add_CatalogServicer_to_server, servicer, "recsys.catalog.v1.Catalog")
+    server.add_service(catalog_pb2_grpc.add_CatalogServicer_to_server, servicer, SERVICE_NAME)
     server.on_stop(pool.close)
     await server.start()          # NOT_SERVING until...
     server.set_serving(True)      # ...the dependencies are ready

@@ -36,6 +36,10 @@ from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from recsys.catalog.v1 import catalog_pb2
+from recsys.embedder.v1 import embedder_pb2
+from recsys.gateway.v1 import gateway_pb2
+from recsys.retriever.v1 import retriever_pb2
 
 STATE_FILE = "stack.json"
 DATA_FILE = "catalog-data.json"  # which data set the workdir's catalog was loaded with
@@ -51,11 +55,28 @@ class ServiceDef:
     metrics_port: int
 
 
+def _service(module: Any, name: str) -> str:
+    """The full name of service ``name`` in generated ``module`` (from its descriptor)."""
+    return str(module.DESCRIPTOR.services_by_name[name].full_name)
+
+
 SERVICES = (
-    ServiceDef("catalog", "recsys_catalog", "recsys.catalog.v1.Catalog", 50052, 9102),
-    ServiceDef("retriever", "recsys_retriever", "recsys.retriever.v1.Retriever", 50054, 9104),
-    ServiceDef("embedder", "recsys_embedder", "recsys.embedder.v1.Embedder", 50053, 9103),
-    ServiceDef("gateway", "recsys_gateway", "recsys.gateway.v1.Gateway", 50051, 9101),
+    ServiceDef("catalog", "recsys_catalog", _service(catalog_pb2, "Catalog"), 50052, 9102),
+    ServiceDef(
+        "retriever",
+        "recsys_retriever",
+        _service(retriever_pb2, "Retriever"),
+        50054,
+        9104,
+    ),
+    ServiceDef(
+        "embedder",
+        "recsys_embedder",
+        _service(embedder_pb2, "Embedder"),
+        50053,
+        9103,
+    ),
+    ServiceDef("gateway", "recsys_gateway", _service(gateway_pb2, "Gateway"), 50051, 9101),
 )
 
 

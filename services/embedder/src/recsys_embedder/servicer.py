@@ -22,9 +22,12 @@ from recsys_embedder.service import (
     Signal,
 )
 
-SERVICE_NAME = "recsys.embedder.v1.Embedder"
+SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
 
-_FORM_TO_PROTO = {name: k + 1 for k, name in enumerate(USER_FORMS)}  # UserForm enum values
+# UserForm enum values by name (USER_FORM_<FORM>), not by position: a KeyError at import names a
+# form of backends.base.USER_FORMS the contract lacks.
+_FORM_TO_PROTO = {name: embedder_pb2.UserForm.Value("USER_FORM_" + name.upper()) for name in USER_FORMS}
+_PROTO_TO_FORM = {v: name for name, v in _FORM_TO_PROTO.items()}
 _SPACE_TO_PROTO = {PINSAGE: common_pb2.VECTOR_SPACE_PINSAGE, TWO_TOWER: common_pb2.VECTOR_SPACE_TWO_TOWER}
 _GENDER = {common_pb2.GENDER_FEMALE: "F", common_pb2.GENDER_MALE: "M"}
 
@@ -36,8 +39,9 @@ def _vector(v: np.ndarray) -> common_pb2.Vector:
 def _form(value: int, field: str) -> str | None:
     if value == embedder_pb2.USER_FORM_UNSPECIFIED:
         return None
-    if 1 <= value <= len(USER_FORMS):
-        return USER_FORMS[value - 1]
+    form = _PROTO_TO_FORM.get(value)
+    if form is not None:
+        return form
     raise InvalidArgument(f"{field}: unknown UserForm {value}", field=field)
 
 

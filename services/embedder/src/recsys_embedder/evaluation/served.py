@@ -70,7 +70,7 @@ QUIZ_DISLIKE_AT_MOST = 2.0
 # taking the top K, as every other row ("seen movies excluded") and the popular baseline do.
 QUIZ_K = 100
 FORMS: tuple[str, ...] = ("user_id", "liked+ratings+times", "liked+times", "ordered", "quiz x1", "quiz x3")
-GATEWAY = "recsys.gateway.v1.Gateway"
+GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
