@@ -121,3 +121,29 @@ async def test_reload_is_idempotent_and_failures_roll_back(
     info = await store.describe()
     assert (info.movie_count, info.rating_count) == (len(other.movies), len(other.interactions))
     assert info.dataset_name == other.name
+
+
+async def test_fast_load_rebuilds_the_schema_it_finds(empty_store: PgStore, dataset: Dataset) -> None:
+    """The fast path drops and re-creates the indexes and foreign keys the migrations made, read
+    from the schema itself (issue #17 item 4): a schema whose indexes changed since (one gone, one
+    added) comes back as it was, not as a hand-kept copy of 0001/0002 says."""
+    store = empty_store
+    await migrate(store)
+
+    async def change(conn):  # type: ignore[no-untyped-def]
+        await conn.execute("DROP INDEX ratings_recent; CREATE INDEX ratings_by_rating ON ratings (rating)")
+
+    await store._write(change)
+    schema = await schema_objects(store)
+    assert any("ratings_by_rating" in d for d in schema[0])
+    assert not any("ratings_recent" in d for d in schema[0])
+    await load_into(store, dataset, replace=True)  # replace: an empty catalog, so the fast path
+    assert await schema_objects(store) == schema
+    assert (await snapshot(store))[2] == len(dataset.interactions)
+
+    async def restore(conn):  # type: ignore[no-untyped-def]
+        await conn.execute(
+            "DROP INDEX ratings_by_rating; CREATE INDEX ratings_recent ON ratings (rated_at) INCLUDE (movie_id)"
+        )
+
+    await store._write(restore)

@@ -69,9 +69,7 @@ class CatalogServer:
         #: times the embedded PostgreSQL was restarted after its postmaster died
         self.restarts = 0
         # UNAVAILABLE (retryable), not FAILED_PRECONDITION: the caller should simply retry.
-        self.store.not_ready = DependencyUnavailable(
-            "postgresql", "catalog starting: database not connected yet"
-        )
+        self.store.refuse(DependencyUnavailable("postgresql", "catalog starting: database not connected yet"))
 
     async def start(self) -> int:
         port = await self.server.start()
@@ -112,11 +110,11 @@ class CatalogServer:
                 await self._connect_once()
                 return
             except RecsysError as exc:
-                self.store.not_ready = exc
+                self.store.refuse(exc)
                 log.warning("catalog not ready: %s (retrying in %.1fs)", exc.message, delay)
             except Exception as exc:  # e.g. the embedded server failed to start
                 log.exception("catalog start-up step failed (retrying in %.1fs)", delay)
-                self.store.not_ready = DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}")
+                self.store.refuse(DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}"))
             await asyncio.sleep(delay)
             delay = min(delay * 2, s.connect_retry_max_s)
 
@@ -129,13 +127,13 @@ class CatalogServer:
             "embedded PostgreSQL died (postmaster pid %s): NOT_SERVING, restarting it", self.embedded.pid
         )
         self.server.set_serving(False)
-        self.store.not_ready = DependencyUnavailable(
-            "postgresql", "embedded PostgreSQL crashed, restarting (crash recovery)"
+        self.store.refuse(
+            DependencyUnavailable("postgresql", "embedded PostgreSQL crashed, restarting (crash recovery)")
         )
         await self.store.close()
         await self.embedded.forget()
         await self._connect()
-        self.store.not_ready = None
+        self.store.accept()
         self.restarts += 1
         log.warning(
             "embedded PostgreSQL restarted after %.1fs (pid %s): SERVING",
@@ -147,7 +145,7 @@ class CatalogServer:
     async def _lifecycle(self) -> None:
         s = self.settings
         await self._connect()
-        self.store.not_ready = None
+        self.store.accept()
         self.server.set_serving(True)
         self.ready.set()
         if s.health_check_interval_s <= 0:

@@ -379,17 +379,36 @@ ON CONFLICT (user_id, movie_id) DO UPDATE
 # the foreign keys, insert in primary-key order (movies with their aggregates), then rebuild the
 # indexes by sorting and re-add the foreign keys (validated by one join each instead of lookups
 # per row). All inside the load's transaction: a failure restores the tables as they were. The
-# definitions must match migrations/0001_init.sql and 0002 (a test compares the schema after a fast load
-# with the migrated one).
-SQL_FRESH_DROP = """
-ALTER TABLE ratings DROP CONSTRAINT ratings_user_id_fkey, DROP CONSTRAINT ratings_movie_id_fkey;
-DROP INDEX ratings_user_recent;
-DROP INDEX ratings_movie;
-DROP INDEX ratings_recent;
-DROP INDEX movies_title_trgm;
-DROP INDEX movies_genres;
-DROP INDEX movies_most_rated;
+# definitions dropped and re-created are read from the migrated schema itself (SQL_FRESH_DEFS), so
+# the migrations are their one home (a test compares the schema after a fast load with the migrated one).
+#
+# The secondary indexes of movies and ratings and the foreign keys of ratings, as the migrations
+# made them: (kind, name, definition), kind "index" (pg_get_indexdef, a CREATE INDEX statement) or
+# "fkey" (pg_get_constraintdef, the ADD CONSTRAINT clause). Primary keys and unique constraints
+# stay (the loads' ON CONFLICT needs them).
+SQL_FRESH_DEFS = """
+SELECT 'index' AS kind, i.relname AS name, pg_get_indexdef(x.indexrelid) AS def
+FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid
+WHERE x.indrelid IN ('movies'::regclass, 'ratings'::regclass) AND NOT x.indisprimary AND NOT x.indisunique
+UNION ALL
+SELECT 'fkey', conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE conrelid = 'ratings'::regclass AND contype = 'f'
+ORDER BY 1, 2
 """
+
+
+def _fresh_drop_restore(defs: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """The DROP and the re-CREATE statements of :data:`SQL_FRESH_DEFS`' rows."""
+    fkeys = [(n, d) for k, n, d in defs if k == "fkey"]
+    indexes = [(n, d) for k, n, d in defs if k == "index"]
+    drop = [f'DROP INDEX "{n}";' for n, _ in indexes]
+    restore = [f"{d};" for _, d in indexes]
+    if fkeys:
+        drop.insert(0, "ALTER TABLE ratings " + ", ".join(f'DROP CONSTRAINT "{n}"' for n, _ in fkeys) + ";")
+        added = ", ".join(f'ADD CONSTRAINT "{n}" {d}' for n, d in fkeys)
+        restore.append(f"ALTER TABLE ratings {added};")
+    return "\n".join(drop), "\n".join(restore)
+
 
 SQL_FRESH_RATINGS = """
 INSERT INTO ratings (user_id, movie_id, rating, rated_at)
@@ -407,19 +426,6 @@ LEFT JOIN (
     SELECT movie_id, count(*) AS c, sum(rating::float8) AS s FROM ratings GROUP BY movie_id
 ) AS a ON a.movie_id = l.movie_id
 ORDER BY l.movie_id
-"""
-
-SQL_FRESH_RESTORE = """
-CREATE INDEX movies_title_trgm ON movies USING gin (title_fold gin_trgm_ops);
-CREATE INDEX movies_genres ON movies USING gin (genres);
-CREATE INDEX movies_most_rated ON movies (rating_count DESC, movie_id);
-CREATE INDEX ratings_user_recent ON ratings (user_id, rated_at DESC, movie_id);
-CREATE INDEX ratings_movie ON ratings (movie_id) INCLUDE (rating);
-CREATE INDEX ratings_recent ON ratings (rated_at) INCLUDE (movie_id);
-ALTER TABLE ratings
-    ADD CONSTRAINT ratings_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (user_id) ON DELETE CASCADE,
-    ADD CONSTRAINT ratings_movie_id_fkey FOREIGN KEY (movie_id) REFERENCES movies (movie_id)
-        ON DELETE CASCADE;
 """
 
 # After a merge: move GIN pending-list entries into the index (else searches scan the list).
@@ -531,8 +537,8 @@ class PgStore:
     def __init__(self, config: PoolConfig) -> None:
         self._config = config
         self._pool: asyncpg.Pool | None = None
-        #: why calls are refused while the pool is closed (set by the server, e.g. old schema)
-        self.not_ready: RecsysError | None = None
+        # Why calls are refused while the pool is closed (refuse / accept; e.g. an old schema).
+        self._not_ready: RecsysError | None = None
 
     @property
     def dsn(self) -> str:
@@ -571,6 +577,20 @@ class PgStore:
         except asyncpg.InvalidCatalogNameError as exc:
             raise DependencyUnavailable(DEPENDENCY, f"database does not exist: {exc}") from exc
 
+    @property
+    def not_ready(self) -> RecsysError | None:
+        """What a call gets while the pool is closed (None: the default UNAVAILABLE)."""
+        return self._not_ready
+
+    def refuse(self, why: RecsysError) -> None:
+        """Answer every call with ``why`` while the pool is closed (the server's lifecycle says why:
+        starting, an old schema, the embedded server restarting)."""
+        self._not_ready = why
+
+    def accept(self) -> None:
+        """The server has finished connecting: no reason to refuse calls is kept."""
+        self._not_ready = None
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -583,7 +603,7 @@ class PgStore:
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         pool = self._pool
         if pool is None:
-            raise self.not_ready or DependencyUnavailable(DEPENDENCY, "not connected yet")
+            raise self._not_ready or DependencyUnavailable(DEPENDENCY, "not connected yet")
         async with pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
             try:
                 yield conn
@@ -1003,14 +1023,16 @@ class PgStore:
                     fresh = bool(await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM movies)"))
                     if fresh:
                         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'", timeout=BULK_TIMEOUT_S)
-                        await conn.execute(SQL_FRESH_DROP, timeout=BULK_TIMEOUT_S)
+                        defs = [tuple(r) for r in await conn.fetch(SQL_FRESH_DEFS, timeout=60)]
+                        fresh_drop, fresh_restore = _fresh_drop_restore(defs)  # type: ignore[arg-type]
+                        await conn.execute(fresh_drop, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)
                         report("merge", 0)
                         await conn.execute(SQL_FRESH_RATINGS, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_FRESH_MOVIES, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
-                        await conn.execute(SQL_FRESH_RESTORE, timeout=BULK_TIMEOUT_S)
+                        await conn.execute(fresh_restore, timeout=BULK_TIMEOUT_S)
                     else:
                         await conn.execute(SQL_LOAD_MOVIES, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_GENRES, timeout=BULK_TIMEOUT_S)
