@@ -37,34 +37,44 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not ok:
             raise Unauthenticated("invalid API key")
 
-    async def Recommend(self, request, context):  # type: ignore[no-untyped-def]
+    async def Recommend(
+        self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RecommendResponse:
         self._authorize(context)
         return await self._service.recommend(request)
 
-    async def SimilarMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SimilarMovies(
+        self, request: gateway_pb2.SimilarMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SimilarMoviesResponse:
         self._authorize(context)
         return await self._service.similar_movies(request)
 
-    async def GetMovies(self, request, context) -> catalog_pb2.GetMoviesResponse:  # type: ignore[no-untyped-def]
+    async def GetMovies(
+        self, request: catalog_pb2.GetMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetMoviesResponse:
         self._authorize(context)
         return await self._service.get_movies(request)
 
-    async def SearchMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SearchMovies(
+        self, request: catalog_pb2.SearchMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.SearchMoviesResponse:
         self._authorize(context)
         return await self._service.search_movies(request)
 
-    async def SampleMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SampleMovies(
+        self, request: gateway_pb2.SampleMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.SampleMoviesResponse:
         self._authorize(context)
         return await self._service.sample_movies(request)
 
-    async def ListGenres(  # type: ignore[no-untyped-def]
-        self, request: gateway_pb2.ListGenresRequest, context
+    async def ListGenres(
+        self, request: gateway_pb2.ListGenresRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ListGenresResponse:
         self._authorize(context)
         return await self._service.list_genres(request)
 
-    async def RecordFeedback(  # type: ignore[no-untyped-def]
-        self, request: gateway_pb2.RecordFeedbackRequest, context
+    async def RecordFeedback(
+        self, request: gateway_pb2.RecordFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RecordFeedbackResponse:
         self._authorize(context)
         return await self._service.record_feedback(request)
