@@ -41,6 +41,25 @@ BLEND_K = 3.0
 BLEND_TOP = 20
 
 
+@dataclass(frozen=True)
+class _Blend:
+    """How a query vector is blended with the demographic prior after the network (see _blend)."""
+
+    alpha: float  # weight of the prior, BLEND_K / (BLEND_K + n_liked)
+    prior: np.ndarray
+    dislike: np.ndarray  # the dislike direction (zeros when none)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One signal of an EmbedQuery batch waiting for the network: its position in the request,
+    the network's input, and its blend (None: the network's vector as it is)."""
+
+    index: int
+    query: QueryInput
+    blend: _Blend | None
+
+
 # ---- domain values ---------------------------------------------------------------------------
 
 
@@ -343,7 +362,7 @@ class EmbedderService:
             m = slot.model
             default_form = m.meta.default_form if m.meta.default_form in USER_FORMS else "pinsage"
             results: list[QueryResult | None] = [None] * len(signals)
-            pending: list[tuple[int, QueryInput, float, np.ndarray]] = []
+            pending: list[_Pending] = []
             for k, s in enumerate(signals):
                 form = s.form or default_form
                 q, unknown, n_liked = self._resolve(slot, s, form)
@@ -359,21 +378,21 @@ class EmbedderService:
                     prior = self._demographic_prior(slot, demo_vec)
                     alpha = BLEND_K / (BLEND_K + n_liked)
                     blend_q = QueryInput(q.history, q.ratings, np.zeros(0, np.int64), q.form)
-                    pending.append((k, blend_q, alpha, np.stack([prior, _dislike_dir(m, q.dislikes)])))
+                    pending.append(_Pending(k, blend_q, _Blend(alpha, prior, _dislike_dir(m, q.dislikes))))
                 else:
-                    pending.append((k, q, -1.0, np.zeros((0, 0), np.float32)))
+                    pending.append(_Pending(k, q, None))
                 results[k] = QueryResult(np.zeros(0, np.float32), PINSAGE, unknown, form)
             if pending:
                 try:
-                    vectors = await slot.batcher.submit_many([p[1] for p in pending])
+                    vectors = await slot.batcher.submit_many([p.query for p in pending])
                 except QueueFull as exc:
                     raise ResourceExhausted(f"embedder busy: {exc}") from exc
                 except BatcherClosed as exc:  # cannot happen for a slot in use; be safe
                     raise FailedPrecondition(str(exc)) from exc
-                for (k, q, alpha, extra), vec in zip(pending, vectors, strict=True):
-                    if alpha >= 0:
-                        vec = _blend(vec, q, alpha, extra[0], extra[1], m.meta)
-                    r = results[k]
+                for p, vec in zip(pending, vectors, strict=True):
+                    if p.blend is not None:
+                        vec = _blend(vec, p.query, p.blend.alpha, p.blend.prior, p.blend.dislike, m.meta)
+                    r = results[p.index]
                     assert r is not None
                     r.vector = vec.astype(np.float32, copy=False)
             return [r for r in results if r is not None], m.meta.version
