@@ -157,7 +157,7 @@ def _snapshot(stack: Stack, gw: gateway_pb2_grpc.GatewayStub) -> dict[str, Any]:
             after = page.next_after_id
     digest = hashlib.sha256()
     for i in range(0, len(ids), 1000):
-        got = gw.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=ids[i : i + 1000]), timeout=TIMEOUT)
+        got = gw.GetMovies(gateway_pb2.GetMoviesRequest(movie_ids=ids[i : i + 1000]), timeout=TIMEOUT)
         for m in got.movies:
             digest.update(m.SerializeToString(deterministic=True))
     return {
@@ -262,7 +262,7 @@ def test_occupation_of_unicode_digits_is_invalid(gw, occupation: str) -> None:  
 @PROPS
 @given(movie_ids=st.lists(ids, max_size=30))
 def test_get_movies(gw, known, movie_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-    r = expect(call(gw.GetMovies, catalog_pb2.GetMoviesRequest(movie_ids=movie_ids)))
+    r = expect(call(gw.GetMovies, gateway_pb2.GetMoviesRequest(movie_ids=movie_ids)))
     if not movie_ids or any(m <= 0 for m in movie_ids):
         assert r.code == INVALID, r
         return
@@ -275,7 +275,7 @@ def test_get_movies(gw, known, movie_ids: list[int]) -> None:  # type: ignore[no
 @PROPS
 @given(query=texts, limit=st.integers(-3, 200))
 def test_search_movies(gw, query: str, limit: int) -> None:  # type: ignore[no-untyped-def]
-    r = expect(call(gw.SearchMovies, catalog_pb2.SearchMoviesRequest(query=query, limit=limit)))
+    r = expect(call(gw.SearchMovies, gateway_pb2.SearchMoviesRequest(query=query, limit=limit)))
     # trimmed (whitespace runs collapsed), then checked: the proto's rule (issue #16)
     if not query.strip() or "\x00" in query or not 0 <= limit <= 100 or len(" ".join(query.split())) > 200:
         assert r.code == INVALID, r
@@ -339,14 +339,14 @@ def _fuzz_cases(
     huge = list(range(1, 100_001))
     cases: list[tuple[str, Callable[[gateway_pb2_grpc.GatewayStub], Result], set[grpc.StatusCode]]] = [
         ("empty Recommend", lambda g: call(g.Recommend, gateway_pb2.RecommendRequest()), {INVALID}),
-        ("empty GetMovies", lambda g: call(g.GetMovies, catalog_pb2.GetMoviesRequest()), {INVALID}),
+        ("empty GetMovies", lambda g: call(g.GetMovies, gateway_pb2.GetMoviesRequest()), {INVALID}),
         ("empty RecordFeedback", lambda g: call(g.RecordFeedback, gateway_pb2.RecordFeedbackRequest()), {INVALID}),
         ("empty SimilarMovies", lambda g: call(g.SimilarMovies, gateway_pb2.SimilarMoviesRequest()), {INVALID}),
-        ("empty SearchMovies", lambda g: call(g.SearchMovies, catalog_pb2.SearchMoviesRequest()), {INVALID}),
+        ("empty SearchMovies", lambda g: call(g.SearchMovies, gateway_pb2.SearchMoviesRequest()), {INVALID}),
         ("empty SampleMovies = defaults", lambda g: call(g.SampleMovies, gateway_pb2.SampleMoviesRequest()), {OK}),
         ("ListGenres (no fields)", lambda g: call(g.ListGenres, gateway_pb2.ListGenresRequest()), {OK}),
         # 10^5 ids are over the gateway's 256 KiB request limit (issue #16 item 7): refused unread
-        ("10^5 GetMovies ids", lambda g: call(g.GetMovies, catalog_pb2.GetMoviesRequest(movie_ids=huge)),
+        ("10^5 GetMovies ids", lambda g: call(g.GetMovies, gateway_pb2.GetMoviesRequest(movie_ids=huge)),
          {EXHAUSTED}),
         ("10^5 liked", lambda g: call(g.Recommend, gateway_pb2.RecommendRequest(
             liked=[common_pb2.RatedMovie(movie_id=i) for i in huge], k=5)), {EXHAUSTED}),
@@ -362,7 +362,7 @@ def _fuzz_cases(
             ratings=[common_pb2.Rating(user_id=1, movie_id=i, rating=3) for i in huge])), {INVALID, EXHAUSTED}),
         ("duplicate liked", lambda g: call(g.Recommend, gateway_pb2.RecommendRequest(
             liked=[common_pb2.RatedMovie(movie_id=m1)] * 50, k=5)), {OK}),
-        ("duplicate GetMovies", lambda g: call(g.GetMovies, catalog_pb2.GetMoviesRequest(movie_ids=[m1] * 500)),
+        ("duplicate GetMovies", lambda g: call(g.GetMovies, gateway_pb2.GetMoviesRequest(movie_ids=[m1] * 500)),
          {OK}),
         ("k = 10^6", lambda g: call(g.Recommend, gateway_pb2.RecommendRequest(user_id=known["user"], k=10**6)),
          {INVALID}),
@@ -380,14 +380,14 @@ def _fuzz_cases(
             filter=common_pb2.MovieFilter(year_min=2000, year_max=1990))), {INVALID}),
         ("33 genres", lambda g: call(g.SampleMovies, gateway_pb2.SampleMoviesRequest(
             filter=common_pb2.MovieFilter(genres_any=[known["genres"][0]] * 33))), {INVALID}),
-        ("10 MB query", lambda g: call(g.SearchMovies, catalog_pb2.SearchMoviesRequest(query="a" * 10_000_000)),
+        ("10 MB query", lambda g: call(g.SearchMovies, gateway_pb2.SearchMoviesRequest(query="a" * 10_000_000)),
          {EXHAUSTED}),
-        ("10 MB of ids", lambda g: call(g.GetMovies, catalog_pb2.GetMoviesRequest(movie_ids=[2**62] * 1_100_000)),
+        ("10 MB of ids", lambda g: call(g.GetMovies, gateway_pb2.GetMoviesRequest(movie_ids=[2**62] * 1_100_000)),
          {EXHAUSTED}),
     ]  # fmt: skip
     for s in SQL_INJECTIONS + FILTER_INJECTIONS:
         cases += [
-            (f"search {s!r}", lambda g, s=s: call(g.SearchMovies, catalog_pb2.SearchMoviesRequest(query=s)),
+            (f"search {s!r}", lambda g, s=s: call(g.SearchMovies, gateway_pb2.SearchMoviesRequest(query=s)),
              {OK, INVALID}),
             (f"genre {s!r}", lambda g, s=s: call(g.Recommend, gateway_pb2.RecommendRequest(
                 liked=[common_pb2.RatedMovie(movie_id=m1)], filter=common_pb2.MovieFilter(genres_any=[s]))),
@@ -417,7 +417,7 @@ def test_metadata_what_can_be_sent(gw, known) -> None:  # type: ignore[no-untype
     """Raw bytes under a key without the -bin suffix are refused by the client library itself;
     what can be sent (odd ASCII, invalid UTF-8 under a -bin key, a long request id) is ignored
     or echoed harmlessly: the call works."""
-    req = catalog_pb2.GetMoviesRequest(movie_ids=[known["movies"][0]])
+    req = gateway_pb2.GetMoviesRequest(movie_ids=[known["movies"][0]])
     with pytest.raises(grpc.RpcError) as exc:
         gw.GetMovies(req, timeout=TIMEOUT, metadata=(("x-request-id", b"\xff\xfe\x00"),))
     # the client library's own verdict (grpcio 1.81: INTERNAL "Invalid metadata"); nothing was sent

@@ -157,11 +157,11 @@ async def test_similar_get_search(gw, dataset) -> None:  # type: ignore[no-untyp
     sim = await gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=movie.movie_id, k=8), timeout=20)
     ids = [r.movie.movie_id for r in sim.movies]
     assert len(ids) == 8 and movie.movie_id not in ids and len(set(ids)) == 8
-    got = await gw.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=[movie.movie_id, 99_999_999]), timeout=10)
+    got = await gw.GetMovies(gateway_pb2.GetMoviesRequest(movie_ids=[movie.movie_id, 99_999_999]), timeout=10)
     assert [m.movie_id for m in got.movies] == [movie.movie_id]
     assert list(got.missing_ids) == [99_999_999]
     found = await gw.SearchMovies(
-        catalog_pb2.SearchMoviesRequest(query=movie.title.lower(), limit=5), timeout=10
+        gateway_pb2.SearchMoviesRequest(query=movie.title.lower(), limit=5), timeout=10
     )
     assert movie.movie_id in [h.movie.movie_id for h in found.hits]
 
@@ -191,8 +191,8 @@ async def test_list_genres_is_the_catalog_vocabulary_and_filters_accept_it(  # t
         lambda gw: gw.Recommend(gateway_pb2.RecommendRequest(), timeout=10),
         lambda gw: gw.Recommend(gateway_pb2.RecommendRequest(user_id=1, k=1_000_000), timeout=10),
         lambda gw: gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=-1), timeout=10),
-        lambda gw: gw.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=list(range(1, 1_002))), timeout=10),
-        lambda gw: gw.SearchMovies(catalog_pb2.SearchMoviesRequest(query=""), timeout=10),
+        lambda gw: gw.GetMovies(gateway_pb2.GetMoviesRequest(movie_ids=list(range(1, 1_002))), timeout=10),
+        lambda gw: gw.SearchMovies(gateway_pb2.SearchMoviesRequest(query=""), timeout=10),
         lambda gw: gw.SampleMovies(gateway_pb2.SampleMoviesRequest(n=-4), timeout=10),
         lambda gw: gw.RecordFeedback(
             gateway_pb2.RecordFeedbackRequest(

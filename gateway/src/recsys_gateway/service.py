@@ -550,7 +550,7 @@ class GatewayService:
         )
 
     # ------------------------------------------------------------ catalog reads
-    async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
+    async def get_movies(self, req: gateway_pb2.GetMoviesRequest) -> gateway_pb2.GetMoviesResponse:
         if not req.movie_ids:
             raise InvalidArgument("movie_ids must not be empty", field="movie_ids")
         if len(req.movie_ids) > MAX_GET_MOVIES:
@@ -559,16 +559,22 @@ class GatewayService:
             )
         for i, mid in enumerate(req.movie_ids):
             _check_id(mid, f"movie_ids[{i}]")
-        return await self._up.get_movies(req)
+        got = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=req.movie_ids))
+        return gateway_pb2.GetMoviesResponse(
+            movies=got.movies, missing_ids=got.missing_ids, metadata_version=got.metadata_version
+        )
 
-    async def search_movies(self, req: catalog_pb2.SearchMoviesRequest) -> catalog_pb2.SearchMoviesResponse:
+    async def search_movies(self, req: gateway_pb2.SearchMoviesRequest) -> gateway_pb2.SearchMoviesResponse:
         # Trimmed, then checked (the proto's rule; the catalog applies the same function).
         query = normalize_query(req.query, max_chars=QUERY_MAX_CHARS)
         if not 0 <= req.limit <= 100:
             raise InvalidArgument(f"limit must be 1..100 (0 = 10), got {req.limit}", field="limit")
-        return await self._up.search_movies(catalog_pb2.SearchMoviesRequest(query=query, limit=req.limit))
+        got = await self._up.search_movies(catalog_pb2.SearchMoviesRequest(query=query, limit=req.limit))
+        return gateway_pb2.SearchMoviesResponse(
+            hits=[gateway_pb2.SearchHit(movie=h.movie, similarity=h.similarity) for h in got.hits]
+        )
 
-    async def sample_movies(self, req: gateway_pb2.SampleMoviesRequest) -> catalog_pb2.SampleMoviesResponse:
+    async def sample_movies(self, req: gateway_pb2.SampleMoviesRequest) -> gateway_pb2.SampleMoviesResponse:
         n = req.n or DEFAULT_SAMPLE
         if not 1 <= n <= MAX_SAMPLE:
             raise InvalidArgument(f"n must be 1..{MAX_SAMPLE} (0 = {DEFAULT_SAMPLE}), got {req.n}", field="n")
@@ -578,11 +584,12 @@ class GatewayService:
             raise InvalidArgument(f"min_ratings must be >= 0, got {min_ratings}", field="min_ratings")
         if len(req.exclude_ids) > MAX_SAMPLE_EXCLUDE:
             raise InvalidArgument(f"exclude_ids: at most {MAX_SAMPLE_EXCLUDE} ids", field="exclude_ids")
-        return await self._up.sample_movies(
+        got = await self._up.sample_movies(
             catalog_pb2.SampleMoviesRequest(
                 n=n, seed=req.seed, min_ratings=min_ratings, filter=req.filter, exclude_ids=req.exclude_ids
             )
         )
+        return gateway_pb2.SampleMoviesResponse(movies=got.movies)
 
     async def list_genres(self, req: gateway_pb2.ListGenresRequest) -> gateway_pb2.ListGenresResponse:
         """The catalog's genre vocabulary (its Describe), sorted; cached for ``genres_ttl_s``.

@@ -6,7 +6,6 @@ import hmac
 from collections.abc import Sequence
 
 import grpc
-from recsys.catalog.v1 import catalog_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.errors import Unauthenticated
 
@@ -50,20 +49,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return await self._service.similar_movies(request)
 
     async def GetMovies(
-        self, request: catalog_pb2.GetMoviesRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.GetMoviesResponse:
+        self, request: gateway_pb2.GetMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetMoviesResponse:
         self._authorize(context)
         return await self._service.get_movies(request)
 
     async def SearchMovies(
-        self, request: catalog_pb2.SearchMoviesRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.SearchMoviesResponse:
+        self, request: gateway_pb2.SearchMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SearchMoviesResponse:
         self._authorize(context)
         return await self._service.search_movies(request)
 
     async def SampleMovies(
         self, request: gateway_pb2.SampleMoviesRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.SampleMoviesResponse:
+    ) -> gateway_pb2.SampleMoviesResponse:
         self._authorize(context)
         return await self._service.sample_movies(request)
 

@@ -330,9 +330,9 @@ async def test_one_rule_gives_one_answer_in_every_rpc(stack: Stack) -> None:
     # Search: trimmed, then checked (a padded 200-character query was refused before).
     padded = "   " + "Movie 5001 " + "x" * 189 + "   "
     assert len(padded.strip()) == 200 and len(padded) > 200
-    hits = await gw.SearchMovies(catalog_pb2.SearchMoviesRequest(query=padded), timeout=30)
+    hits = await gw.SearchMovies(gateway_pb2.SearchMoviesRequest(query=padded), timeout=30)
     assert hits is not None
-    code, details = await _code(gw.SearchMovies, catalog_pb2.SearchMoviesRequest(query="y" * 201))
+    code, details = await _code(gw.SearchMovies, gateway_pb2.SearchMoviesRequest(query="y" * 201))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 200 characters" in details
 
 

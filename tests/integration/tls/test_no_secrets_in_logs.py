@@ -15,8 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from recsys.catalog.v1 import catalog_pb2
-from recsys.gateway.v1 import gateway_pb2_grpc
+from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +85,7 @@ async def test_gateway_never_logs_api_keys(tmp_path: Path) -> None:
         await _wait_listening(target)
         async with grpc.aio.insecure_channel(target) as ch:
             stub = gateway_pb2_grpc.GatewayStub(ch)
-            req = catalog_pb2.GetMoviesRequest(movie_ids=[1])
+            req = gateway_pb2.GetMoviesRequest(movie_ids=[1])
             codes = []
             for md in ((), (("x-api-key", WRONG_KEY),), (("x-api-key", API_KEY),)):
                 try:

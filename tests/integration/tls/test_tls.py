@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from recsys.catalog.v1 import catalog_pb2_grpc
 from recsys.embedder.v1 import embedder_pb2_grpc
-from recsys.gateway.v1 import gateway_pb2_grpc
+from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2_grpc
 from recsys_core.client import ClientTLS, open_channel
 from recsys_core.server import Server
@@ -199,7 +199,7 @@ async def test_gateway_calls_upstreams_over_mutual_tls(certs: Certs) -> None:
             await _wait_serving(ch, "recsys.gateway.v1.Gateway")
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 await gateway_pb2_grpc.GatewayStub(ch).GetMovies(
-                    catalog_pb2.GetMoviesRequest(movie_ids=[1]), timeout=10
+                    gateway_pb2.GetMoviesRequest(movie_ids=[1]), timeout=10
                 )
             assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED, exc.value.details()
             assert (exc.value.details() or "").startswith("catalog:")

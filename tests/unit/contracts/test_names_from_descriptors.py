@@ -40,3 +40,47 @@ def test_user_forms_map_by_name() -> None:
     assert servicer._form(embedder_pb2.USER_FORM_UNSPECIFIED, "form") is None
     with pytest.raises(InvalidArgument, match="unknown UserForm 99"):
         servicer._form(99, "form")
+
+
+def test_gateway_contract_owns_its_messages() -> None:
+    """The public API's RPCs take and return recsys.gateway.v1 messages only (issue #17 item 6):
+    a change to the catalog's internal messages cannot change the public contract."""
+    from recsys.gateway.v1 import gateway_pb2
+
+    service = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
+    foreign = [
+        f"{m.name}: {t.full_name}"
+        for m in service.methods
+        for t in (m.input_type, m.output_type)
+        if t.file.package != "recsys.gateway.v1"
+    ]
+    assert not foreign, foreign
+    assert "recsys/catalog/v1/catalog.proto" not in [d.name for d in gateway_pb2.DESCRIPTOR.dependencies]
+
+
+def test_gateway_movie_messages_keep_the_old_wire_format() -> None:
+    """GetMovies/SearchMovies/SampleMovies used the catalog's messages before: the gateway's own
+    have the same fields, so old clients' bytes parse the same both ways."""
+    from recsys.catalog.v1 import catalog_pb2
+    from recsys.common.v1 import common_pb2
+    from recsys.gateway.v1 import gateway_pb2
+
+    movie = common_pb2.Movie(movie_id=7, title="Heat", year=1995, genres=["Action"])
+    pairs = [
+        (catalog_pb2.GetMoviesRequest(movie_ids=[1, 2]), gateway_pb2.GetMoviesRequest),
+        (
+            catalog_pb2.GetMoviesResponse(movies=[movie], missing_ids=[9], metadata_version=3),
+            gateway_pb2.GetMoviesResponse,
+        ),
+        (catalog_pb2.SearchMoviesRequest(query="heat", limit=5), gateway_pb2.SearchMoviesRequest),
+        (
+            catalog_pb2.SearchMoviesResponse(hits=[catalog_pb2.SearchHit(movie=movie, similarity=0.5)]),
+            gateway_pb2.SearchMoviesResponse,
+        ),
+        (catalog_pb2.SampleMoviesResponse(movies=[movie]), gateway_pb2.SampleMoviesResponse),
+    ]
+    for old, new_type in pairs:
+        new = new_type.FromString(old.SerializeToString())
+        assert new.SerializeToString(deterministic=True) == old.SerializeToString(deterministic=True)
+        assert [f.name for f in new.DESCRIPTOR.fields] == [f.name for f in old.DESCRIPTOR.fields]
+        assert [f.number for f in new.DESCRIPTOR.fields] == [f.number for f in old.DESCRIPTOR.fields]

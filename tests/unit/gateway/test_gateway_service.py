@@ -359,9 +359,9 @@ async def test_similar_movies(svc: GatewayService) -> None:
 
 async def test_catalog_passthrough_validation(svc: GatewayService) -> None:
     with pytest.raises(InvalidArgument):
-        await svc.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=list(range(1, 1002))))
+        await svc.get_movies(gateway_pb2.GetMoviesRequest(movie_ids=list(range(1, 1002))))
     with pytest.raises(InvalidArgument):
-        await svc.search_movies(catalog_pb2.SearchMoviesRequest(query="   "))
+        await svc.search_movies(gateway_pb2.SearchMoviesRequest(query="   "))
     with pytest.raises(InvalidArgument):
         await svc.sample_movies(gateway_pb2.SampleMoviesRequest(n=1000))
     quiz = await svc.sample_movies(gateway_pb2.SampleMoviesRequest())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from recsys.catalog.v1 import catalog_pb2
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys_core.validation import GENRE_MAX_CHARS, MAX_GENRES, QUERY_MAX_CHARS, YEAR_MAX, YEAR_MIN
@@ -51,8 +50,8 @@ def largest_requests() -> dict[str, bytes]:
         filter=_filter(),
         exclude_ids=[BIG_ID - i for i in range(service.MAX_SAMPLE_EXCLUDE)],
     )
-    get = catalog_pb2.GetMoviesRequest(movie_ids=[BIG_ID - i for i in range(service.MAX_GET_MOVIES)])
-    search = catalog_pb2.SearchMoviesRequest(query="\U0001f3ac" * QUERY_MAX_CHARS, limit=100)
+    get = gateway_pb2.GetMoviesRequest(movie_ids=[BIG_ID - i for i in range(service.MAX_GET_MOVIES)])
+    search = gateway_pb2.SearchMoviesRequest(query="\U0001f3ac" * QUERY_MAX_CHARS, limit=100)
     similar = gateway_pb2.SimilarMoviesRequest(movie_id=BIG_ID, k=service.MAX_K, filter=_filter())
     return {
         "Recommend": recommend.SerializeToString(),

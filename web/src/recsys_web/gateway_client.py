@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from recsys.catalog.v1 import catalog_pb2
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.client import open_channel
@@ -111,12 +110,12 @@ class GatewayClient:
         request = gateway_pb2.SimilarMoviesRequest(movie_id=movie_id, k=k)
         return await self._call("SimilarMovies", self._stub.SimilarMovies, request)
 
-    async def get_movies(self, movie_ids: Sequence[int]) -> catalog_pb2.GetMoviesResponse:
-        request = catalog_pb2.GetMoviesRequest(movie_ids=list(movie_ids))
+    async def get_movies(self, movie_ids: Sequence[int]) -> gateway_pb2.GetMoviesResponse:
+        request = gateway_pb2.GetMoviesRequest(movie_ids=list(movie_ids))
         return await self._call("GetMovies", self._stub.GetMovies, request)
 
-    async def search_movies(self, query: str, *, limit: int) -> list[catalog_pb2.SearchHit]:
-        request = catalog_pb2.SearchMoviesRequest(query=query, limit=limit)
+    async def search_movies(self, query: str, *, limit: int) -> list[gateway_pb2.SearchHit]:
+        request = gateway_pb2.SearchMoviesRequest(query=query, limit=limit)
         response = await self._call("SearchMovies", self._stub.SearchMovies, request)
         return list(response.hits)
 

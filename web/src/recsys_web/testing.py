@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from recsys.catalog.v1 import catalog_pb2
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -183,7 +182,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         await self._enter("GetMovies", request, context)
         found = [self.by_id[i] for i in request.movie_ids if i in self.by_id]
         missing = list(dict.fromkeys(i for i in request.movie_ids if i not in self.by_id))
-        return catalog_pb2.GetMoviesResponse(movies=found, missing_ids=missing)
+        return gateway_pb2.GetMoviesResponse(movies=found, missing_ids=missing)
 
     async def SearchMovies(self, request, context):  # type: ignore[no-untyped-def]
         await self._enter("SearchMovies", request, context)
@@ -191,11 +190,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         if not query or len(query) > 200:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query: 1..200 characters")
         hits = [
-            catalog_pb2.SearchHit(movie=m, similarity=1.0)
+            gateway_pb2.SearchHit(movie=m, similarity=1.0)
             for m in sorted(self.movies, key=lambda m: -m.rating_count)
             if query in m.title.lower()
         ]
-        return catalog_pb2.SearchMoviesResponse(hits=hits[: request.limit or 10])
+        return gateway_pb2.SearchMoviesResponse(hits=hits[: request.limit or 10])
 
     async def SampleMovies(self, request, context):  # type: ignore[no-untyped-def]
         await self._enter("SampleMovies", request, context)
@@ -209,7 +208,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         ]
         rng = random.Random(request.seed or None)
         picked = rng.sample(pool, min(request.n or 16, len(pool)))
-        return catalog_pb2.SampleMoviesResponse(movies=picked)
+        return gateway_pb2.SampleMoviesResponse(movies=picked)
 
     async def ListGenres(self, request, context):  # type: ignore[no-untyped-def]
         await self._enter("ListGenres", request, context)

@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from recsys.catalog.v1 import catalog_pb2
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -149,11 +148,11 @@ async def _similar(stub, args, kw):  # type: ignore[no-untyped-def]
 
 
 async def _search(stub, args, kw):  # type: ignore[no-untyped-def]
-    return await stub.SearchMovies(catalog_pb2.SearchMoviesRequest(query=args.query, limit=args.limit), **kw)
+    return await stub.SearchMovies(gateway_pb2.SearchMoviesRequest(query=args.query, limit=args.limit), **kw)
 
 
 async def _movies(stub, args, kw):  # type: ignore[no-untyped-def]
-    return await stub.GetMovies(catalog_pb2.GetMoviesRequest(movie_ids=args.ids), **kw)
+    return await stub.GetMovies(gateway_pb2.GetMoviesRequest(movie_ids=args.ids), **kw)
 
 
 async def _quiz(stub, args, kw):  # type: ignore[no-untyped-def]
@@ -192,14 +191,14 @@ def _print(resp: Any) -> None:
             )
             if resp.unknown_movie_ids:
                 print(f"ignored unknown movie ids: {list(resp.unknown_movie_ids)}")
-    elif isinstance(resp, catalog_pb2.SearchMoviesResponse):
+    elif isinstance(resp, gateway_pb2.SearchMoviesResponse):
         print(
             _table(
                 ["id", "title", "year", "genres", "match"],
                 [[*_movie_row(h.movie), f"{h.similarity:.2f}"] for h in resp.hits],
             )
         )
-    elif isinstance(resp, catalog_pb2.GetMoviesResponse | catalog_pb2.SampleMoviesResponse):
+    elif isinstance(resp, gateway_pb2.GetMoviesResponse | gateway_pb2.SampleMoviesResponse):
         print(_table(["id", "title", "year", "genres"], [_movie_row(m) for m in resp.movies]))
         missing = getattr(resp, "missing_ids", [])
         if missing:

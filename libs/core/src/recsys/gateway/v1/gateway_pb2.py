@@ -22,39 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from recsys.catalog.v1 import catalog_pb2 as recsys_dot_catalog_dot_v1_dot_catalog__pb2
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/gateway/v1/gateway.proto\x12\x11recsys.gateway.v1\x1a\x1frecsys/catalog/v1/catalog.proto\x1a\x1drecsys/common/v1/common.proto\"\x88\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12+\n\x05liked\x18\x02 \x03(\x0b\x32\x1c.recsys.common.v1.RatedMovie\x12\x1a\n\x12\x64isliked_movie_ids\x18\x03 \x03(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x04 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\x12\t\n\x01k\x18\x05 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12-\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilterB\x0f\n\r_exclude_seen\"x\n\x0eRecommendation\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x18\n\x10\x62\x65\x63\x61use_movie_id\x18\x03 \x01(\x03\x12\x15\n\rbecause_title\x18\x04 \x01(\t\"\xc2\x01\n\x11RecommendResponse\x12:\n\x0frecommendations\x18\x01 \x03(\x0b\x32!.recsys.gateway.v1.Recommendation\x12-\n\x08strategy\x18\x02 \x01(\x0e\x32\x1b.recsys.gateway.v1.Strategy\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x19\n\x11unknown_movie_ids\x18\x04 \x03(\x03\x12\x10\n\x08\x64\x65graded\x18\x05 \x03(\t\"b\n\x14SimilarMoviesRequest\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\t\n\x01k\x18\x02 \x01(\x05\x12-\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\"s\n\x15SimilarMoviesResponse\x12\x31\n\x06movies\x18\x01 \x03(\x0b\x32!.recsys.gateway.v1.Recommendation\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x03(\t\"\x9c\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x18\n\x0bmin_ratings\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\x42\x0e\n\x0c_min_ratings\"\x13\n\x11ListGenresRequest\"6\n\x12ListGenresResponse\x12\x0e\n\x06genres\x18\x01 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t\"B\n\x15RecordFeedbackRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\"V\n\x16RecordFeedbackResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05*\x85\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x19\n\x15STRATEGY_PERSONALIZED\x10\x01\x12\x18\n\x14STRATEGY_DEMOGRAPHIC\x10\x02\x12\x14\n\x10STRATEGY_BLENDED\x10\x03\x12\x14\n\x10STRATEGY_POPULAR\x10\x04\x32\xa1\x05\n\x07Gateway\x12V\n\tRecommend\x12#.recsys.gateway.v1.RecommendRequest\x1a$.recsys.gateway.v1.RecommendResponse\x12\x62\n\rSimilarMovies\x12\'.recsys.gateway.v1.SimilarMoviesRequest\x1a(.recsys.gateway.v1.SimilarMoviesResponse\x12V\n\tGetMovies\x12#.recsys.catalog.v1.GetMoviesRequest\x1a$.recsys.catalog.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.catalog.v1.SearchMoviesRequest\x1a\'.recsys.catalog.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.gateway.v1.SampleMoviesRequest\x1a\'.recsys.catalog.v1.SampleMoviesResponse\x12Y\n\nListGenres\x12$.recsys.gateway.v1.ListGenresRequest\x1a%.recsys.gateway.v1.ListGenresResponse\x12\x65\n\x0eRecordFeedback\x12(.recsys.gateway.v1.RecordFeedbackRequest\x1a).recsys.gateway.v1.RecordFeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1frecsys/gateway/v1/gateway.proto\x12\x11recsys.gateway.v1\x1a\x1drecsys/common/v1/common.proto\"\x88\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12+\n\x05liked\x18\x02 \x03(\x0b\x32\x1c.recsys.common.v1.RatedMovie\x12\x1a\n\x12\x64isliked_movie_ids\x18\x03 \x03(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x04 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\x12\t\n\x01k\x18\x05 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12-\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilterB\x0f\n\r_exclude_seen\"x\n\x0eRecommendation\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x18\n\x10\x62\x65\x63\x61use_movie_id\x18\x03 \x01(\x03\x12\x15\n\rbecause_title\x18\x04 \x01(\t\"\xc2\x01\n\x11RecommendResponse\x12:\n\x0frecommendations\x18\x01 \x03(\x0b\x32!.recsys.gateway.v1.Recommendation\x12-\n\x08strategy\x18\x02 \x01(\x0e\x32\x1b.recsys.gateway.v1.Strategy\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x19\n\x11unknown_movie_ids\x18\x04 \x03(\x03\x12\x10\n\x08\x64\x65graded\x18\x05 \x03(\t\"b\n\x14SimilarMoviesRequest\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\t\n\x01k\x18\x02 \x01(\x05\x12-\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\"s\n\x15SimilarMoviesResponse\x12\x31\n\x06movies\x18\x01 \x03(\x0b\x32!.recsys.gateway.v1.Recommendation\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x03(\t\"\x9c\x01\n\x13SampleMoviesRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x18\n\x0bmin_ratings\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12-\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1d.recsys.common.v1.MovieFilter\x12\x13\n\x0b\x65xclude_ids\x18\x05 \x03(\x03\x42\x0e\n\x0c_min_ratings\"\x13\n\x11ListGenresRequest\"6\n\x12ListGenresResponse\x12\x0e\n\x06genres\x18\x01 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t\"B\n\x15RecordFeedbackRequest\x12)\n\x07ratings\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\"V\n\x16RecordFeedbackResponse\x12(\n\x06stored\x18\x01 \x03(\x0b\x32\x18.recsys.common.v1.Rating\x12\x12\n\nsuperseded\x18\x02 \x01(\x05\"%\n\x10GetMoviesRequest\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\"k\n\x11GetMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\x03\x12\x18\n\x10metadata_version\x18\x03 \x01(\x03\"3\n\x13SearchMoviesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"G\n\tSearchHit\x12&\n\x05movie\x18\x01 \x01(\x0b\x32\x17.recsys.common.v1.Movie\x12\x12\n\nsimilarity\x18\x02 \x01(\x02\"B\n\x14SearchMoviesResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.recsys.gateway.v1.SearchHit\"?\n\x14SampleMoviesResponse\x12\'\n\x06movies\x18\x01 \x03(\x0b\x32\x17.recsys.common.v1.Movie*\x85\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x19\n\x15STRATEGY_PERSONALIZED\x10\x01\x12\x18\n\x14STRATEGY_DEMOGRAPHIC\x10\x02\x12\x14\n\x10STRATEGY_BLENDED\x10\x03\x12\x14\n\x10STRATEGY_POPULAR\x10\x04\x32\xa1\x05\n\x07Gateway\x12V\n\tRecommend\x12#.recsys.gateway.v1.RecommendRequest\x1a$.recsys.gateway.v1.RecommendResponse\x12\x62\n\rSimilarMovies\x12\'.recsys.gateway.v1.SimilarMoviesRequest\x1a(.recsys.gateway.v1.SimilarMoviesResponse\x12V\n\tGetMovies\x12#.recsys.gateway.v1.GetMoviesRequest\x1a$.recsys.gateway.v1.GetMoviesResponse\x12_\n\x0cSearchMovies\x12&.recsys.gateway.v1.SearchMoviesRequest\x1a\'.recsys.gateway.v1.SearchMoviesResponse\x12_\n\x0cSampleMovies\x12&.recsys.gateway.v1.SampleMoviesRequest\x1a\'.recsys.gateway.v1.SampleMoviesResponse\x12Y\n\nListGenres\x12$.recsys.gateway.v1.ListGenresRequest\x1a%.recsys.gateway.v1.ListGenresResponse\x12\x65\n\x0eRecordFeedback\x12(.recsys.gateway.v1.RecordFeedbackRequest\x1a).recsys.gateway.v1.RecordFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recsys.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STRATEGY']._serialized_start=1314
-  _globals['_STRATEGY']._serialized_end=1447
-  _globals['_RECOMMENDREQUEST']._serialized_start=119
-  _globals['_RECOMMENDREQUEST']._serialized_end=383
-  _globals['_RECOMMENDATION']._serialized_start=385
-  _globals['_RECOMMENDATION']._serialized_end=505
-  _globals['_RECOMMENDRESPONSE']._serialized_start=508
-  _globals['_RECOMMENDRESPONSE']._serialized_end=702
-  _globals['_SIMILARMOVIESREQUEST']._serialized_start=704
-  _globals['_SIMILARMOVIESREQUEST']._serialized_end=802
-  _globals['_SIMILARMOVIESRESPONSE']._serialized_start=804
-  _globals['_SIMILARMOVIESRESPONSE']._serialized_end=919
-  _globals['_SAMPLEMOVIESREQUEST']._serialized_start=922
-  _globals['_SAMPLEMOVIESREQUEST']._serialized_end=1078
-  _globals['_LISTGENRESREQUEST']._serialized_start=1080
-  _globals['_LISTGENRESREQUEST']._serialized_end=1099
-  _globals['_LISTGENRESRESPONSE']._serialized_start=1101
-  _globals['_LISTGENRESRESPONSE']._serialized_end=1155
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1157
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1223
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1225
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1311
-  _globals['_GATEWAY']._serialized_start=1450
-  _globals['_GATEWAY']._serialized_end=2123
+  _globals['_STRATEGY']._serialized_start=1688
+  _globals['_STRATEGY']._serialized_end=1821
+  _globals['_RECOMMENDREQUEST']._serialized_start=86
+  _globals['_RECOMMENDREQUEST']._serialized_end=350
+  _globals['_RECOMMENDATION']._serialized_start=352
+  _globals['_RECOMMENDATION']._serialized_end=472
+  _globals['_RECOMMENDRESPONSE']._serialized_start=475
+  _globals['_RECOMMENDRESPONSE']._serialized_end=669
+  _globals['_SIMILARMOVIESREQUEST']._serialized_start=671
+  _globals['_SIMILARMOVIESREQUEST']._serialized_end=769
+  _globals['_SIMILARMOVIESRESPONSE']._serialized_start=771
+  _globals['_SIMILARMOVIESRESPONSE']._serialized_end=886
+  _globals['_SAMPLEMOVIESREQUEST']._serialized_start=889
+  _globals['_SAMPLEMOVIESREQUEST']._serialized_end=1045
+  _globals['_LISTGENRESREQUEST']._serialized_start=1047
+  _globals['_LISTGENRESREQUEST']._serialized_end=1066
+  _globals['_LISTGENRESRESPONSE']._serialized_start=1068
+  _globals['_LISTGENRESRESPONSE']._serialized_end=1122
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=1124
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1190
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1192
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1278
+  _globals['_GETMOVIESREQUEST']._serialized_start=1280
+  _globals['_GETMOVIESREQUEST']._serialized_end=1317
+  _globals['_GETMOVIESRESPONSE']._serialized_start=1319
+  _globals['_GETMOVIESRESPONSE']._serialized_end=1426
+  _globals['_SEARCHMOVIESREQUEST']._serialized_start=1428
+  _globals['_SEARCHMOVIESREQUEST']._serialized_end=1479
+  _globals['_SEARCHHIT']._serialized_start=1481
+  _globals['_SEARCHHIT']._serialized_end=1552
+  _globals['_SEARCHMOVIESRESPONSE']._serialized_start=1554
+  _globals['_SEARCHMOVIESRESPONSE']._serialized_end=1620
+  _globals['_SAMPLEMOVIESRESPONSE']._serialized_start=1622
+  _globals['_SAMPLEMOVIESRESPONSE']._serialized_end=1685
+  _globals['_GATEWAY']._serialized_start=1824
+  _globals['_GATEWAY']._serialized_end=2497
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,3 @@
-from recsys.catalog.v1 import catalog_pb2 as _catalog_pb2
 from recsys.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -125,3 +124,47 @@ class RecordFeedbackResponse(_message.Message):
     stored: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
     superseded: int
     def __init__(self, stored: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., superseded: _Optional[int] = ...) -> None: ...
+
+class GetMoviesRequest(_message.Message):
+    __slots__ = ("movie_ids",)
+    MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GetMoviesResponse(_message.Message):
+    __slots__ = ("movies", "missing_ids", "metadata_version")
+    MOVIES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    movies: _containers.RepeatedCompositeFieldContainer[_common_pb2.Movie]
+    missing_ids: _containers.RepeatedScalarFieldContainer[int]
+    metadata_version: int
+    def __init__(self, movies: _Optional[_Iterable[_Union[_common_pb2.Movie, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[int]] = ..., metadata_version: _Optional[int] = ...) -> None: ...
+
+class SearchMoviesRequest(_message.Message):
+    __slots__ = ("query", "limit")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    limit: int
+    def __init__(self, query: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SearchHit(_message.Message):
+    __slots__ = ("movie", "similarity")
+    MOVIE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    movie: _common_pb2.Movie
+    similarity: float
+    def __init__(self, movie: _Optional[_Union[_common_pb2.Movie, _Mapping]] = ..., similarity: _Optional[float] = ...) -> None: ...
+
+class SearchMoviesResponse(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ...) -> None: ...
+
+class SampleMoviesResponse(_message.Message):
+    __slots__ = ("movies",)
+    MOVIES_FIELD_NUMBER: _ClassVar[int]
+    movies: _containers.RepeatedCompositeFieldContainer[_common_pb2.Movie]
+    def __init__(self, movies: _Optional[_Iterable[_Union[_common_pb2.Movie, _Mapping]]] = ...) -> None: ...

@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from recsys.catalog.v1 import catalog_pb2 as recsys_dot_catalog_dot_v1_dot_catalog__pb2
 from recsys.gateway.v1 import gateway_pb2 as recsys_dot_gateway_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -47,18 +46,18 @@ class GatewayStub:
                 _registered_method=True)
         self.GetMovies = channel.unary_unary(
                 '/recsys.gateway.v1.Gateway/GetMovies',
-                request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesRequest.SerializeToString,
-                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesResponse.FromString,
+                request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesRequest.SerializeToString,
+                response_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesResponse.FromString,
                 _registered_method=True)
         self.SearchMovies = channel.unary_unary(
                 '/recsys.gateway.v1.Gateway/SearchMovies',
-                request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesRequest.SerializeToString,
-                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesResponse.FromString,
+                request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesRequest.SerializeToString,
+                response_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesResponse.FromString,
                 _registered_method=True)
         self.SampleMovies = channel.unary_unary(
                 '/recsys.gateway.v1.Gateway/SampleMovies',
                 request_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.SerializeToString,
-                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.FromString,
+                response_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesResponse.FromString,
                 _registered_method=True)
         self.ListGenres = channel.unary_unary(
                 '/recsys.gateway.v1.Gateway/ListGenres',
@@ -142,18 +141,18 @@ def add_GatewayServicer_to_server(servicer, server):
             ),
             'GetMovies': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMovies,
-                    request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesRequest.FromString,
-                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesResponse.SerializeToString,
+                    request_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesRequest.FromString,
+                    response_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesResponse.SerializeToString,
             ),
             'SearchMovies': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchMovies,
-                    request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesRequest.FromString,
-                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesResponse.SerializeToString,
+                    request_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesRequest.FromString,
+                    response_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesResponse.SerializeToString,
             ),
             'SampleMovies': grpc.unary_unary_rpc_method_handler(
                     servicer.SampleMovies,
                     request_deserializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.FromString,
-                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.SerializeToString,
+                    response_serializer=recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesResponse.SerializeToString,
             ),
             'ListGenres': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGenres,
@@ -245,8 +244,8 @@ class Gateway:
             request,
             target,
             '/recsys.gateway.v1.Gateway/GetMovies',
-            recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesRequest.SerializeToString,
-            recsys_dot_catalog_dot_v1_dot_catalog__pb2.GetMoviesResponse.FromString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesRequest.SerializeToString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.GetMoviesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -272,8 +271,8 @@ class Gateway:
             request,
             target,
             '/recsys.gateway.v1.Gateway/SearchMovies',
-            recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesRequest.SerializeToString,
-            recsys_dot_catalog_dot_v1_dot_catalog__pb2.SearchMoviesResponse.FromString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesRequest.SerializeToString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.SearchMoviesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -300,7 +299,7 @@ class Gateway:
             target,
             '/recsys.gateway.v1.Gateway/SampleMovies',
             recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesRequest.SerializeToString,
-            recsys_dot_catalog_dot_v1_dot_catalog__pb2.SampleMoviesResponse.FromString,
+            recsys_dot_gateway_dot_v1_dot_gateway__pb2.SampleMoviesResponse.FromString,
             options,
             channel_credentials,
             insecure,
