@@ -49,20 +49,3 @@ def test_history_built_in_place_equals_the_message_form() -> None:
     )
     assert history_to_pb(h) == expected
     assert history_to_pb(h).ratings[0].rated_at.nanos == 250_000
-
-
-def test_history_columns_carry_the_same_events() -> None:
-    from recsys_catalog.servicer import fill_history
-
-    t0 = dt.datetime(1960, 5, 1, 12, 0, 0, 250, tzinfo=UTC)  # before the epoch too
-    ratings = [Rating(7, m, 0.5 * m, t0 + dt.timedelta(days=m * 5000)) for m in (3, 1, 2)]
-    h = History(7, ratings, total=3, seen_movie_ids=[1, 2, 3])
-    rows = history_to_pb(h)
-    cols = fill_history(catalog_pb2.UserHistory(), h, columns=True)
-    assert not cols.ratings and cols.total == 3 and list(cols.seen_movie_ids) == [1, 2, 3]
-    c = cols.columns
-    assert list(c.movie_ids) == [r.movie_id for r in rows.ratings]
-    assert list(c.ratings) == [r.rating for r in rows.ratings]
-    assert list(c.rated_at_us) == [
-        r.rated_at.seconds * 1_000_000 + r.rated_at.nanos // 1000 for r in rows.ratings
-    ]

@@ -116,16 +116,6 @@ def _add_ratings(container: Any, ratings: Sequence[Rating]) -> None:
         _set_timestamp(add(user_id=r.user_id, movie_id=r.movie_id, rating=r.rating).rated_at, r.rated_at)
 
 
-_MICROSECOND = dt.timedelta(microseconds=1)
-
-
-def _fill_columns(out: common_pb2.HistoryColumns, ratings: Sequence[Rating]) -> None:
-    """``ratings`` as packed columns (GetUserHistory with ``columns``), in the same order."""
-    out.movie_ids.extend([r.movie_id for r in ratings])
-    out.ratings.extend([r.rating for r in ratings])
-    out.rated_at_us.extend([_since_epoch(r.rated_at) // _MICROSECOND for r in ratings])
-
-
 def _put_columns(out: common_pb2.HistoryColumns, h: ColumnHistory) -> None:
     """A ColumnHistory as packed columns: three list extends, no per-event Python."""
     out.movie_ids.extend(h.movie_ids)
@@ -133,14 +123,13 @@ def _put_columns(out: common_pb2.HistoryColumns, h: ColumnHistory) -> None:
     out.rated_at_us.extend(h.rated_at_us)
 
 
-def fill_history(out: catalog_pb2.UserHistory, h: History, columns: bool = False) -> catalog_pb2.UserHistory:
+def fill_history(out: catalog_pb2.UserHistory, h: History) -> catalog_pb2.UserHistory:
+    """A row history as one Rating message per event (histories asked for as columns are read
+    as columns by the store and copied by _put_columns)."""
     out.user_id = h.user_id
     out.total = h.total
     out.seen_movie_ids.extend(h.seen_movie_ids)
-    if columns:
-        _fill_columns(out.columns, h.ratings)
-    else:
-        _add_ratings(out.ratings, h.ratings)
+    _add_ratings(out.ratings, h.ratings)
     return out
 
 
