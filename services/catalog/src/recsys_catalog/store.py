@@ -577,11 +577,6 @@ class PgStore:
         except asyncpg.InvalidCatalogNameError as exc:
             raise DependencyUnavailable(DEPENDENCY, f"database does not exist: {exc}") from exc
 
-    @property
-    def not_ready(self) -> RecsysError | None:
-        """What a call gets while the pool is closed (None: the default UNAVAILABLE)."""
-        return self._not_ready
-
     def refuse(self, why: RecsysError) -> None:
         """Answer every call with ``why`` while the pool is closed (the server's lifecycle says why:
         starting, an old schema, the embedded server restarting)."""
@@ -1023,8 +1018,9 @@ class PgStore:
                     fresh = bool(await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM movies)"))
                     if fresh:
                         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'", timeout=BULK_TIMEOUT_S)
-                        defs = [tuple(r) for r in await conn.fetch(SQL_FRESH_DEFS, timeout=60)]
-                        fresh_drop, fresh_restore = _fresh_drop_restore(defs)  # type: ignore[arg-type]
+                        rows = await conn.fetch(SQL_FRESH_DEFS, timeout=60)
+                        defs = [(str(r["kind"]), str(r["name"]), str(r["def"])) for r in rows]
+                        fresh_drop, fresh_restore = _fresh_drop_restore(defs)
                         await conn.execute(fresh_drop, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_USERS, timeout=BULK_TIMEOUT_S)
                         await conn.execute(SQL_LOAD_RATING_USERS, timeout=BULK_TIMEOUT_S)

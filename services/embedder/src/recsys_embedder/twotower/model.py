@@ -26,9 +26,6 @@ import torch.nn.functional as F
 from recsys_core.demographics import GENDERS, ML1M_AGES
 from torch import Tensor, nn
 
-# Age brackets, genders and their indices (0 = unknown): recsys_core.demographics.
-AGE_BRACKETS = ML1M_AGES
-
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
@@ -104,7 +101,7 @@ class TwoTowerNet(nn.Module):
         self.cfg = cfg
         e = cfg.embed
         self.gender = nn.Embedding(len(GENDERS) + 1, e)
-        self.age = nn.Embedding(len(AGE_BRACKETS) + 1, e)
+        self.age = nn.Embedding(len(ML1M_AGES) + 1, e)
         self.occupation = nn.Embedding(len(cfg.occupations) + 1, e)
         self.user_id = nn.Embedding(cfg.n_users + 1, e)  # row + 1; 0 = unknown / new user
         self.user_mlp = nn.Sequential(nn.Linear(4 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
@@ -215,7 +212,7 @@ class TwoTower:
     def demographic_table(self) -> np.ndarray:
         """New-user vectors for every (gender, age bracket, occupation) combination:
         ``(3, 8, n_occ + 1, dim)``, index 0 = not given. Serving looks vectors up here."""
-        n_g, n_a, n_o = len(GENDERS) + 1, len(AGE_BRACKETS) + 1, len(self.config.occupations) + 1
+        n_g, n_a, n_o = len(GENDERS) + 1, len(ML1M_AGES) + 1, len(self.config.occupations) + 1
         g, a, o = np.meshgrid(np.arange(n_g), np.arange(n_a), np.arange(n_o), indexing="ij")
         v = self.user_embeddings(g.ravel(), a.ravel(), o.ravel())
         return v.reshape(n_g, n_a, n_o, self.dim)
