@@ -34,8 +34,8 @@ from recsys_catalog.migrate import migrate
 from recsys_catalog.servicer import SERVICE_NAME
 from recsys_catalog.store import PgStore, PoolConfig
 from recsys_catalog.testing import admin_dsn_or_reason, create_temp_database, drop_temp_database
-from recsys_core.data import load_dataset, synthetic
 from recsys_core.testing import wait_serving
+from recsys_data import load_dataset, synthetic
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@
     python bench/echo_server.py --measure --target 127.0.0.1:50060   # an echo server already running
 
 ``--measure`` starts the server in a child process (so client and server each get an
-interpreter), then drives it with recsys_core.loadgen (closed loop at each concurrency
+interpreter), then drives it with recsys_tools.loadgen (closed loop at each concurrency
 for ``--duration`` seconds, resolved through server reflection like ghz) and prints RPS,
 p50 and p99. Whatever a Python gRPC service does, it cannot beat these numbers on the
 same machine; compare the gateway's bench with them.
@@ -117,7 +117,7 @@ def child_server(host: str = "127.0.0.1"):  # type: ignore[no-untyped-def]
 def measure_echo(
     target: str, concurrencies: list[int], duration: float, payload: int = 0, rps: float = 0.0
 ) -> list[dict[str, Any]]:
-    from recsys_core.loadgen import measure
+    from recsys_tools.loadgen import measure
 
     data = {"message": "hello"}
     if payload:
@@ -136,7 +136,7 @@ def floor(concurrencies: tuple[int, ...] = (1, 16, 64), duration: float = 5.0) -
     """Start an echo server in a child process, measure it at each concurrency, stop it.
 
     For other benches: ``sys.path.insert(0, "bench"); from echo_server import floor``; each
-    row is recsys_core.loadgen.measure's summary (``rps``, ``p50_ms``, ``p99_ms``, ...).
+    row is recsys_tools.loadgen.measure's summary (``rps``, ``p50_ms``, ``p99_ms``, ...).
     """
     with child_server() as target:
         return measure_echo(target, list(concurrencies), duration)

@@ -8,7 +8,7 @@ In one run, at each concurrency level (``--concurrency``, default 1, 16, 64) and
 a trivial unary echo server (bench/echo_server.py, a child process started once), then each
 request form (``--forms``): ``user`` (Recommend by user id), ``quiz`` (Recommend with liked /
 disliked lists, the web quiz's form) and ``similar`` (SimilarMovies), each closed-loop for
-``--duration`` seconds with recsys_core.loadgen (the engine that reads the ghz configs). The
+``--duration`` seconds with recsys_tools.loadgen (the engine that reads the ghz configs). The
 echo is re-measured at every level next to the forms, so drift of the machine shows in both.
 Request data is bench/ghz/make_data.py's (the ghz configs' files) built from ``--data``.
 
@@ -41,8 +41,8 @@ sys.path.insert(0, str(HERE / "ghz"))
 from echo_server import CALL as ECHO_CALL  # noqa: E402
 from echo_server import child_server  # noqa: E402
 from make_data import build  # noqa: E402
-from recsys_core import stack as stack_mod  # noqa: E402
-from recsys_core.loadgen import measure  # noqa: E402
+from recsys_tools import stack as stack_mod  # noqa: E402
+from recsys_tools.loadgen import measure  # noqa: E402
 from stack_util import start_stack  # noqa: E402
 
 FORMS = {
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown form(s) {bad}; choose from {list(FORMS)}")
 
-    from recsys_core.data import load_dataset
+    from recsys_data import load_dataset
 
     data = build(load_dataset(args.data), args.n, seed=7)
     gateway = next(s for s in stack_mod.SERVICES if s.name == "gateway")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started is not None:
             subprocess.run(
-                [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(started)], check=False
+                [sys.executable, "-m", "recsys_tools.cli", "down", "--workdir", str(started)], check=False
             )
 
     print(

@@ -25,18 +25,18 @@ DATA=${1:-ml-100k}
 ART=${ARTIFACTS:-$ROOT/artifacts}
 WORK=$(mktemp -d /tmp/milvus-ab.XXXXXX)
 cleanup() {
-  "$PY" -m recsys_core.cli down --workdir "$WORK/lite" >/dev/null 2>&1 || true
-  "$PY" -m recsys_core.cli down --workdir "$WORK/server" >/dev/null 2>&1 || true
+  "$PY" -m recsys_tools.cli down --workdir "$WORK/lite" >/dev/null 2>&1 || true
+  "$PY" -m recsys_tools.cli down --workdir "$WORK/server" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 export OMP_NUM_THREADS=1
 echo "==> stack on Milvus Lite (port offset 3000)"
-"$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/lite" --artifacts "$ART" \
+"$PY" -m recsys_tools.cli up --data "$DATA" --workdir "$WORK/lite" --artifacts "$ART" \
   --port-offset 3000 --detach --no-web >"$WORK/lite.log" 2>&1 || { tail -30 "$WORK/lite.log"; exit 1; }
 echo "==> stack on the Milvus server (port offset 4000)"
 RECSYS_RETRIEVER_MILVUS_URI="$MILVUS_URI" RECSYS_RETRIEVER_INDEX_TYPE=FLAT \
-  "$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/server" --artifacts "$ART" \
+  "$PY" -m recsys_tools.cli up --data "$DATA" --workdir "$WORK/server" --artifacts "$ART" \
   --port-offset 4000 --detach --no-web >"$WORK/server.log" 2>&1 || { tail -30 "$WORK/server.log"; exit 1; }
 "$PY" "$ROOT/bench/gateway_bench.py" --data "$DATA" --target 127.0.0.1:54051 --port-offset 4000 \
   --label server --baseline 127.0.0.1:53051,12101 --baseline-stack-offset 3000 "$@"

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from recsys_core.loadgen import measure  # noqa: E402
+from recsys_tools.loadgen import measure  # noqa: E402
 from stack_util import recommend_requests  # noqa: E402
 
 CALL = "recsys.gateway.v1.Gateway.Recommend"

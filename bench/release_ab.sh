@@ -22,22 +22,22 @@ ART=${ARTIFACTS:-$ROOT/artifacts}
 WORK=$(mktemp -d /tmp/release-ab.XXXXXX)
 git worktree add -q --detach "$WORK/old" "$REV"
 OLD="$WORK/old"
-OLDPP="$OLD/libs/core/src:$OLD/services/catalog/src:$OLD/services/embedder/src:$OLD/services/retriever/src"
+OLDPP="$OLD/libs/api/src:$OLD/libs/core/src:$OLD/libs/data/src:$OLD/libs/tools/src:$OLD/services/catalog/src:$OLD/services/embedder/src:$OLD/services/retriever/src"
 OLDPP="$OLDPP:$OLD/gateway/src:$OLD/web/src"
 cleanup() {
-  PYTHONPATH="$OLDPP" "$PY" -m recsys_core.cli down --workdir "$WORK/old-stack" >/dev/null 2>&1 || true
-  "$PY" -m recsys_core.cli down --workdir "$WORK/new-stack" >/dev/null 2>&1 || true
+  PYTHONPATH="$OLDPP" "$PY" -m recsys_tools.cli down --workdir "$WORK/old-stack" >/dev/null 2>&1 || true
+  "$PY" -m recsys_tools.cli down --workdir "$WORK/new-stack" >/dev/null 2>&1 || true
   git worktree remove --force "$OLD" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 export OMP_NUM_THREADS=1
 echo "==> old stack ($REV, port offset 3000)"
-PYTHONPATH="$OLDPP" "$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/old-stack" \
+PYTHONPATH="$OLDPP" "$PY" -m recsys_tools.cli up --data "$DATA" --workdir "$WORK/old-stack" \
   --artifacts "$ART" --port-offset 3000 --detach --no-web >"$WORK/old.log" 2>&1 \
   || { tail -30 "$WORK/old.log"; exit 1; }
 echo "==> new stack (this tree, port offset 4000)"
-"$PY" -m recsys_core.cli up --data "$DATA" --workdir "$WORK/new-stack" --artifacts "$ART" \
+"$PY" -m recsys_tools.cli up --data "$DATA" --workdir "$WORK/new-stack" --artifacts "$ART" \
   --port-offset 4000 --detach --no-web >"$WORK/new.log" 2>&1 || { tail -30 "$WORK/new.log"; exit 1; }
 "$PY" "$ROOT/bench/gateway_bench.py" --data "$DATA" --target 127.0.0.1:54051 --port-offset 4000 \
   --label new --baseline 127.0.0.1:53051,12101 --baseline-stack-offset 3000 "$@"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recsys_core.stack import SERVICES
+from recsys_tools.stack import SERVICES
 
 GATEWAY_PORT = next(s.port for s in SERVICES if s.name == "gateway")
 
@@ -17,7 +17,7 @@ GATEWAY_PORT = next(s.port for s in SERVICES if s.name == "gateway")
 def start_stack(data: str, workdir: Path, artifacts: Path, offset: int, train_args: str = "") -> str:
     """`recsys up --detach` (trains when the artifact root has no model); returns the gateway address."""
     cmd = [
-        sys.executable, "-m", "recsys_core.cli", "up", "--detach", "--data", data,
+        sys.executable, "-m", "recsys_tools.cli", "up", "--detach", "--data", data,
         "--workdir", str(workdir), "--artifacts", str(artifacts), "--port-offset", str(offset),
     ]  # fmt: skip
     if train_args:
@@ -29,7 +29,7 @@ def start_stack(data: str, workdir: Path, artifacts: Path, offset: int, train_ar
 
 def recommend_requests(data: str, k: int, n_users: int = 500) -> list[dict[str, Any]]:
     """Recommend-by-user-id requests for up to ``n_users`` users of the data set (fixed shuffle)."""
-    from recsys_core.data import load_dataset
+    from recsys_data import load_dataset
 
     users = sorted(set(load_dataset(data).interactions.user_ids.tolist()))
     random.Random(0).shuffle(users)

@@ -7,7 +7,7 @@
 1. Steps: open-loop Recommend (user ids drawn from the data set, round-robin) at each rate
    of ``--rates`` for ``--step-duration`` seconds, upwards until a step misses the target
    (p99 >= ``--p99-ms`` or any error). Latency counts from each call's *scheduled* send
-   time (recsys_core.loadgen), so queueing shows up instead of being hidden.
+   time (recsys_tools.loadgen), so queueing shows up instead of being hidden.
 2. Sustained: ``--duration`` seconds (at least 60) at the highest rate that passed (and, if
    that run misses, at the next lower passing rates, ``--fallbacks`` of them), with
    every service's Prometheus metrics read before and after: per service and RPC, calls,
@@ -34,8 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recsys_core.loadgen import measure
-from recsys_core.stack import SERVICES
+from recsys_tools.loadgen import measure
+from recsys_tools.stack import SERVICES
 from stack_util import GATEWAY_PORT, recommend_requests, start_stack
 
 CALL = "recsys.gateway.v1.Gateway.Recommend"
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started is not None:
             subprocess.run(
-                [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(started)], check=False
+                [sys.executable, "-m", "recsys_tools.cli", "down", "--workdir", str(started)], check=False
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

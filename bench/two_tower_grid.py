@@ -53,7 +53,7 @@ _DS: Any = None
 def _dataset(source: str) -> Any:
     global _DS
     if _DS is None:
-        from recsys_core.data import load_dataset
+        from recsys_data import load_dataset
 
         _DS = load_dataset(source)
     return _DS
@@ -107,7 +107,7 @@ def grid_job(source: str, variant: str, fold: int, seed: int, epochs: int) -> di
 def test_job(source: str, variant: str, prior_key: str, seed: int, epochs: int) -> dict[str, Any]:
     """Refit the chosen setting on TRAIN+VALIDATION and score TEST."""
     import torch
-    from recsys_core.data import leave_last_out
+    from recsys_data import leave_last_out
     from recsys_embedder.twotower import train_two_tower
 
     torch.set_num_threads(1)

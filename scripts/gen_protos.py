@@ -3,7 +3,7 @@
 
 Usage: python scripts/gen_protos.py [--out DIR]
 
-The one codegen command of the project. Output goes to libs/core/src (the
+The one codegen command of the project. Output goes to libs/api/src (the
 importable ``recsys`` package, e.g. ``recsys.catalog.v1.catalog_pb2``); a test
 runs this into a temporary directory and fails if the committed code differs.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-DEFAULT_OUT = ROOT / "libs" / "core" / "src"
+DEFAULT_OUT = ROOT / "libs" / "api" / "src"
 
 
 def generate(out: Path) -> list[Path]:

@@ -13,7 +13,10 @@ fi
 echo "==> installing packages (pinned by requirements/constraints.txt)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c requirements/constraints.txt \
+  -e libs/api \
   -e libs/core \
+  -e libs/data \
+  -e libs/tools \
   -e "services/catalog[embedded]" \
   -e "services/retriever[embedded]" \
   -e "services/embedder[train,triton,export]" \

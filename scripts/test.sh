@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "==> ruff check"; .venv/bin/ruff check .
 echo "==> ruff format --check"; .venv/bin/ruff format --check .
-echo "==> mypy"; .venv/bin/mypy libs/core/src/recsys_core services/*/src gateway/src web/src
+echo "==> mypy"; .venv/bin/mypy libs/core/src/recsys_core libs/data/src/recsys_data libs/tools/src/recsys_tools services/*/src gateway/src web/src
 echo "==> pytest"; .venv/bin/python -m pytest "$@"
 
 # The retriever against a real Milvus standalone server (the PyPI `milvus` wheel). That server binds

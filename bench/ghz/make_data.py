@@ -6,7 +6,7 @@ The ids come from the data set the stack serves (``recsys up`` loads ml-100k by 
 drawn the way traffic would draw them: users uniformly among users with ratings, movies
 by popularity (rating count), anonymous taste profiles from real users' histories. Each
 file is a JSON array of request messages (protobuf JSON, snake_case field names) that
-ghz and recsys_core.loadgen send round-robin:
+ghz and recsys_tools.loadgen send round-robin:
 
     recommend_user.json         Recommend for a known user_id
     recommend_anonymous.json    Recommend for a quiz profile (liked with ratings, disliked ids)
@@ -116,15 +116,15 @@ def build(dataset: Any, n: int, seed: int) -> dict[str, list[dict[str, Any]]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="ml-100k", help="name, zip or folder (recsys_core.data.load_dataset)")
+    p.add_argument("--dataset", default="ml-100k", help="name, zip or folder (recsys_data.load_dataset)")
     p.add_argument("--out", default=str(HERE / "data"), help="output folder")
     p.add_argument("-n", type=int, default=1000, help="messages per file")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
     try:
-        from recsys_core.data import DatasetNotFound, load_dataset
+        from recsys_data import DatasetNotFound, load_dataset
     except ImportError as exc:  # pragma: no cover
-        print(f"make_data: recsys_core.data is not available: {exc}", file=sys.stderr)
+        print(f"make_data: recsys_data is not available: {exc}", file=sys.stderr)
         return 1
     try:
         dataset = load_dataset(args.dataset)

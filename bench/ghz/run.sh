@@ -4,7 +4,7 @@
 #   bash bench/ghz/run.sh [--python] [--host 127.0.0.1:50051] [--duration 20s] [--writes] [CONFIG...]
 #
 # With real ghz (https://ghz.sh/docs/install) when it is on PATH; with --python (or when
-# RECSYS_LOADGEN=python) the same configs run with recsys_core.loadgen instead. Without
+# RECSYS_LOADGEN=python) the same configs run with recsys_tools.loadgen instead. Without
 # ghz and without --python it says so and exits 2 (nothing was measured).
 #
 # CONFIG: config names or files (default: every config but record_feedback, which writes
@@ -47,7 +47,7 @@ esac
 
 if [ "$ENGINE" = ghz ] && ! command -v ghz >/dev/null 2>&1; then
   echo "run.sh: ghz is not installed (https://ghz.sh/docs/install); nothing measured." >&2
-  echo "        Use --python to run the same configs with recsys_core.loadgen." >&2
+  echo "        Use --python to run the same configs with recsys_tools.loadgen." >&2
   exit 2
 fi
 
@@ -110,7 +110,7 @@ PYEOF
   else
     extra=()
     [ "$ALLOW_REMOTE" = 1 ] && extra+=(--allow-remote)
-    "$PY" -m recsys_core.loadgen --config "$TMP/$name.json" --format json --output "$out" "${extra[@]}" \
+    "$PY" -m recsys_tools.loadgen --config "$TMP/$name.json" --format json --output "$out" "${extra[@]}" \
       || { status=1; continue; }
   fi
   "$PY" - "$out" <<'PYEOF'

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from recsys_core import stack as stack_mod
+from recsys_tools import stack as stack_mod
 
 # Small enough to train in well under a minute on 2 cores, big enough to be non-trivial.
 N_USERS, N_MOVIES, N_RATINGS = 150, 300, 9000
@@ -120,7 +120,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from recsys_core.data.synthetic import generate
+    from recsys_data.synthetic import generate
 
     root = tmp_path_factory.mktemp("stack")
     data = generate(
@@ -129,7 +129,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir, artifacts = root / "var", root / "artifacts"
     offset = _port_offset()
     cmd = [
-        sys.executable, "-m", "recsys_core.cli", "up", "--detach",
+        sys.executable, "-m", "recsys_tools.cli", "up", "--detach",
         "--data", str(data), "--workdir", str(workdir), "--artifacts", str(artifacts),
         "--port-offset", str(offset), "--train-args", TRAIN_ARGS,
     ]  # fmt: skip
@@ -156,7 +156,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         subprocess.run(
-            [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(workdir)],
+            [sys.executable, "-m", "recsys_tools.cli", "down", "--workdir", str(workdir)],
             timeout=120,
             check=False,
         )

@@ -30,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys_core import stack as stack_mod
+from recsys_tools import stack as stack_mod
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 FULL_NAMES = {s.name: s.full_name for s in stack_mod.SERVICES}

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
-from recsys_core.data import load_dataset
+from recsys_data import load_dataset
 
 from .conftest import Stack
 from .faultkit import (

@@ -26,7 +26,7 @@ from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2
-from recsys_core.data import load_dataset
+from recsys_data import load_dataset
 
 from .conftest import Stack
 from .faultkit import FULL_NAMES

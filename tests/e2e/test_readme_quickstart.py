@@ -53,7 +53,7 @@ def test_main_job_from_a_clean_clone(tmp_path: Path) -> None:
     up = main_cmd.split("&&")[1].split()
     assert up[0] == ".venv/bin/recsys"
     offset = _port_offset()
-    cmd = [sys.executable, "-m", "recsys_core.cli", *up[1:], "--detach", "--port-offset", str(offset)]
+    cmd = [sys.executable, "-m", "recsys_tools.cli", *up[1:], "--detach", "--port-offset", str(offset)]
     cmd += ["--train-args", TRAIN_ARGS]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     shared = ROOT.parent / "shared" / "data" / "movielens"
@@ -78,7 +78,7 @@ def test_main_job_from_a_clean_clone(tmp_path: Path) -> None:
         resp = asyncio.run(call())
         assert len(resp.recommendations) == 5
         status = subprocess.run(
-            [sys.executable, "-m", "recsys_core.cli", "status"],
+            [sys.executable, "-m", "recsys_tools.cli", "status"],
             cwd=clone,
             capture_output=True,
             text=True,
@@ -87,5 +87,7 @@ def test_main_job_from_a_clean_clone(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert status.stdout.count("SERVING") >= 5
     finally:
-        subprocess.run([sys.executable, "-m", "recsys_core.cli", "down"], cwd=clone, timeout=120, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "recsys_tools.cli", "down"], cwd=clone, timeout=120, check=False
+        )
     assert not (clone / "var" / "stack.json").exists()

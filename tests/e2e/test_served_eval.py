@@ -35,8 +35,8 @@ class HeldOutStack:
 
 @pytest.fixture(scope="module")
 def heldout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeldOutStack]:
-    from recsys_core.data.holdout import write_holdout
-    from recsys_core.data.synthetic import generate
+    from recsys_data.holdout import write_holdout
+    from recsys_data.synthetic import generate
 
     root = tmp_path_factory.mktemp("served")
     source = generate(root / "ml-gen", fmt="100k", n_users=120, n_movies=200, n_ratings=6000, seed=3)
@@ -47,7 +47,7 @@ def heldout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeldOutS
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RECSYS_CATALOG_DSN", None)
     cmd = [
-        sys.executable, "-m", "recsys_core.cli", "up", "--detach", "--data", str(holdout),
+        sys.executable, "-m", "recsys_tools.cli", "up", "--detach", "--data", str(holdout),
         "--workdir", str(workdir), "--artifacts", str(artifacts), "--port-offset", str(offset),
         "--train-args", TRAIN_ARGS,
     ]  # fmt: skip
@@ -58,7 +58,7 @@ def heldout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeldOutS
         yield HeldOutStack(source, holdout, artifacts, f"127.0.0.1:{50051 + offset}")
     finally:
         subprocess.run(
-            [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(workdir)],
+            [sys.executable, "-m", "recsys_tools.cli", "down", "--workdir", str(workdir)],
             timeout=120,
             check=False,
         )

@@ -14,8 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys_core.data import load_dataset
 from recsys_core.testing import reflection_file_containing
+from recsys_data import load_dataset
 
 from .conftest import Stack
 
@@ -304,7 +304,7 @@ def test_web_app_started_by_stack_is_ready(stack: Stack) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "recsys_core.cli", *args],
+        [sys.executable, "-m", "recsys_tools.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,7 +20,7 @@ from recsys_catalog.testing import (
     drop_temp_database,
     prepare_catalog,
 )
-from recsys_core.data import Dataset, load_dataset, synthetic
+from recsys_data import Dataset, load_dataset, synthetic
 
 N_USERS, N_MOVIES, N_RATINGS = 60, 120, 1500
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from recsys_catalog.__main__ import main
 from recsys_catalog.migrate import REQUIRED_SCHEMA_VERSION
-from recsys_core.data import Dataset
+from recsys_data import Dataset
 
 pytestmark = pytest.mark.postgres
 

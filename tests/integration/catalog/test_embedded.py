@@ -15,8 +15,8 @@ from recsys_catalog.embedded import EmbeddedPostgres
 from recsys_catalog.servicer import SERVICE_NAME
 from recsys_catalog.store import can_connect
 from recsys_catalog.testing import catalog_server
-from recsys_core.data import Dataset
 from recsys_core.testing import health_status
+from recsys_data import Dataset
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -11,8 +11,8 @@ import pytest
 from recsys_catalog.loader import load_into, movie_rows, rating_chunks, user_rows
 from recsys_catalog.migrate import migrate
 from recsys_catalog.store import PgStore, PoolConfig
-from recsys_core.data import Dataset, Interactions, load_dataset, synthetic
 from recsys_core.errors import FailedPrecondition, InvalidArgument
+from recsys_data import Dataset, Interactions, load_dataset, synthetic
 
 pytestmark = pytest.mark.postgres
 

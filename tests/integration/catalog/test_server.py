@@ -20,9 +20,9 @@ from recsys_catalog.servicer import SERVICE_NAME
 from recsys_catalog.settings import CatalogSettings
 from recsys_catalog.store import create_database
 from recsys_catalog.testing import catalog_server, create_temp_database, drop_temp_database, prepare_catalog
-from recsys_core.data import Dataset
 from recsys_core.errors import bad_request_fields
 from recsys_core.testing import health_status, reflection_file_containing, reflection_services, test_settings
+from recsys_data import Dataset
 
 pytestmark = pytest.mark.postgres
 

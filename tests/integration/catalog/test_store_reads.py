@@ -10,8 +10,8 @@ from recsys_catalog.migrate import REQUIRED_SCHEMA_VERSION, migrate
 from recsys_catalog.model import MovieFilter
 from recsys_catalog.service import CatalogService
 from recsys_catalog.store import PgStore
-from recsys_core.data import Dataset
 from recsys_core.errors import InvalidArgument, NotFound
+from recsys_data import Dataset
 
 pytestmark = pytest.mark.postgres
 

@@ -10,8 +10,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from recsys_core.data import ChecksumMismatch, UnverifiedDownload, fetch, load_dataset
-from recsys_core.data.synthetic import generate
+from recsys_data import ChecksumMismatch, UnverifiedDownload, fetch, load_dataset
+from recsys_data.synthetic import generate
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

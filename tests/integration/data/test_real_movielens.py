@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recsys_core.data import DatasetNotFound, find_dataset, leave_last_out, load_dataset
+from recsys_data import DatasetNotFound, find_dataset, leave_last_out, load_dataset
 
 
 def _need(name: str):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from recsys_core.stack import SERVICES
+from recsys_tools.stack import SERVICES
 
 
 async def _fake_stack() -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
@@ -42,7 +42,7 @@ async def _status(workdir: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "recsys_core.cli",
+        "recsys_tools.cli",
         "status",
         "--workdir",
         str(workdir),

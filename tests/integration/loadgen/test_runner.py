@@ -21,7 +21,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys_core.loadgen import (
+from recsys_core.reflection import enable_reflection
+from recsys_tools.loadgen import (
     LoadConfig,
     LoadError,
     LoadSchedule,
@@ -30,8 +31,7 @@ from recsys_core.loadgen import (
     resolve_method,
     run,
 )
-from recsys_core.loadgen.__main__ import main as cli_main
-from recsys_core.reflection import enable_reflection
+from recsys_tools.loadgen.__main__ import main as cli_main
 
 REPO = Path(__file__).resolve().parents[3]
 GATEWAY = "recsys.gateway.v1.Gateway"

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from recsys_core.data.synthetic import generate
+    from recsys_data.synthetic import generate
     from recsys_embedder.artifacts import load_artifact
 
     data = generate(tmp_path / "ml-gen", fmt="latest", n_users=50, n_movies=70, n_ratings=1200, seed=1)

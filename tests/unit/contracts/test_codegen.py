@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-COMMITTED = ROOT / "libs" / "core" / "src"
+COMMITTED = ROOT / "libs" / "api" / "src"
 
 
 def _load_codegen():  # type: ignore[no-untyped-def]

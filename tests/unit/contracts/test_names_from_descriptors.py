@@ -10,7 +10,13 @@ import pytest
 from recsys.embedder.v1 import embedder_pb2
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCES = [ROOT / "libs" / "core" / "src" / "recsys_core", ROOT / "services", ROOT / "gateway", ROOT / "web"]
+SOURCES = [
+    ROOT / "libs" / "core" / "src" / "recsys_core",
+    ROOT / "libs" / "tools" / "src" / "recsys_tools",
+    ROOT / "services",
+    ROOT / "gateway",
+    ROOT / "web",
+]
 # a quoted full service name, e.g. "recsys.catalog.v1.Catalog" (docstrings are not code: skipped
 # by requiring the name to be the whole string literal on a line that is not prose)
 LITERAL = re.compile(r"""["']recsys\.[a-z]+\.v1\.[A-Z][A-Za-z]*["']""")

@@ -10,7 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = {
+    "libs/api": "recsys-api",
     "libs/core": "recsys-core",
+    "libs/data": "recsys-data",
+    "libs/tools": "recsys-tools",
     "services/catalog": "recsys-catalog",
     "services/retriever": "recsys-retriever",
     "services/embedder": "recsys-embedder",
@@ -35,7 +38,19 @@ def test_package_names(path: str) -> None:
     assert project["name"] == PACKAGES[path]
 
 
-@pytest.mark.parametrize("path", ["libs/core", "services/catalog", "services/retriever", "gateway", "web"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "libs/api",
+        "libs/core",
+        "libs/data",
+        "libs/tools",
+        "services/catalog",
+        "services/retriever",
+        "gateway",
+        "web",
+    ],
+)
 def test_no_ml_stack_outside_the_embedder(path: str) -> None:
     assert not _deps(path, extras=True) & HEAVY
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recsys_core.data.synthetic import generate
+from recsys_data.synthetic import generate
 
 
 @pytest.fixture(scope="session")

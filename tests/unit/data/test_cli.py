@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from recsys_core.cli import main
+from recsys_tools.cli import main
 
 
 def test_generate_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recsys_core.data import DataFormatError, DatasetNotFound, find_dataset, load_dataset
+from recsys_data import DataFormatError, DatasetNotFound, find_dataset, load_dataset
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -100,7 +100,7 @@ def test_lenient_skips_counts_and_warns_once(
     _edit_line(d / "u.data", 17, lambda b: b.rsplit(b"\t", 1)[0])
     _edit_line(d / "u.data", 30, lambda b: _set_field(b, b"\t", 2, b"9"))
     _edit_line(d / "u.data", 31, lambda b: _set_field(b, b"\t", 1, b"x"))
-    with caplog.at_level(logging.WARNING, logger="recsys_core.data"):
+    with caplog.at_level(logging.WARNING, logger="recsys_data"):
         ds = load_dataset(d, lenient=True)
     assert ds.skipped_rows == 3
     assert len(ds.interactions) == 800 - 3

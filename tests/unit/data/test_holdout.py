@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recsys_core.cli import main
-from recsys_core.data import (
+from recsys_data import (
     HOLDOUT_MARKER,
     HoldoutError,
     content_sha256,
@@ -19,7 +18,8 @@ from recsys_core.data import (
     read_holdout_marker,
     write_holdout,
 )
-from recsys_core.data.synthetic import generate
+from recsys_data.synthetic import generate
+from recsys_tools.cli import main
 
 RATINGS = {"100k": "u.data", "1m": "ratings.dat", "latest": "ratings.csv"}
 

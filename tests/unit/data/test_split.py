@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recsys_core.data import Interactions, leave_last_out, load_dataset
+from recsys_data import Interactions, leave_last_out, load_dataset
 
 
 def _inter(rows: list[tuple[int, int, int]]) -> Interactions:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recsys_core.data import load_dataset
-from recsys_core.data.synthetic import generate
+from recsys_data import load_dataset
+from recsys_data.synthetic import generate
 
 
 @pytest.mark.parametrize("fmt", ["100k", "1m", "latest"])

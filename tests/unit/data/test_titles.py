@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from recsys_core.data import split_title
+from recsys_data import split_title
 
 
 @pytest.mark.parametrize(

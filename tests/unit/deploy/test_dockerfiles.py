@@ -25,14 +25,36 @@ ROOT = Path(__file__).resolve().parents[3]
 
 # Dockerfile -> (service name, package dirs it may install, whether it is the CUDA variant)
 DOCKERFILES: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "services/catalog/Dockerfile": ("catalog", ("libs/core", "services/catalog"), False),
-    "services/retriever/Dockerfile": ("retriever", ("libs/core", "services/retriever"), False),
-    "services/embedder/Dockerfile": ("embedder", ("libs/core", "services/embedder"), False),
-    "services/embedder/Dockerfile.cuda": ("embedder", ("libs/core", "services/embedder"), True),
-    "gateway/Dockerfile": ("gateway", ("libs/core", "gateway"), False),
-    "web/Dockerfile": ("web", ("libs/core", "web"), False),
+    "services/catalog/Dockerfile": (
+        "catalog",
+        ("libs/api", "libs/core", "libs/data", "services/catalog"),
+        False,
+    ),
+    "services/retriever/Dockerfile": ("retriever", ("libs/api", "libs/core", "services/retriever"), False),
+    "services/embedder/Dockerfile": (
+        "embedder",
+        ("libs/api", "libs/core", "libs/data", "services/embedder"),
+        False,
+    ),
+    "services/embedder/Dockerfile.cuda": (
+        "embedder",
+        ("libs/api", "libs/core", "libs/data", "services/embedder"),
+        True,
+    ),
+    "gateway/Dockerfile": ("gateway", ("libs/api", "libs/core", "gateway"), False),
+    "web/Dockerfile": ("web", ("libs/api", "libs/core", "web"), False),
 }
-PACKAGE_DIRS = ("libs/core", "services/catalog", "services/retriever", "services/embedder", "gateway", "web")
+PACKAGE_DIRS = (
+    "libs/api",
+    "libs/core",
+    "libs/data",
+    "libs/tools",
+    "services/catalog",
+    "services/retriever",
+    "services/embedder",
+    "gateway",
+    "web",
+)
 DIGEST = re.compile(r"^[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}$")
 FORBIDDEN_SOURCES = ("data", "artifacts", "var", ".venv", ".git", ".env", "secrets", "test-artifacts")
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|DSN|CREDENTIAL)", re.I)
@@ -318,3 +340,46 @@ def test_hadolint_clean(rel: str) -> None:
         [hadolint, "--no-color", str(ROOT / rel)], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, f"hadolint {rel}:\n{proc.stdout}{proc.stderr}"
+
+
+# The library packages an image may install, by the top-level package they provide.
+LIB_DIRS = {
+    "recsys": "libs/api",
+    "recsys_core": "libs/core",
+    "recsys_data": "libs/data",
+    "recsys_tools": "libs/tools",
+}
+
+
+def _recsys_imports(folder: Path) -> set[str]:
+    import ast
+
+    tops: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                tops |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.split(".")[0])
+    return {t for t in tops if t in LIB_DIRS}
+
+
+def test_image_carries_only_the_libraries_its_service_imports(dockerfile: tuple[str, Dockerfile]) -> None:
+    """issue #17: the libraries an image installs are exactly those its service's code imports
+    (followed through the libraries themselves); the developer tools (CLI, stack, load generator)
+    and the training code are in no serving image but the embedder's."""
+    rel, _ = dockerfile
+    _, allowed, _ = DOCKERFILES[rel]
+    (service_dir,) = [p for p in allowed if not p.startswith("libs/")]
+    needed: set[str] = set()
+    todo = [ROOT / service_dir / "src"]
+    while todo:
+        for top in _recsys_imports(todo.pop()):
+            if LIB_DIRS[top] not in needed:
+                needed.add(LIB_DIRS[top])
+                todo.append(ROOT / LIB_DIRS[top] / "src" / top)
+    installed = {p for p in allowed if p.startswith("libs/")}
+    assert installed == needed, f"{rel}: installs {sorted(installed)}, its code imports {sorted(needed)}"
+    assert "libs/tools" not in installed, f"{rel}: a serving image carries the developer tools"
+    if service_dir in ("services/catalog", "services/retriever", "gateway"):
+        assert "services/embedder" not in allowed

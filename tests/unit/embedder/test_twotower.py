@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from recsys_core.data.split import leave_last_out
+from recsys_data.split import leave_last_out
 from recsys_embedder.twotower import (
     age_bracket,
     gender_index,
@@ -90,7 +90,7 @@ def test_ml100k_cold_start_beats_most_popular() -> None:
     """ml-100k, defaults, seed 0, refitted on TRAIN+VALIDATION: users treated as new (demographics
     only) get a higher TEST HR@10 and NDCG@10 than "most popular" (0.0615 / 0.0298 vs 0.0498 /
     0.0253 when written; seeds 0-4 all beat it, by 5 to 11 users of 943: the README)."""
-    from recsys_core.data import load_dataset
+    from recsys_data import load_dataset
 
     ds = load_dataset(ML100K)
     masks = leave_last_out(ds.interactions)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from recsys_core import stack
+from recsys_tools import stack
 
 
 def test_a_closed_pipe_ends_the_cli_quietly() -> None:
@@ -14,7 +14,7 @@ def test_a_closed_pipe_ends_the_cli_quietly() -> None:
     script = textwrap.dedent(
         """
         import argparse, sys
-        from recsys_core import cli
+        from recsys_tools import cli
 
         def flood(args):
             for _ in range(100_000):

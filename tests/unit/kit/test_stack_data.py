@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from recsys_core import stack
-from recsys_core.data.holdout import write_holdout
-from recsys_core.data.synthetic import generate
+from recsys_data.holdout import write_holdout
+from recsys_data.synthetic import generate
+from recsys_tools import stack
 
 
 def test_a_holdout_differs_from_its_source_and_the_workdir_guard_refuses_the_mix(tmp_path: Path) -> None:

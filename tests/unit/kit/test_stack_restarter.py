@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from recsys_core.stack import Restarter
+from recsys_tools.stack import Restarter
 
 
 def _wait(restarter: Restarter, cond, bound: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +56,7 @@ def test_detached_supervisor_restarts_a_crash_and_recsys_down_stops_it_first(tmp
     services, so nothing comes back."""
     import json
 
-    from recsys_core import stack
+    from recsys_tools import stack
 
     (tmp_path / "logs").mkdir()
     argv = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -81,7 +81,7 @@ def test_detached_supervisor_restarts_a_crash_and_recsys_down_stops_it_first(tmp
         assert "restarted" in log, log
         # recsys down: the supervisor first, then the (restarted) service; nothing restarts it
         rc = subprocess.run(
-            [sys.executable, "-m", "recsys_core.cli", "down", "--workdir", str(tmp_path)], timeout=60
+            [sys.executable, "-m", "recsys_tools.cli", "down", "--workdir", str(tmp_path)], timeout=60
         ).returncode
         assert rc == 0
         time.sleep(2.0)

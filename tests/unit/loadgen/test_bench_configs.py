@@ -12,9 +12,9 @@ from types import ModuleType
 import pytest
 from google.protobuf import json_format, message_factory
 from recsys.gateway.v1 import gateway_pb2
-from recsys_core.data import load_dataset
-from recsys_core.data.synthetic import generate
-from recsys_core.loadgen import load_config
+from recsys_data import load_dataset
+from recsys_data.synthetic import generate
+from recsys_tools.loadgen import load_config
 
 REPO = Path(__file__).resolve().parents[3]
 GHZ = REPO / "bench" / "ghz"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from recsys_core.loadgen import (
+from recsys_tools.loadgen import (
     ConfigError,
     LoadSchedule,
     load_config,
@@ -14,7 +14,7 @@ from recsys_core.loadgen import (
     parse_config,
     parse_duration,
 )
-from recsys_core.loadgen.runner import LoadError, _Slots, check_target
+from recsys_tools.loadgen.runner import LoadError, _Slots, check_target
 
 BASE = {"call": "recsys.gateway.v1.Gateway.Recommend", "host": "127.0.0.1:50051"}
 
@@ -245,7 +245,7 @@ def test_remote_targets_refused_unless_allowed(target: str) -> None:
 
 
 async def test_run_refuses_a_config_that_would_never_stop() -> None:
-    from recsys_core.loadgen import LoadConfig, run
+    from recsys_tools.loadgen import LoadConfig, run
 
     with pytest.raises(ConfigError, match="never stop"):
         await run(LoadConfig(call=BASE["call"], host=BASE["host"], total=None, duration=None))

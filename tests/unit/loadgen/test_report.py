@@ -6,9 +6,9 @@ import json
 
 import grpc
 import pytest
-from recsys_core.loadgen import CallResult, build_report, format_summary, status_name
-from recsys_core.loadgen.__main__ import build_parser, overrides_from_args
-from recsys_core.loadgen.report import error_string, percentile
+from recsys_tools.loadgen import CallResult, build_report, format_summary, status_name
+from recsys_tools.loadgen.__main__ import build_parser, overrides_from_args
+from recsys_tools.loadgen.report import error_string, percentile
 
 GHZ_KEYS = {
     "date",

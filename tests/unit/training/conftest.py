@@ -14,7 +14,7 @@ pytest.importorskip("dgl", reason="training tests need the embedder's [train] ex
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys_core.data.synthetic import generate
+    from recsys_data.synthetic import generate
 
     return generate(
         tmp_path_factory.mktemp("ml") / "ml-tiny", fmt="100k", n_users=40, n_movies=60, n_ratings=900, seed=3

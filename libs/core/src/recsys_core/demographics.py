@@ -1,7 +1,7 @@
 """The demographic vocabularies, defined once (issue #17): MovieLens occupations (ml-1m codes and
 ml-100k names, and the mapping between them), ml-1m age brackets and genders.
 
-The data readers and the synthetic generator (``recsys_core.data``), the embedder's request
+The data readers and the synthetic generator (``recsys_data``), the embedder's request
 checks and its two-tower model all read these; nothing else spells them out. docs/occupations.md
 explains the vocabularies and the mapping. Pure Python: no service, no torch.
 """

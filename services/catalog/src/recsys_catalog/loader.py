@@ -1,4 +1,4 @@
-"""Bulk load of a MovieLens data set (any format ``recsys_core.data`` reads) into the catalog.
+"""Bulk load of a MovieLens data set (any format ``recsys_data`` reads) into the catalog.
 
 The rows are streamed through COPY into temporary tables and merged in ONE transaction (see
 ``PgStore.bulk_load``): re-running gives the same state and a failed load changes nothing.
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from recsys_core.data import Dataset, load_dataset
+from recsys_data import Dataset, load_dataset
 
 from recsys_catalog.model import LoadReport
 from recsys_catalog.store import PgStore

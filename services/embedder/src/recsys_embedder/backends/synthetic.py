@@ -28,7 +28,7 @@ def make_artifact(
     two_tower: bool = True,
     default_form: str = "pinsage",
 ) -> Path:
-    """Write ``<root>/<version>/`` for ``dataset`` (a ``recsys_core.data`` Dataset) and point
+    """Write ``<root>/<version>/`` for ``dataset`` (a ``recsys_data`` Dataset) and point
     ``latest`` at it. Returns the version folder."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -87,7 +87,7 @@ def make_artifact(
     )
     folder = save_artifact(root, version, arrays, manifest)
     if two_tower:
-        from recsys_core.data.split import leave_last_out
+        from recsys_data.split import leave_last_out
 
         from recsys_embedder.twotower.train import save_two_tower, train_two_tower
 
@@ -104,8 +104,8 @@ def tiny_dataset(
     tmp: str | Path, *, n_users: int = 40, n_movies: int = 60, n_ratings: int = 600, seed: int = 0
 ) -> Any:
     """A generated ml-100k-format data set (with demographics), loaded."""
-    from recsys_core.data import load_dataset
-    from recsys_core.data.synthetic import generate
+    from recsys_data import load_dataset
+    from recsys_data.synthetic import generate
 
     path = generate(Path(tmp) / "synthetic-100k", fmt="100k", n_users=n_users, n_movies=n_movies,
                     n_ratings=n_ratings, seed=seed)  # fmt: skip

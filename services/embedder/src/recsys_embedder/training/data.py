@@ -18,9 +18,9 @@ TRAIN, VALID, TEST = 0, 1, 2
 
 def split_labels(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     """Split label per event (TRAIN / VALID / TEST), in input order, by
-    ``recsys_core.data.leave_last_out`` (the project's one implementation;
+    ``recsys_data.leave_last_out`` (the project's one implementation;
     users with fewer than 3 events stay entirely in TRAIN)."""
-    from recsys_core.data import Interactions, leave_last_out
+    from recsys_data import Interactions, leave_last_out
 
     n = len(user_ids)
     inter = Interactions(
@@ -95,7 +95,7 @@ class Prepared:
 
 
 def prepare(dataset: Any) -> Prepared:
-    """Turn a ``recsys_core.data`` Dataset (or anything shaped like it) into :class:`Prepared`."""
+    """Turn a ``recsys_data`` Dataset (or anything shaped like it) into :class:`Prepared`."""
     movies = sorted(dataset.movies, key=lambda m: m.movie_id)
     movie_ids = np.array([m.movie_id for m in movies], dtype=np.int64)
     inter = dataset.interactions
@@ -132,7 +132,7 @@ def prepare(dataset: Any) -> Prepared:
 
 
 def load(source: str) -> Prepared:
-    """Load a data set by name, folder or zip through ``recsys_core.data``."""
-    from recsys_core.data import load_dataset
+    """Load a data set by name, folder or zip through ``recsys_data``."""
+    from recsys_data import load_dataset
 
     return prepare(load_dataset(source))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from recsys_core.data import Dataset, leave_last_out, load_dataset
+from recsys_data import Dataset, leave_last_out, load_dataset
 
 from recsys_embedder.twotower import train_two_tower
 from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold

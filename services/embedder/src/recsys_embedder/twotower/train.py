@@ -214,7 +214,7 @@ def train_two_tower(
     prior_position_half_life: float | None = PRIOR_POSITION_HALF_LIFE,
     on_epoch: Callable[[int, TwoTower], None] | None = None,
 ) -> TwoTower:
-    """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_core.data`` Dataset).
+    """Train on the ``train_mask`` rows of ``dataset.interactions`` (a ``recsys_data`` Dataset).
 
     ``prior_weight`` (None = no prior, the towers' vectors alone) folds the recency-weighted
     TRAIN popularity (half-life ``prior_half_life_days``, see :func:`popularity_prior`) into the

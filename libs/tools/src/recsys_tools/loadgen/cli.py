@@ -1,4 +1,4 @@
-"""`recsys load ...`: the load generator under the recsys command (flags of python -m recsys_core.loadgen)."""
+"""`recsys load ...`: the load generator under the recsys command (`python -m recsys_tools.loadgen`)."""
 
 from __future__ import annotations
 

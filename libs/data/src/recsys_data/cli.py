@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recsys_core.data import KNOWN, load_dataset, search_dirs
-from recsys_core.data.fetch import fetch
-from recsys_core.data.holdout import HoldoutError, write_holdout
-from recsys_core.data.model import HOLDOUT_MARKER, DataFormatError, DatasetNotFound
-from recsys_core.data.synthetic import FORMATS, generate
+from recsys_data import KNOWN, load_dataset, search_dirs
+from recsys_data.fetch import fetch
+from recsys_data.holdout import HoldoutError, write_holdout
+from recsys_data.model import HOLDOUT_MARKER, DataFormatError, DatasetNotFound
+from recsys_data.synthetic import FORMATS, generate
 
 
 def register(subparsers: Any) -> None:

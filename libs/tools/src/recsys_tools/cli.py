@@ -17,20 +17,20 @@ from collections.abc import Sequence
 
 # module -> (package a user installs to get it, top-level commands it adds, help)
 COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "recsys_core.data.cli": ("recsys-core", ("data",), "fetch, inspect and generate MovieLens data sets"),
+    "recsys_data.cli": ("recsys-core", ("data",), "fetch, inspect and generate MovieLens data sets"),
     "recsys_catalog.cli": ("recsys-catalog", ("catalog",), "catalog database: migrate, load, serve"),
     "recsys_embedder.training.cli": ("recsys-embedder[train]", ("train",), "train PinSage and two-tower"),
     "recsys_embedder.evaluation.cli": ("recsys-embedder[train]", ("evaluate",), "offline evaluation"),
     "recsys_retriever.cli": ("recsys-retriever", ("retriever",), "vector store: serve, describe"),
     "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export"),
     "recsys_gateway.cli": ("recsys-gateway", ("gateway",), "gateway: serve"),
-    "recsys_core.stack": ("recsys-core", ("up", "down", "status", "supervise", "stack"), "the whole stack"),
-    "recsys_core.loadgen.cli": (
+    "recsys_tools.stack": ("recsys-core", ("up", "down", "status", "supervise", "stack"), "the whole stack"),
+    "recsys_tools.loadgen.cli": (
         "recsys-core",
         ("load",),
         "load-test with a ghz config (Python load generator)",
     ),
-    "recsys_core.client_cli": (
+    "recsys_tools.client_cli": (
         "recsys-core",
         ("recommend", "similar", "search", "movies", "quiz", "genres", "rate"),
         "call the gateway",

@@ -44,7 +44,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
-from recsys_core.loadgen.config import (
+from recsys_tools.loadgen.config import (
     DEFAULT_TIMEOUT_S,
     ConfigError,
     LoadConfig,
@@ -52,7 +52,7 @@ from recsys_core.loadgen.config import (
     format_duration,
     normalize_call,
 )
-from recsys_core.loadgen.report import CallResult, build_report, error_string, status_name
+from recsys_tools.loadgen.report import CallResult, build_report, error_string, status_name
 
 __all__ = [
     "LoadError",

@@ -1,6 +1,6 @@
-"""``python -m recsys_core.loadgen``: run a ghz config with the Python load generator.
+"""``python -m recsys_tools.loadgen``: run a ghz config with the Python load generator.
 
-    python -m recsys_core.loadgen --config bench/ghz/recommend.json \
+    python -m recsys_tools.loadgen --config bench/ghz/recommend.json \
         [--host H] [-c N] [--rps R] [--duration 10s] [-n N] [--format summary|json|pretty] [--output FILE]
 
 Command-line options override the config file's keys (ghz's names); without a config
@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recsys_core.loadgen.config import ConfigError, load_config, parse_config
-from recsys_core.loadgen.report import format_summary
-from recsys_core.loadgen.runner import LoadError, run_sync
+from recsys_tools.loadgen.config import ConfigError, load_config, parse_config
+from recsys_tools.loadgen.report import format_summary
+from recsys_tools.loadgen.runner import LoadError, run_sync
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m recsys_core.loadgen",
+        prog="python -m recsys_tools.loadgen",
         description="gRPC load generator reading ghz configs and writing ghz reports",
     )
     p.add_argument("host_arg", nargs="?", metavar="HOST", help="target host:port (as ghz's positional)")

@@ -136,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 # ----------------------------------------------------------------------- data
 def _resolve_data(name: str, workdir: Path, synthetic_size: int) -> Path:
-    from recsys_core.data import DatasetNotFound, find_dataset
+    from recsys_data import DatasetNotFound, find_dataset
 
     path = Path(name)
     if path.exists():
@@ -149,13 +149,13 @@ def _resolve_data(name: str, workdir: Path, synthetic_size: int) -> Path:
         pass
     data_dir = Path("data")
     try:
-        from recsys_core.data.fetch import fetch
+        from recsys_data.fetch import fetch
 
         _say(f"data: downloading {name} to {data_dir}/ (sha256 verified)")
         return fetch(name, data_dir)
     except Exception as exc:  # no network, unknown name, checksum mismatch: say it and generate
         _say(f"data: could not download {name} ({exc}); generating a synthetic data set instead")
-    from recsys_core.data.synthetic import generate
+    from recsys_data.synthetic import generate
 
     out = workdir / "synthetic-100k"
     if not (out / "u.data").exists():
@@ -180,13 +180,13 @@ def _run_step(title: str, cmd: list[str], env: dict[str, str] | None = None) -> 
 
 
 def _recsys() -> list[str]:
-    return [sys.executable, "-m", "recsys_core.cli"]
+    return [sys.executable, "-m", "recsys_tools.cli"]
 
 
 def data_content_sha256(data: Path) -> str:
-    """The data set's content checksum (``recsys_core.data.content_sha256``; what an artifact's
+    """The data set's content checksum (``recsys_data.content_sha256``; what an artifact's
     manifest records as ``dataset.content_sha256``)."""
-    from recsys_core.data import content_sha256, load_dataset
+    from recsys_data import content_sha256, load_dataset
 
     return content_sha256(load_dataset(data))
 
@@ -582,7 +582,7 @@ def _start_supervisor(workdir: Path, specs: dict[str, tuple[list[str], dict[str,
         json.dump({n: [argv, env, str(log)] for n, (argv, env, log) in specs.items()}, f)
     log = open(workdir / "logs" / "supervisor.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "recsys_core.cli", "supervise", "--workdir", str(workdir)],
+        [sys.executable, "-m", "recsys_tools.cli", "supervise", "--workdir", str(workdir)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

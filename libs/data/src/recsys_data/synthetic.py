@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
 from recsys_core.demographics import ML1M_AGES, ML1M_OCCUPATIONS, ML100K_OCCUPATIONS
 
 GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",

@@ -102,7 +102,7 @@ class Dataset:
     genres: tuple[str, ...]
     skipped_rows: int = 0
     # the parsed ``recsys-holdout.json`` when this data set was written by ``recsys data
-    # holdout`` (see ``recsys_core.data.holdout``), else None
+    # holdout`` (see ``recsys_data.holdout``), else None
     holdout_of: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recsys_core.data.registry import BASE_URL, KNOWN
+from recsys_data.registry import BASE_URL, KNOWN
 
 
 class ChecksumMismatch(ValueError):

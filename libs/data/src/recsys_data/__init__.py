@@ -1,6 +1,6 @@
 """The MovieLens data layer: one model for every format, strict readers, split, generator, fetch.
 
-from recsys_core.data import load_dataset, leave_last_out
+from recsys_data import load_dataset, leave_last_out
 ds = load_dataset("ml-100k")          # a name, a zip or an extracted folder
 train, valid, test = leave_last_out(ds.interactions)
 write_holdout("ml-100k", Path("ml-100k-holdout"))  # minus TEST, same format; see data.holdout
@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from recsys_core.data.fetch import ChecksumMismatch, UnverifiedDownload, fetch
-from recsys_core.data.holdout import HoldoutError, content_sha256, read_holdout_marker, write_holdout
-from recsys_core.data.model import (
+from recsys_data.fetch import ChecksumMismatch, UnverifiedDownload, fetch
+from recsys_data.holdout import HoldoutError, content_sha256, read_holdout_marker, write_holdout
+from recsys_data.model import (
     HOLDOUT_MARKER,
     DataFormatError,
     Dataset,
@@ -22,9 +22,9 @@ from recsys_core.data.model import (
     Movie,
     User,
 )
-from recsys_core.data.readers import read_dataset, split_title
-from recsys_core.data.registry import KNOWN, KnownDataset
-from recsys_core.data.split import leave_last_out
+from recsys_data.readers import read_dataset, split_title
+from recsys_data.registry import KNOWN, KnownDataset
+from recsys_data.split import leave_last_out
 
 __all__ = [
     "HOLDOUT_MARKER",

@@ -3,7 +3,7 @@
 ``write_holdout("ml-100k", Path("out/ml-100k-holdout"))`` writes a folder that
 ``load_dataset`` reads back as the same format (ml-100k ``u.data``, ml-1m/10m ``ratings.dat``,
 ml-latest family ``ratings.csv``) whose ratings are the source's minus every user's TEST event
-(:func:`recsys_core.data.split.leave_last_out`: per user, events sorted by (timestamp, movie id),
+(:func:`recsys_data.split.leave_last_out`: per user, events sorted by (timestamp, movie id),
 the last is TEST; users with fewer than 3 events keep all theirs). The ratings file is filtered
 line by line (the kept lines are the source's bytes, untouched); every other file of the data set
 is copied unchanged. A marker, ``recsys-holdout.json``, records where it came from::
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from recsys_core.data.model import HOLDOUT_MARKER, Interactions
-from recsys_core.data.readers import _RATINGS_FILE, _body, _Source, read_marker
-from recsys_core.data.split import MIN_EVENTS, leave_last_out
+from recsys_data.model import HOLDOUT_MARKER, Interactions
+from recsys_data.readers import _RATINGS_FILE, _body, _Source, read_marker
+from recsys_data.split import MIN_EVENTS, leave_last_out
 
 MARKER_KIND = "recsys-holdout"
 MARKER_VERSION = 1
@@ -118,7 +118,7 @@ def write_holdout(source: str | Path, out: Path, *, force: bool = False, verify:
     failure leaves no half-written data set. With ``verify`` the result is read back and its
     content checked against the source minus TEST. Raises DatasetNotFound for an unknown source,
     DataFormatError for a malformed one (strict), HoldoutError for the output folder."""
-    from recsys_core.data import load_dataset  # the package imports this module's names
+    from recsys_data import load_dataset  # the package imports this module's names
 
     out = Path(out)
     ds = load_dataset(source)

@@ -1,10 +1,10 @@
 """A Python load generator that speaks ghz: same JSON configs, same JSON report.
 
-    python -m recsys_core.loadgen --config bench/ghz/recommend.json [-c 16] [--rps 200] [--duration 10s]
+    python -m recsys_tools.loadgen --config bench/ghz/recommend.json [-c 16] [--rps 200] [--duration 10s]
 
 In-process (benches):
 
-    from recsys_core.loadgen import measure
+    from recsys_tools.loadgen import measure
     r = measure("127.0.0.1:50051", "recsys.gateway.v1.Gateway.Recommend", {"user_id": 1}, 16, 5.0)
     r["rps"], r["p50_ms"], r["p99_ms"], r["report"]   # report: ghz's JSON shape
 
@@ -13,7 +13,7 @@ fixed times, latency from the scheduled time). Methods are resolved through serv
 reflection (or ``proto``/``protoset``). Only loopback targets unless ``allow_remote``.
 """
 
-from recsys_core.loadgen.config import (
+from recsys_tools.loadgen.config import (
     ConfigError,
     LoadConfig,
     LoadSchedule,
@@ -22,8 +22,8 @@ from recsys_core.loadgen.config import (
     parse_config,
     parse_duration,
 )
-from recsys_core.loadgen.report import CallResult, build_report, format_summary, status_name
-from recsys_core.loadgen.runner import (
+from recsys_tools.loadgen.report import CallResult, build_report, format_summary, status_name
+from recsys_tools.loadgen.runner import (
     LoadError,
     ResolvedMethod,
     check_target,

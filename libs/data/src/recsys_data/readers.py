@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from recsys_core.demographics import GENDERS, ML1M_AGES, ML1M_OCCUPATIONS
 
-from recsys_core.data.model import (
+from recsys_data.model import (
     HOLDOUT_MARKER,
     DataFormatError,
     Dataset,
@@ -36,7 +37,6 @@ from recsys_core.data.model import (
     Movie,
     User,
 )
-from recsys_core.demographics import GENDERS, ML1M_AGES, ML1M_OCCUPATIONS
 
 log = logging.getLogger(__name__)
 

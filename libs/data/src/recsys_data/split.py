@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys_core.data.model import Interactions
+from recsys_data.model import Interactions
 
 MIN_EVENTS = 3
 
