@@ -60,7 +60,7 @@ def _dataset(source: str) -> Any:
 
 
 def _prior(ds: Any, model: Any, train: np.ndarray, kind: str, h: float | None) -> np.ndarray:
-    from recsys_embedder.twotower.train import popularity_prior, positions_from_end
+    from recsys_embedder.training.two_tower import popularity_prior, positions_from_end
 
     inter = ds.interactions
     ts = np.asarray(inter.timestamps, np.float64)[train]
@@ -73,7 +73,7 @@ def _prior(ds: Any, model: Any, train: np.ndarray, kind: str, h: float | None) -
 
 
 def _score(ds: Any, masks: tuple[np.ndarray, ...], model: Any, target: str) -> dict[str, float]:
-    from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
+    from recsys_embedder.evaluation.two_tower import evaluate_two_tower_cold
 
     return evaluate_two_tower_cold(ds, masks, model, target=target)
 
@@ -81,8 +81,8 @@ def _score(ds: Any, masks: tuple[np.ndarray, ...], model: Any, target: str) -> d
 def grid_job(source: str, variant: str, fold: int, seed: int, epochs: int) -> dict[str, Any]:
     """Train one tower pair on fold ``fold``'s TRAIN and score every prior on its target."""
     import torch
-    from recsys_embedder.twotower import train_two_tower
-    from recsys_embedder.twotower.evaluate import extended_validation_masks
+    from recsys_embedder.evaluation.two_tower import extended_validation_masks
+    from recsys_embedder.training.two_tower import train_two_tower
 
     torch.set_num_threads(1)
     ds = _dataset(source)
@@ -108,7 +108,7 @@ def test_job(source: str, variant: str, prior_key: str, seed: int, epochs: int) 
     """Refit the chosen setting on TRAIN+VALIDATION and score TEST."""
     import torch
     from recsys_data import leave_last_out
-    from recsys_embedder.twotower import train_two_tower
+    from recsys_embedder.training.two_tower import train_two_tower
 
     torch.set_num_threads(1)
     ds = _dataset(source)

@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from recsys_core.demographics import age_bracket, gender_index
 from recsys_data.split import leave_last_out
-from recsys_embedder.twotower import (
-    age_bracket,
-    gender_index,
-    load_two_tower,
-    save_two_tower,
+from recsys_embedder.artifacts import load_two_tower, save_two_tower
+from recsys_embedder.evaluation.two_tower import evaluate_two_tower_cold
+from recsys_embedder.model.two_tower import augment_items, augment_users
+from recsys_embedder.training.two_tower import (
+    event_weights,
+    popularity_prior,
+    positions_from_end,
     train_two_tower,
 )
-from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
-from recsys_embedder.twotower.model import augment_items, augment_users
-from recsys_embedder.twotower.train import event_weights, popularity_prior, positions_from_end
 
 ML100K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "movielens" / "ml-100k.zip"
 
@@ -200,7 +200,7 @@ def test_prior_round_trip_and_served_dimension(tiny_ds: Any, tmp_path: Path) -> 
 
 
 def test_extended_validation_folds(tiny_ds: Any) -> None:
-    from recsys_embedder.twotower.evaluate import extended_validation_masks
+    from recsys_embedder.evaluation.two_tower import extended_validation_masks
 
     inter = tiny_ds.interactions
     train, valid, test = leave_last_out(inter)

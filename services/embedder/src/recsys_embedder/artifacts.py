@@ -21,8 +21,16 @@ only (loaded with ``weights_only=True``), metadata ``manifest.json``.
 =========================  ==================================================
 
 The manifest keeps each model under ``models.<name>`` with its own ``files``
-map, so a ``two_tower`` section (and its files) can be added to the same
-folder later without touching the PinSage part.
+map, so the ``two_tower`` section (and its files) is added to the same folder
+without touching the PinSage part.
+
+Two-tower layout (``<artifact>/two_tower/``, :func:`save_two_tower` / :func:`load_two_tower`):
+``weights.pt`` (a state dict, loaded with ``weights_only=True``), ``item_embeddings.npy``
+(float32, L2-normalised, row order of ``movie_ids.npy``; the served vectors, prior included),
+``movie_ids.npy``, ``user_ids.npy``, ``item_features.npy``, ``item_tokens.npy``,
+``item_prior.npy`` (with a prior only) and ``two_tower.json`` (the manifest section, so the
+folder loads on its own; the training CLI merges the same dict into ``manifest.json`` under
+``"two_tower"``).
 
 Serving API (no DGL, no training)::
 
@@ -50,6 +58,7 @@ import torch
 
 from recsys_embedder.model.features import FeatureSpec, movie_features
 from recsys_embedder.model.pinsage import USER_FORMS, ModelConfig, PinSageNet
+from recsys_embedder.model.two_tower import TwoTower, TwoTowerConfig, TwoTowerNet
 from recsys_embedder.signals import HistoryRule, effective_ratings
 
 FORMAT_VERSION = 1
@@ -64,6 +73,19 @@ PINSAGE_FILES: dict[str, str] = {
     "item_dense": "item_dense.npy",
     "item_title_tokens": "item_title_tokens.npy",
 }
+# The two-tower model (``models.two_tower``): its own folder and section (see :func:`save_two_tower`).
+TWO_TOWER_DIR = "two_tower"
+TWO_TOWER_FILES = {
+    "item_embeddings": f"{TWO_TOWER_DIR}/item_embeddings.npy",
+    "movie_ids": f"{TWO_TOWER_DIR}/movie_ids.npy",
+    "user_ids": f"{TWO_TOWER_DIR}/user_ids.npy",
+    "item_features": f"{TWO_TOWER_DIR}/item_features.npy",
+    "item_tokens": f"{TWO_TOWER_DIR}/item_tokens.npy",
+    "weights": f"{TWO_TOWER_DIR}/weights.pt",
+}
+TWO_TOWER_PRIOR_FILE = f"{TWO_TOWER_DIR}/item_prior.npy"  # present when the model has a popularity prior
+TWO_TOWER_SECTION_FILE = f"{TWO_TOWER_DIR}/two_tower.json"
+TWO_TOWER_FORMAT_VERSION = 1
 
 
 class ArtifactError(RuntimeError):
@@ -348,3 +370,87 @@ def load_artifact(path: str | Path, version: str | None = None, device: str = "c
     if art.item_embeddings.shape != (n, cfg.dim) or art.neighbour_ids.shape[0] != n or cfg.n_items != n:
         raise ArtifactError(f"{folder}: inconsistent shapes")
     return art
+
+
+# ---- the two-tower model ---------------------------------------------------------------------
+
+
+def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
+    """Write ``<artifact_dir>/two_tower/`` and return the manifest section (also written there)."""
+    root = Path(artifact_dir)
+    (root / TWO_TOWER_DIR).mkdir(parents=True, exist_ok=True)
+    np.save(root / TWO_TOWER_FILES["item_embeddings"], model.item_embeddings())
+    np.save(root / TWO_TOWER_FILES["movie_ids"], model.movie_ids.astype(np.int64))
+    np.save(root / TWO_TOWER_FILES["user_ids"], model.user_ids.astype(np.int64))
+    np.save(root / TWO_TOWER_FILES["item_features"], model.item_features.astype(np.float32))
+    np.save(root / TWO_TOWER_FILES["item_tokens"], model.item_tokens.astype(np.int64))
+    torch.save(model.net.state_dict(), root / TWO_TOWER_FILES["weights"])
+    files = dict(TWO_TOWER_FILES)
+    prior: dict[str, Any] | None = None
+    if model.item_prior is not None:
+        np.save(root / TWO_TOWER_PRIOR_FILE, model.item_prior.astype(np.float32))
+        files["item_prior"] = TWO_TOWER_PRIOR_FILE
+        prior = {
+            "weight": model.prior_weight,
+            "half_life_days": model.train_info.get("prior_half_life_days"),
+            "position_half_life": model.train_info.get("prior_position_half_life"),
+            "item_vector": "[m, p, sqrt(1 - p^2)] / sqrt(2)",
+            "user_vector": "[u, weight, 0] / sqrt(1 + weight^2)",
+        }
+    section: dict[str, Any] = {
+        "format_version": TWO_TOWER_FORMAT_VERSION,
+        "dimension": model.dim,
+        "tower_dimension": model.config.dim,
+        "metric": "IP",
+        "score": "rating_min + (rating_max - rating_min) * (cos + 1) / 2",
+        "ranking": "cos + prior.weight * prior" if prior is not None else "cos",
+        "prior": prior,
+        "config": model.config.to_json(),
+        "files": files,
+        "movie_count": len(model.movie_ids),
+        "metrics": dict(model.metrics),
+        "train": dict(model.train_info),
+    }
+    (root / TWO_TOWER_SECTION_FILE).write_text(json.dumps(section, indent=2, sort_keys=True))
+    return section
+
+
+def load_two_tower(artifact_dir: str | Path, section: dict[str, Any] | None = None) -> TwoTower:
+    """Load ``<artifact_dir>/two_tower/`` (``section``: the manifest's ``"two_tower"`` dict,
+    read from ``two_tower/two_tower.json`` when not given). Raises ``ValueError`` when the
+    files do not agree with each other."""
+    root = Path(artifact_dir)
+    if section is None:
+        section = json.loads((root / TWO_TOWER_SECTION_FILE).read_text())
+    files = {**TWO_TOWER_FILES, **section.get("files", {})}
+    cfg = TwoTowerConfig.from_json(section["config"])
+    net = TwoTowerNet(cfg)
+    state = torch.load(root / files["weights"], map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.eval()
+    movie_ids = np.load(root / files["movie_ids"])
+    prior_section = section.get("prior")
+    item_prior = None
+    if isinstance(prior_section, dict) and "item_prior" in files:
+        item_prior = np.load(root / files["item_prior"]).astype(np.float32)
+        if item_prior.shape != (cfg.n_items,):
+            raise ValueError(
+                f"{root / TWO_TOWER_DIR}: item_prior does not match the config ({cfg.n_items} movies)"
+            )
+    model = TwoTower(
+        item_prior=item_prior,
+        prior_weight=float(prior_section["weight"]) if item_prior is not None else 0.0,  # type: ignore[index]
+        net=net,
+        movie_ids=movie_ids,
+        user_ids=np.load(root / files["user_ids"]),
+        item_features=np.load(root / files["item_features"]),
+        item_tokens=np.load(root / files["item_tokens"]),
+        metrics=dict(section.get("metrics", {})),
+        train_info=dict(section.get("train", {})),
+    )
+    if len(movie_ids) != cfg.n_items or model.item_features.shape != (
+        cfg.n_items,
+        cfg.feature_dim or len(cfg.genres),
+    ):
+        raise ValueError(f"{root / TWO_TOWER_DIR}: item files do not match the config ({cfg.n_items} movies)")
+    return model

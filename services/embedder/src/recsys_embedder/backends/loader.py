@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition, NotFound
 
-from recsys_embedder.artifacts import LATEST, MANIFEST, Artifact, ArtifactError, load_artifact, resolve
+from recsys_embedder.artifacts import (
+    LATEST,
+    MANIFEST,
+    Artifact,
+    ArtifactError,
+    load_artifact,
+    load_two_tower,
+    resolve,
+)
 from recsys_embedder.backends.base import (
     USER_FORMS,
     ModelMeta,
@@ -87,8 +95,6 @@ def load_two_tower_serving(folder: Path, manifest: dict[str, Any]) -> TwoTowerSe
     if section is None:
         if not (folder / "two_tower" / "two_tower.json").is_file():
             return None
-    from recsys_embedder.twotower.train import load_two_tower
-
     tt = load_two_tower(folder, section)
     items = np.load(
         folder / (section or {}).get("files", {}).get("item_embeddings", "two_tower/item_embeddings.npy")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys_embedder.artifacts import MANIFEST, PinSageArrays, save_artifact
+from recsys_embedder.artifacts import MANIFEST, PinSageArrays, save_artifact, save_two_tower
 from recsys_embedder.model.features import FeatureSpec, movie_features
 from recsys_embedder.model.pinsage import ModelConfig, PinSageNet
 
@@ -89,7 +89,7 @@ def make_artifact(
     if two_tower:
         from recsys_data.split import leave_last_out
 
-        from recsys_embedder.twotower.train import save_two_tower, train_two_tower
+        from recsys_embedder.training.two_tower import train_two_tower
 
         train, _, _ = leave_last_out(dataset.interactions)
         tt = train_two_tower(dataset, train, seed=seed, epochs=1, dim=8, embed=4, hidden=8, title_buckets=256)

@@ -16,7 +16,6 @@ from recsys_embedder import artifacts as A
 from recsys_embedder.evaluation import evaluate as E
 from recsys_embedder.training import data as D
 from recsys_embedder.training import two_tower_step as TT
-from recsys_embedder.twotower import load_two_tower
 
 
 def _log(msg: str) -> None:
@@ -127,7 +126,7 @@ def evaluate_two_tower(art: A.Artifact, data_source: str | None) -> dict[str, An
     section = art.manifest.get("models", {}).get("two_tower")
     if not section or data_source is None:
         return {}
-    model = load_two_tower(art.path, section)
+    model = A.load_two_tower(art.path, section)
     results = TT.evaluate(TT.load(data_source), model)
     stored = section.get("evaluation", {})
     for name, res in results.items():

@@ -19,7 +19,7 @@ cutoff separates the past from the future:
   pre-cutoff events too; users are then scored from their whole pre-cutoff sequence. Baselines
   are fitted on every pre-cutoff event: most popular, recent popular (counts weighted by
   ``0.5 ** ((cutoff - t) / half_life)``, half-life 30 days, the two-tower evaluation's weighting
-  (:func:`recsys_embedder.twotower.train.event_weights`) measured from the cutoff, which ranks
+  (:func:`recsys_embedder.training.two_tower.event_weights`) measured from the cutoff, which ranks
   the same), item-kNN (cosine) and EASE (lambda chosen on the pre-cutoff view's VALIDATION).
 
 PinSage's network and graph see the view's TRAIN events (each user's last two pre-cutoff
@@ -50,11 +50,11 @@ from recsys_embedder.evaluation.evaluate import (
     rank_phase,
 )
 from recsys_embedder.evaluation.metrics import metrics_from_ranks
+from recsys_embedder.evaluation.two_tower import RECENT_POPULAR_HALF_LIFE_DAYS
 from recsys_embedder.signals import LIKE_AT_LEAST
 from recsys_embedder.training.data import TEST, Prepared, split_labels
 from recsys_embedder.training.train import TrainConfig, train
-from recsys_embedder.twotower.evaluate import RECENT_POPULAR_HALF_LIFE_DAYS
-from recsys_embedder.twotower.train import event_weights
+from recsys_embedder.training.two_tower import event_weights
 
 DEFAULT_QUANTILE = 0.9
 Log = Callable[[str], None]

@@ -1,1 +1,3 @@
-"""PinSage training (DGL for graph work only)."""
+"""Training: PinSage (``data``, ``graph``, ``train``; DGL for graph work only) and the demographic
+two-tower model (``two_tower``; ``two_tower_step`` is its step of ``recsys train`` and
+``recsys evaluate``)."""

@@ -23,7 +23,6 @@ from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
 from recsys_embedder.training import two_tower_step as TT
 from recsys_embedder.training.train import TrainConfig, TrainResult, all_events, train
-from recsys_embedder.twotower import save_two_tower
 
 
 def _log(msg: str) -> None:
@@ -248,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if two_tower is not None:
         model, tt_results = two_tower
         model.metrics = TT.manifest_metrics(tt_results)
-        section = save_two_tower(model, folder)
+        section = A.save_two_tower(model, folder)
         section["evaluation"] = tt_results
         A.update_manifest(folder, {"models": {"two_tower": section}, "metrics": model.metrics})
         A.write_latest(out, version)

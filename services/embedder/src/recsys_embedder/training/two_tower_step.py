@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from recsys_data import Dataset, leave_last_out, load_dataset
 
-from recsys_embedder.twotower import train_two_tower
-from recsys_embedder.twotower.evaluate import evaluate_two_tower_cold
-from recsys_embedder.twotower.model import TwoTower
+from recsys_embedder.evaluation.two_tower import evaluate_two_tower_cold
+from recsys_embedder.model.two_tower import TwoTower
+from recsys_embedder.training.two_tower import train_two_tower
 
 METRIC_KEYS = ("hr@10", "ndcg@10")
 # (evaluate_two_tower_cold key prefix, table row, manifest metric prefix); "recent popular" =

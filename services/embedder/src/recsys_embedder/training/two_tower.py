@@ -1,4 +1,6 @@
-"""Train, save and load the demographic two-tower model.
+"""Train the demographic two-tower model (the network: ``model/two_tower.py``; its artifact
+files are written and read by :func:`recsys_embedder.artifacts.save_two_tower` and
+:func:`recsys_embedder.artifacts.load_two_tower`).
 
 Training data: the TRAIN ratings (squared error between the scaled cosine and the
 rating) plus ``negatives`` uniformly sampled movies per rating that count as
@@ -23,23 +25,13 @@ a 30-day half-life, 32-wide towers = 34-wide served vectors) were chosen on VALI
 extended to each user's four last pre-TEST events, seeds 0-2 (never on TEST); see the README.
 ml-100k TEST HR@10 (users treated as new), seeds 0-4: 0.0615 / 0.0583 / 0.0604 / 0.0551 /
 0.0573 vs 0.0498 for "most popular" (0.0594 for recency-weighted popularity).
-
-Artifact layout (``<artifact>/two_tower/``): ``weights.pt`` (a state dict, loaded
-with ``weights_only=True``), ``item_embeddings.npy`` (float32, L2-normalised, row
-order of ``movie_ids.npy``; the served vectors, prior included), ``movie_ids.npy``,
-``user_ids.npy``, ``item_features.npy``, ``item_tokens.npy``, ``item_prior.npy`` (with a prior
-only) and ``two_tower.json`` (the manifest section, so the folder
-loads on its own; the training CLI merges the same dict into ``manifest.json``
-under ``"two_tower"``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,28 +39,16 @@ import torch
 from recsys_core.demographics import age_bracket, gender_index
 
 from recsys_embedder.model.features import FeatureSpec, movie_features
-from recsys_embedder.twotower.model import TwoTower, TwoTowerConfig, TwoTowerNet
+from recsys_embedder.model.two_tower import TwoTower, TwoTowerConfig, TwoTowerNet
 
 log = logging.getLogger(__name__)
 
-SUBDIR = "two_tower"
-FILES = {
-    "item_embeddings": f"{SUBDIR}/item_embeddings.npy",
-    "movie_ids": f"{SUBDIR}/movie_ids.npy",
-    "user_ids": f"{SUBDIR}/user_ids.npy",
-    "item_features": f"{SUBDIR}/item_features.npy",
-    "item_tokens": f"{SUBDIR}/item_tokens.npy",
-    "weights": f"{SUBDIR}/weights.pt",
-}
-PRIOR_FILE = f"{SUBDIR}/item_prior.npy"  # present when the model has a popularity prior
-SECTION_FILE = f"{SUBDIR}/two_tower.json"
 # Popularity prior folded into the served vectors; chosen on ml-100k VALIDATION (README).
 PRIOR_WEIGHT = 0.25
 PRIOR_HALF_LIFE_DAYS: float | None = 30.0
 PRIOR_POSITION_HALF_LIFE: float | None = None
 # Training weight 0.5 ** (position from the end of the user's history / this); chosen on VALIDATION.
 POSITION_HALF_LIFE: float | None = 10.0
-FORMAT_VERSION = 1
 
 
 def item_inputs(
@@ -365,82 +345,3 @@ def train_two_tower(
             net.train()
     net.eval()
     return _wrap(net)
-
-
-def save_two_tower(model: TwoTower, artifact_dir: str | Path) -> dict[str, Any]:
-    """Write ``<artifact_dir>/two_tower/`` and return the manifest section (also written there)."""
-    root = Path(artifact_dir)
-    (root / SUBDIR).mkdir(parents=True, exist_ok=True)
-    np.save(root / FILES["item_embeddings"], model.item_embeddings())
-    np.save(root / FILES["movie_ids"], model.movie_ids.astype(np.int64))
-    np.save(root / FILES["user_ids"], model.user_ids.astype(np.int64))
-    np.save(root / FILES["item_features"], model.item_features.astype(np.float32))
-    np.save(root / FILES["item_tokens"], model.item_tokens.astype(np.int64))
-    torch.save(model.net.state_dict(), root / FILES["weights"])
-    files = dict(FILES)
-    prior: dict[str, Any] | None = None
-    if model.item_prior is not None:
-        np.save(root / PRIOR_FILE, model.item_prior.astype(np.float32))
-        files["item_prior"] = PRIOR_FILE
-        prior = {
-            "weight": model.prior_weight,
-            "half_life_days": model.train_info.get("prior_half_life_days"),
-            "position_half_life": model.train_info.get("prior_position_half_life"),
-            "item_vector": "[m, p, sqrt(1 - p^2)] / sqrt(2)",
-            "user_vector": "[u, weight, 0] / sqrt(1 + weight^2)",
-        }
-    section: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "dimension": model.dim,
-        "tower_dimension": model.config.dim,
-        "metric": "IP",
-        "score": "rating_min + (rating_max - rating_min) * (cos + 1) / 2",
-        "ranking": "cos + prior.weight * prior" if prior is not None else "cos",
-        "prior": prior,
-        "config": model.config.to_json(),
-        "files": files,
-        "movie_count": len(model.movie_ids),
-        "metrics": dict(model.metrics),
-        "train": dict(model.train_info),
-    }
-    (root / SECTION_FILE).write_text(json.dumps(section, indent=2, sort_keys=True))
-    return section
-
-
-def load_two_tower(artifact_dir: str | Path, section: dict[str, Any] | None = None) -> TwoTower:
-    """Load ``<artifact_dir>/two_tower/`` (``section``: the manifest's ``"two_tower"`` dict,
-    read from ``two_tower/two_tower.json`` when not given). Raises ``ValueError`` when the
-    files do not agree with each other."""
-    root = Path(artifact_dir)
-    if section is None:
-        section = json.loads((root / SECTION_FILE).read_text())
-    files = {**FILES, **section.get("files", {})}
-    cfg = TwoTowerConfig.from_json(section["config"])
-    net = TwoTowerNet(cfg)
-    state = torch.load(root / files["weights"], map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    net.eval()
-    movie_ids = np.load(root / files["movie_ids"])
-    prior_section = section.get("prior")
-    item_prior = None
-    if isinstance(prior_section, dict) and "item_prior" in files:
-        item_prior = np.load(root / files["item_prior"]).astype(np.float32)
-        if item_prior.shape != (cfg.n_items,):
-            raise ValueError(f"{root / SUBDIR}: item_prior does not match the config ({cfg.n_items} movies)")
-    model = TwoTower(
-        item_prior=item_prior,
-        prior_weight=float(prior_section["weight"]) if item_prior is not None else 0.0,  # type: ignore[index]
-        net=net,
-        movie_ids=movie_ids,
-        user_ids=np.load(root / files["user_ids"]),
-        item_features=np.load(root / files["item_features"]),
-        item_tokens=np.load(root / files["item_tokens"]),
-        metrics=dict(section.get("metrics", {})),
-        train_info=dict(section.get("train", {})),
-    )
-    if len(movie_ids) != cfg.n_items or model.item_features.shape != (
-        cfg.n_items,
-        cfg.feature_dim or len(cfg.genres),
-    ):
-        raise ValueError(f"{root / SUBDIR}: item files do not match the config ({cfg.n_items} movies)")
-    return model

@@ -17,8 +17,8 @@ import torch
 from recsys_core.demographics import age_bracket, gender_index
 
 from recsys_embedder.evaluation.metrics import metrics_from_ranks, target_ranks
-from recsys_embedder.twotower.model import TwoTower
-from recsys_embedder.twotower.train import event_weights, positions_from_end
+from recsys_embedder.model.two_tower import TwoTower
+from recsys_embedder.training.two_tower import event_weights, positions_from_end
 
 RECENT_POPULAR_HALF_LIFE_DAYS = 30.0
 
