@@ -218,7 +218,7 @@ async def test_list_movies_pages_through_everything(svc: CatalogService, dataset
 @pytest.mark.parametrize("prior_weight", [0.0, 5.0, 25.0, 500.0])
 async def test_bayesian_pruning_is_exact(store: PgStore, prior_weight: float) -> None:
     """The index-pruned top-k equals a full scan, for several k, filters and priors."""
-    from recsys_catalog.store import SQL_POPULAR_BAYES, _filter_args
+    from recsys_catalog.store.queries import SQL_POPULAR_BAYES, _filter_args
 
     mean = await store.global_rating_mean()
     assert mean is not None

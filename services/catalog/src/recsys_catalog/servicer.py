@@ -192,7 +192,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     async def GetUserHistory(
         self, request: catalog_pb2.GetUserHistoryRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetUserHistoryResponse:
-        if request.columns:  # one statement, arrays end to end (store.SQL_HISTORY_COLUMNS)
+        if request.columns:  # one statement, arrays end to end (store/sql/history_columns.sql)
             c = await self._service.get_user_history_columns(
                 request.user_id, request.limit, request.include_seen_ids
             )

@@ -1,0 +1,2 @@
+-- Release the session's advisory lock $1.
+SELECT pg_advisory_unlock($1)

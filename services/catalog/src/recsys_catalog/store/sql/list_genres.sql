@@ -1,0 +1,2 @@
+-- The genre vocabulary, by name.
+SELECT name FROM genres ORDER BY name

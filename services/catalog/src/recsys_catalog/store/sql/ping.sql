@@ -1,0 +1,2 @@
+-- Health: the connection answers.
+SELECT 1
