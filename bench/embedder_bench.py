@@ -82,9 +82,11 @@ async def _scenario(
 async def _bench_backend(settings: Any, reqs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
     import grpc
     from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
 
-    server, service, _ = await start(settings)
+    app = EmbedderApp(settings)
+    await app.start()
+    server, service = app.server, app.service
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
             stub = embedder_pb2_grpc.EmbedderStub(ch)

@@ -55,15 +55,16 @@ def artifact_root(tmp_path: Path, base_artifact: Path) -> Path:
 
 @pytest.fixture
 async def embedder(artifact_root: Path) -> AsyncIterator[tuple[Any, Any, embedder_pb2_grpc.EmbedderStub]]:
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     settings = test_settings(
         EmbedderSettings, artifact_dir=str(artifact_root), device="cpu", batch_max_wait_ms=2.0
     )
-    server, service, _ = await start(settings)
+    app = EmbedderApp(settings)
+    await app.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield server, service, embedder_pb2_grpc.EmbedderStub(channel)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            yield app.server, app.service, embedder_pb2_grpc.EmbedderStub(channel)
     finally:
-        await server.stop(0)
+        await app.stop(0)

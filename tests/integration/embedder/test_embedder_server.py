@@ -231,13 +231,11 @@ async def test_broken_or_missing_artifact_is_refused(embedder: Any, artifact_roo
 
 
 async def test_not_serving_until_the_model_is_loaded(artifact_root: Path) -> None:
-    from recsys_core.server import Server
     from recsys_embedder.backends.loader import ArtifactLoader
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     release = asyncio.Event()
-    listening: list[Server] = []
 
     class SlowLoader(ArtifactLoader):
         async def load(self, version: str) -> Any:
@@ -245,16 +243,15 @@ async def test_not_serving_until_the_model_is_loaded(artifact_root: Path) -> Non
             return await super().load(version)
 
     settings = test_settings(EmbedderSettings, artifact_dir=str(artifact_root), device="cpu")
-    task = asyncio.ensure_future(
-        start(settings, SlowLoader(artifact_root, device="cpu"), on_listening=listening.append)
-    )
+    app = EmbedderApp(settings, SlowLoader(artifact_root, device="cpu"))
+    task = asyncio.ensure_future(app.start())
     try:
         for _ in range(500):
-            if listening:
+            if app.server.started:
                 break
             await asyncio.sleep(0.01)
-        assert listening, "server did not start listening"
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{listening[0].port}") as ch:
+        assert app.server.started, "server did not start listening"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             assert await health_status(ch, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
             assert await health_status(ch, "") == health_pb2.HealthCheckResponse.NOT_SERVING
             release.set()
@@ -264,32 +261,34 @@ async def test_not_serving_until_the_model_is_loaded(artifact_root: Path) -> Non
             assert (await stub.ModelInfo(embedder_pb2.ModelInfoRequest(), timeout=5)).version == "v1"
     finally:
         release.set()
-        if listening:
+        if app.server.started:
             if not task.done():
                 await asyncio.wait([task])
-            await listening[0].stop(0)
+            await app.stop(0)
 
 
 async def test_start_fails_without_an_artifact(tmp_path: Path) -> None:
     from recsys_core.errors import FailedPrecondition
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     settings = test_settings(EmbedderSettings, artifact_dir=str(tmp_path / "none"), device="cpu")
     with pytest.raises(FailedPrecondition, match="no artifact"):
-        await start(settings)
+        await EmbedderApp(settings).start()
 
 
 async def test_file_watch_switches_to_a_new_latest(artifact_root: Path) -> None:
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     settings = test_settings(
         EmbedderSettings, artifact_dir=str(artifact_root), device="cpu", watch_interval_s=0.05
     )
-    server, service, watch = await start(settings)
+    app = EmbedderApp(settings)
+    await app.start()
+    server, service = app.server, app.service
     try:
-        assert watch is not None and service.version == "v1"
+        assert app.watch_task is not None and service.version == "v1"
         copy_version(artifact_root / "v1", artifact_root, "v2")
         for _ in range(200):
             if service.version == "v2":

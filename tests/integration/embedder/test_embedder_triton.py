@@ -61,9 +61,11 @@ def _requests(ids: list[int]) -> embedder_pb2.EmbedQueryRequest:
 
 
 async def _vectors(settings: Any, req: embedder_pb2.EmbedQueryRequest) -> tuple[np.ndarray, str]:
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
 
-    server, _service, _ = await start(settings)
+    app = EmbedderApp(settings)
+    await app.start()
+    server = app.server
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
             stub = embedder_pb2_grpc.EmbedderStub(ch)
@@ -97,7 +99,7 @@ async def test_triton_model_from_another_version_is_refused(
     triton: str, base_artifact: Path, tmp_path: Path
 ) -> None:
     from recsys_core.errors import FailedPrecondition
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     from .conftest import copy_version
@@ -107,14 +109,14 @@ async def test_triton_model_from_another_version_is_refused(
     copy_version(base_artifact, root, "v2")
     settings = test_settings(EmbedderSettings, artifact_dir=str(root), backend="triton", triton_url=triton)
     with pytest.raises(FailedPrecondition, match="exported from artifact v1"):
-        await start(settings)
+        await EmbedderApp(settings).start()
 
 
 async def test_triton_unreachable_is_unavailable(base_artifact: Path) -> None:
     pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] not installed")
     from recsys_core.errors import DependencyUnavailable
     from recsys_embedder.backends.triton_local import _free_port
-    from recsys_embedder.server import start
+    from recsys_embedder.server import EmbedderApp
     from recsys_embedder.settings import EmbedderSettings
 
     settings = test_settings(
@@ -125,4 +127,4 @@ async def test_triton_unreachable_is_unavailable(base_artifact: Path) -> None:
         triton_timeout_s=2.0,
     )
     with pytest.raises(DependencyUnavailable):
-        await start(settings)
+        await EmbedderApp(settings).start()

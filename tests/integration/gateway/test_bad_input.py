@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.testing import test_settings
-from recsys_gateway.server import build_server
+from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 
 GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
@@ -46,7 +46,7 @@ async def gateway() -> AsyncIterator[grpc.aio.Channel]:
         api_keys=["k-123"],
         upstream_timeout_s=2.0,
     )
-    server = await build_server(settings)
+    server = await GatewayApp.started(settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield channel
     await server.stop(0)

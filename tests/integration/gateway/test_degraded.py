@@ -31,7 +31,7 @@ from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
 from recsys_core.testing import test_settings, wait_serving
-from recsys_gateway.server import build_server
+from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
@@ -179,7 +179,7 @@ async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gatew
     try:
         retriever_port = await retriever.start()
         await _load(retriever_port, vectors)
-        gateway = await build_server(
+        gateway = await GatewayApp.started(
             test_settings(
                 GatewaySettings,
                 catalog_target=f"127.0.0.1:{_dead_port()}",
@@ -264,7 +264,7 @@ async def hanging_retriever() -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStu
         ),
     ]
     (_, catalog_port), (_, embedder_port), (_, retriever_port) = servers
-    gateway = await build_server(
+    gateway = await GatewayApp.started(
         test_settings(
             GatewaySettings,
             catalog_target=f"127.0.0.1:{catalog_port}",

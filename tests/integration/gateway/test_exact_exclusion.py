@@ -34,7 +34,7 @@ from recsys_catalog.testing import (
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
 from recsys_core.testing import test_settings, wait_serving
-from recsys_gateway.server import build_server
+from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
@@ -181,7 +181,7 @@ async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
         gateway = None
         try:
             await _load_vectors(retriever_port, vectors)
-            gateway = await build_server(
+            gateway = await GatewayApp.started(
                 test_settings(
                     GatewaySettings,
                     catalog_target=f"127.0.0.1:{catalog_port}",

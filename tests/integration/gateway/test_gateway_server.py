@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.testing import reflection_file_containing, test_settings
-from recsys_gateway.server import build_server
+from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 
 GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
@@ -49,7 +49,7 @@ async def gateway():  # type: ignore[no-untyped-def]
         api_keys=["k-123"],
         upstream_timeout_s=2.0,
     )
-    server = await build_server(settings)
+    server = await GatewayApp.started(settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield channel
     await server.stop(0)

@@ -165,7 +165,7 @@ async def test_gateway_calls_upstreams_over_mutual_tls(certs: Certs) -> None:
     """Three mTLS upstreams (health + unimplemented servicers): the gateway's channels use the
     upstream TLS settings (it turns SERVING only after each upstream's health answered over
     mTLS), and a call hops gateway -> catalog over mTLS (UNIMPLEMENTED, named)."""
-    from recsys_gateway.server import build_server
+    from recsys_gateway.server import GatewayApp
     from recsys_gateway.settings import GatewaySettings
 
     ups: dict[str, Server] = {}
@@ -194,7 +194,7 @@ async def test_gateway_calls_upstreams_over_mutual_tls(certs: Certs) -> None:
             upstream_tls_key_file=certs.client_key,
             upstream_timeout_s=5.0,
         )
-        gateway = await build_server(settings)
+        gateway = await GatewayApp.started(settings)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as ch:
             await _wait_serving(ch, "recsys.gateway.v1.Gateway")
             with pytest.raises(grpc.aio.AioRpcError) as exc:

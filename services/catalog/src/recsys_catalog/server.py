@@ -15,14 +15,12 @@ Stop (SIGTERM): NOT_SERVING, drain, close the pool, stop the embedded server.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from recsys.catalog.v1 import catalog_pb2_grpc
+from recsys_core.app import App
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition, RecsysError
-from recsys_core.server import Server
 
 from recsys_catalog.embedded import EmbeddedPostgres
 from recsys_catalog.migrate import REQUIRED_SCHEMA_VERSION, migrate
@@ -47,11 +45,14 @@ def pool_config(settings: CatalogSettings, dsn: str | None = None) -> PoolConfig
     )
 
 
-class CatalogServer:
-    """Builds the server; ``await start()`` returns the port, ``ready`` is set once SERVING."""
+class CatalogServer(App):
+    """The catalog app: ``await start()`` returns the port, ``ready`` is set once SERVING."""
+
+    dependency = "PostgreSQL"
 
     def __init__(self, settings: CatalogSettings) -> None:
-        self.settings = settings
+        super().__init__(settings, "catalog")
+        self.settings: CatalogSettings = settings
         self.embedded = EmbeddedPostgres(settings.data_dir) if settings.embedded else None
         self.store = PgStore(pool_config(settings))
         self.service = CatalogService(
@@ -59,30 +60,18 @@ class CatalogServer:
             bayes_prior_weight=settings.bayes_prior_weight,
             recent_half_life_days=settings.recent_half_life_days,
         )
-        self.server = Server(settings, "catalog")
         self.server.add_service(
             catalog_pb2_grpc.add_CatalogServicer_to_server, CatalogServicer(self.service), SERVICE_NAME
         )
-        self.server.on_stop(self._close)
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         #: times the embedded PostgreSQL was restarted after its postmaster died
         self.restarts = 0
+        self._crash_began: float | None = None
         # UNAVAILABLE (retryable), not FAILED_PRECONDITION: the caller should simply retry.
         self.store.refuse(DependencyUnavailable("postgresql", "catalog starting: database not connected yet"))
 
-    async def start(self) -> int:
-        port = await self.server.start()
-        self._task = asyncio.create_task(self._lifecycle(), name="catalog-db")
-        return port
-
-    async def stop(self, grace: float | None = None) -> None:
-        await self.server.stop(grace)
-
-    async def wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109
-        await asyncio.wait_for(self.ready.wait(), timeout)
-
-    async def _connect_once(self) -> None:
+    async def connect(self) -> None:
+        """Start the embedded server if it is ours and not running, open the pool, migrate when
+        configured, and refuse a schema older than this code needs."""
         if self.embedded is not None and self.embedded.crashed:
             await self.embedded.forget()  # died while we were (re)connecting: start a new one
         if self.embedded is not None and not self.embedded.running:
@@ -101,73 +90,53 @@ class CatalogServer:
                 "catalog needs: run `recsys catalog migrate` (the migrate Job) first"
             )
 
-    async def _connect(self) -> None:
-        """``_connect_once`` until it succeeds, with exponential backoff (bounded, forever)."""
-        s = self.settings
-        delay = s.connect_retry_initial_s
-        while True:
-            try:
-                await self._connect_once()
-                return
-            except RecsysError as exc:
-                self.store.refuse(exc)
-                log.warning("catalog not ready: %s (retrying in %.1fs)", exc.message, delay)
-            except Exception as exc:  # e.g. the embedded server failed to start
-                log.exception("catalog start-up step failed (retrying in %.1fs)", delay)
-                self.store.refuse(DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}"))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, s.connect_retry_max_s)
+    def connect_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, RecsysError):
+            self.store.refuse(exc)
+        else:  # e.g. the embedded server failed to start
+            self.store.refuse(DependencyUnavailable("postgresql", f"catalog start-up failed: {exc}"))
 
-    async def _restart_embedded(self) -> None:
-        """The embedded postmaster died: NOT_SERVING, drop the pool, start PostgreSQL again on
-        the same data dir (its crash recovery replays the WAL), reopen the pool, SERVING."""
-        assert self.embedded is not None
-        began = time.monotonic()
+    async def connected(self) -> None:
+        self.store.accept()
+        if self._crash_began is not None:
+            self.restarts += 1
+            log.warning(
+                "embedded PostgreSQL restarted after %.1fs (pid %s): SERVING",
+                time.monotonic() - self._crash_began,
+                self.embedded.pid if self.embedded is not None else None,
+            )
+            self._crash_began = None
+
+    async def check(self) -> bool:
+        """The embedded postmaster is alive (when it is ours) and the database answers a ping."""
+        if self.embedded is not None and self.embedded.crashed:
+            return False
+        return await self.store.ping()
+
+    async def lost(self) -> None:
+        """An embedded postmaster that died is restarted on the same data dir (its crash recovery
+        replays the WAL); a configured DSN is not ours to restart: the pool waits for it."""
+        if self.embedded is None or not self.embedded.crashed:
+            return
+        self._crash_began = time.monotonic()
         log.error(
             "embedded PostgreSQL died (postmaster pid %s): NOT_SERVING, restarting it", self.embedded.pid
         )
-        self.server.set_serving(False)
         self.store.refuse(
             DependencyUnavailable("postgresql", "embedded PostgreSQL crashed, restarting (crash recovery)")
         )
         await self.store.close()
         await self.embedded.forget()
-        await self._connect()
-        self.store.accept()
-        self.restarts += 1
-        log.warning(
-            "embedded PostgreSQL restarted after %.1fs (pid %s): SERVING",
-            time.monotonic() - began,
-            self.embedded.pid,
-        )
-        self.server.set_serving(True)
 
-    async def _lifecycle(self) -> None:
-        s = self.settings
-        await self._connect()
-        self.store.accept()
-        self.server.set_serving(True)
-        self.ready.set()
-        if s.health_check_interval_s <= 0:
-            return
-        serving = True
-        while True:
-            await asyncio.sleep(s.health_check_interval_s)
-            if self.embedded is not None and self.embedded.crashed:
-                await self._restart_embedded()
-                serving = True
-                continue
-            ok = await self.store.ping()
-            if ok != serving:
-                log.warning("database %s", "reachable again" if ok else "unreachable: NOT_SERVING")
-                self.server.set_serving(ok)
-                serving = ok
+    async def reconnect(self) -> None:
+        if self._crash_began is not None or (self.embedded is not None and self.embedded.crashed):
+            if self._crash_began is None:
+                await self.lost()
+            await self.connect()
+        elif not await self.store.ping():
+            raise DependencyUnavailable("postgresql", "database unreachable")
 
-    async def _close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def close(self) -> None:
         await self.store.close()
         if self.embedded is not None:
             await self.embedded.stop()
@@ -175,6 +144,4 @@ class CatalogServer:
 
 async def serve(settings: CatalogSettings) -> None:
     """Run until SIGTERM/SIGINT."""
-    app = CatalogServer(settings)
-    await app.start()
-    await app.server.wait_for_signal()
+    await CatalogServer(settings).serve()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
-from recsys_core.settings import ServerSettings, SettingsConfigDict
+from recsys_core.app import DependencySettings
+from recsys_core.settings import SettingsConfigDict
 
 
-class CatalogSettings(ServerSettings):
+class CatalogSettings(DependencySettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_CATALOG_", extra="forbid")
 
     #: the port `recsys up` and the gateway's default catalog_target use
@@ -26,11 +27,7 @@ class CatalogSettings(ServerSettings):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     #: how long a call waits for a pooled connection before UNAVAILABLE
     acquire_timeout_s: float = Field(default=5.0, gt=0)
-    #: start-up connection retries: exponential backoff from initial to max (forever)
-    connect_retry_initial_s: float = Field(default=0.5, gt=0)
-    connect_retry_max_s: float = Field(default=15.0, gt=0)
-    #: seconds between database pings that drive the health status (0 = no pings)
-    health_check_interval_s: float = Field(default=5.0, ge=0)
+    # connect_retry_initial_s, connect_retry_max_s, health_check_interval_s: DependencySettings
     #: apply migrations when the server starts. None = only for the embedded server
     #: (with a DSN, `recsys catalog migrate` / the migrate Job does it)
     migrate_on_start: bool | None = None

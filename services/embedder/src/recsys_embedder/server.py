@@ -8,13 +8,11 @@ the file watch a broken one is refused and the old one keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 
 from recsys.embedder.v1 import embedder_pb2_grpc
+from recsys_core.app import App
 from recsys_core.errors import RecsysError
-from recsys_core.server import Server
 
 from recsys_embedder.service import EmbedderService, ModelLoader
 from recsys_embedder.servicer import SERVICE_NAME, EmbedderServicer
@@ -45,53 +43,38 @@ def build_service(settings: EmbedderSettings, loader: ModelLoader | None = None)
     )
 
 
-def build_server(settings: EmbedderSettings, service: EmbedderService) -> Server:
-    server = Server(settings, "embedder")
-    server.add_service(
-        embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderServicer(service), SERVICE_NAME
-    )
-    server.on_stop(service.close)
-    return server
+class EmbedderApp(App):
+    """The embedder app: ``start()`` binds (NOT_SERVING), loads the model, then SERVING; a model
+    that cannot load at start fails ``start()`` (there is nothing to serve without one)."""
 
+    dependency = "model"
+    connect_in_start = True
 
-async def start(
-    settings: EmbedderSettings,
-    loader: ModelLoader | None = None,
-    *,
-    on_listening: Callable[[Server], None] | None = None,
-) -> tuple[Server, EmbedderService, asyncio.Task[None] | None]:
-    """Start listening (NOT_SERVING), load the model, then SERVING; the file-watch task if enabled.
+    def __init__(self, settings: EmbedderSettings, loader: ModelLoader | None = None) -> None:
+        super().__init__(settings, "embedder", check_interval_s=0)
+        self.settings: EmbedderSettings = settings
+        self.service = build_service(settings, loader)
+        self.server.add_service(
+            embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderServicer(self.service), SERVICE_NAME
+        )
+        #: the file watch that switches to a new latest artifact (None when off or pinned)
+        self.watch_task: asyncio.Task[None] | None = None
 
-    ``on_listening(server)`` is called once the port is bound, before the model loads (tests).
-    """
-    service = build_service(settings, loader)
-    server = build_server(settings, service)
-    await server.start()
-    if on_listening is not None:
-        on_listening(server)
-    try:
-        await service.load(settings.artifact_version)
-    except BaseException:
-        await server.stop(0)
-        raise
-    server.set_serving(True)
-    watch: asyncio.Task[None] | None = None
-    if settings.watch_interval_s > 0 and not settings.artifact_version:
-        watch = asyncio.get_running_loop().create_task(service.watch(settings.watch_interval_s))
+    async def connect(self) -> None:
+        await self.service.load(self.settings.artifact_version)
 
-        async def stop_watch() -> None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+    async def connected(self) -> None:
+        s = self.settings
+        if s.watch_interval_s > 0 and not s.artifact_version:
+            self.watch_task = self.spawn(self.service.watch(s.watch_interval_s), name="embedder-watch")
 
-        server.on_stop(stop_watch)
-    return server, service, watch
+    async def close(self) -> None:
+        await self.service.close()
 
 
 async def serve(settings: EmbedderSettings) -> None:
     try:
-        server, _service, _watch = await start(settings)
+        await EmbedderApp(settings).serve()
     except RecsysError as exc:  # no model: nothing to serve
         log.critical("cannot start: %s", exc.message)
         raise SystemExit(1) from None
-    await server.wait_for_signal()

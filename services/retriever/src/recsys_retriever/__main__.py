@@ -10,9 +10,7 @@ from recsys_retriever.settings import RetrieverSettings
 
 
 async def main() -> None:
-    app = RetrieverApp(load_settings(RetrieverSettings))
-    await app.start()
-    await app.server.wait_for_signal()
+    await RetrieverApp(load_settings(RetrieverSettings)).serve()
 
 
 def cli_main() -> None:

@@ -9,12 +9,10 @@ reloads the collections and turns it SERVING again: recovery without a restart.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from recsys.retriever.v1 import retriever_pb2_grpc
-from recsys_core.server import Server
+from recsys_core.app import App
 
 from recsys_retriever.service import IndexConfig, RetrieverService, VectorStore
 from recsys_retriever.servicer import SERVICE_NAME, RetrieverServicer
@@ -59,73 +57,29 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
     )
 
 
-class RetrieverApp:
-    """Server + service + the task that drives health from Milvus' reachability."""
+class RetrieverApp(App):
+    """The retriever app: server + service; health follows Milvus' reachability."""
+
+    dependency = "Milvus"
 
     def __init__(self, settings: RetrieverSettings, store: VectorStore | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, "retriever")
+        self.settings: RetrieverSettings = settings
         self.service = build_service(settings, store)
-        self.server = Server(settings, "retriever")
         self.server.add_service(
             retriever_pb2_grpc.add_RetrieverServicer_to_server, RetrieverServicer(self.service), SERVICE_NAME
         )
-        self.server.on_stop(self.close)
-        self.ready = asyncio.Event()
-        self._watch: asyncio.Task[None] | None = None
 
-    async def start(self) -> int:
-        """Bind and start (NOT_SERVING); Milvus is connected in the background. Returns the port."""
-        port = await self.server.start()
-        self._watch = asyncio.create_task(self._watch_milvus(), name="retriever-milvus-watch")
-        return port
+    async def connect(self) -> None:
+        """(Re)connect and load every collection (also after a restarted Milvus)."""
+        await self.service.start()
 
-    async def _connect(self) -> bool:
-        try:
-            await self.service.start()
-        except Exception as exc:
-            log.warning("Milvus not ready: %s", exc)
-            return False
+    async def connected(self) -> None:
+        log.info("Milvus ready (%s backend)", self.service.store.backend)
+
+    async def check(self) -> bool:
+        await self.service.check()  # raises when Milvus is unreachable
         return True
 
-    async def _watch_milvus(self) -> None:
-        s = self.settings
-        delay = s.connect_retry_initial_s
-        while not await self._connect():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, s.connect_retry_max_s)
-        log.info("Milvus ready (%s backend)", self.service.store.backend)
-        self.server.set_serving(True)
-        self.ready.set()
-        if s.health_check_interval_s <= 0:
-            return
-        healthy = True
-        while True:
-            await asyncio.sleep(
-                s.health_check_interval_s if healthy else min(delay, s.health_check_interval_s)
-            )
-            if healthy:
-                try:
-                    await self.service.check()
-                    continue
-                except Exception as exc:
-                    log.warning("Milvus ping failed: %s", exc)
-                    healthy = False
-                    delay = s.connect_retry_initial_s
-                    self.server.set_serving(False)
-                    continue
-            if await self._connect():  # reconnect and reload collections (a restarted Milvus)
-                log.info("Milvus reachable again")
-                healthy = True
-                self.server.set_serving(True)
-            else:
-                delay = min(delay * 2, s.connect_retry_max_s)
-
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
         await self.service.close()
-
-    async def stop(self, grace: float | None = None) -> None:
-        await self.server.stop(grace)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
-from recsys_core.settings import ServerSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from recsys_core.app import DependencySettings
+from recsys_core.settings import SettingsConfigDict
 
 IndexType = Literal["auto", "FLAT", "AUTOINDEX", "HNSW"]
 
 
-class RetrieverSettings(ServerSettings):
+class RetrieverSettings(DependencySettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_RETRIEVER_", extra="forbid")
 
     #: the port `recsys up` and the gateway's default retriever_target use
@@ -60,17 +61,7 @@ class RetrieverSettings(ServerSettings):
     #: most items one Upsert call may carry (it is buffered whole before writing; a long call is
     #: also cut by the server's max_connection_age_s, so load large sets in several calls)
     upsert_max_items: int = Field(default=50_000, ge=1)
-    #: start-up connection retries: exponential backoff from initial to max (forever)
-    connect_retry_initial_s: float = Field(default=0.5, gt=0)
-    connect_retry_max_s: float = Field(default=15.0, gt=0)
-    #: seconds between Milvus pings that drive the health status (0 = no pings)
-    health_check_interval_s: float = Field(default=5.0, ge=0)
-
-    @model_validator(mode="after")
-    def _backoff(self) -> RetrieverSettings:
-        if self.connect_retry_initial_s > self.connect_retry_max_s:
-            raise ValueError("connect_retry_initial_s must be <= connect_retry_max_s")
-        return self
+    # connect_retry_initial_s, connect_retry_max_s, health_check_interval_s: DependencySettings
 
     @property
     def resolved_uri(self) -> str:
