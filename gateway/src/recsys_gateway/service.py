@@ -10,7 +10,6 @@ fakes and production uses the gRPC clients in ``upstreams.py``.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,13 @@ from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
 from recsys_core.validation import (
     QUERY_MAX_CHARS,
+    RATING_MAX,
+    RATING_MIN,
     check_genre_names,
     check_known_genres,
     check_timestamp,
     check_year_range,
+    in_rating_range,
     normalize_query,
 )
 
@@ -161,9 +163,10 @@ def validate_recommend(req: gateway_pb2.RecommendRequest) -> int:
     liked_ids = set()
     for i, m in enumerate(req.liked):
         _check_id(m.movie_id, f"liked[{i}].movie_id")
-        if m.rating and not (math.isfinite(m.rating) and 0.5 <= m.rating <= 5.0):
+        if m.rating and not in_rating_range(m.rating):
             raise InvalidArgument(
-                f"liked[{i}].rating must be 0.5..5.0 (0 = liked without rating), got {m.rating}",
+                f"liked[{i}].rating must be {RATING_MIN}..{RATING_MAX} (0 = liked without rating), "
+                f"got {m.rating}",
                 field=f"liked[{i}].rating",
             )
         if m.HasField("rated_at"):
@@ -660,9 +663,10 @@ class GatewayService:
         for i, r in enumerate(req.ratings):
             _check_id(r.user_id, f"ratings[{i}].user_id")
             _check_id(r.movie_id, f"ratings[{i}].movie_id")
-            if not (math.isfinite(r.rating) and 0.5 <= r.rating <= 5.0):
+            if not in_rating_range(r.rating):
                 raise InvalidArgument(
-                    f"ratings[{i}].rating must be 0.5..5.0, got {r.rating}", field=f"ratings[{i}].rating"
+                    f"ratings[{i}].rating must be {RATING_MIN}..{RATING_MAX}, got {r.rating}",
+                    field=f"ratings[{i}].rating",
                 )
             if r.HasField("rated_at"):
                 check_timestamp(r.rated_at, f"ratings[{i}].rated_at")

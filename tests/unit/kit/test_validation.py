@@ -146,3 +146,29 @@ def test_one_year_range_and_one_genre_rule() -> None:
     for bad, why in (("   ", "empty"), ("x" * 201, "at most 200"), ("a\x00b", "NUL")):
         with pytest.raises(InvalidArgument, match=why):
             normalize_query(bad)
+
+
+def test_the_rating_scale_is_defined_once() -> None:
+    """issue #17: catalog, gateway, embedder and web check ratings with the kit's one scale;
+    no other source file spells the 0.5..5.0 bounds again."""
+    import re
+    from pathlib import Path
+
+    from recsys_core import validation as v
+
+    assert (v.RATING_MIN, v.RATING_MAX, v.RATING_STEP) == (0.5, 5.0, 0.5)
+    assert [v.is_rating(x) for x in (0.5, 3.0, 4.5, 5.0)] == [True] * 4
+    assert [v.is_rating(x) for x in (0.0, 0.25, 3.3, 5.5, float("nan"), float("inf"))] == [False] * 6
+    assert v.in_rating_range(3.3) and not v.in_rating_range(5.01) and not v.in_rating_range(float("nan"))
+    root = Path(__file__).resolve().parents[3]
+    home = Path(v.__file__).resolve()
+    spelt = re.compile(r"0\.5\s*<=|<=\s*5\.0\b|<\s*0\.5\)|>\s*5\.0\)|RATING_(MIN|MAX)\s*=")
+    offenders = [
+        f"{p.relative_to(root)}:{i}"
+        for base in ("libs", "services", "gateway", "web")
+        for p in (root / base).rglob("*.py")
+        if p.resolve() != home and "/recsys/" not in str(p)
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if spelt.search(line)
+    ]
+    assert not offenders, f"the rating scale spelt again (use recsys_core.validation): {offenders}"

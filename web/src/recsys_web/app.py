@@ -35,7 +35,7 @@ import jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from recsys_core.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
-from recsys_core.validation import YEAR_MAX, YEAR_MIN
+from recsys_core.validation import YEAR_MAX, YEAR_MIN, is_rating
 
 from .gateway_client import GatewayClient, GatewayError, movie_filter
 from .settings import RecsysWebSettings
@@ -383,7 +383,7 @@ async def rate(request: web.Request) -> web.StreamResponse:
         rating = float(raw)
     except ValueError:
         raise BadInput("Pick a rating from 1 to 5 stars.") from None
-    if not 0.5 <= rating <= 5.0 or (rating * 2) % 1:
+    if not is_rating(rating):
         raise BadInput("Pick a rating from 1 to 5 stars.")
     await st.gw.record_rating(user_id, movie_id, rating)
     location = (

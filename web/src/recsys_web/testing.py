@@ -19,6 +19,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from recsys_core.validation import in_rating_range
 
 from .app import create_app
 from .settings import RecsysWebSettings
@@ -219,7 +220,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         for r in request.ratings:
             if r.movie_id not in self.by_id:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"ratings: unknown movie {r.movie_id}")
-            if not 0.5 <= r.rating <= 5.0:
+            if not in_rating_range(r.rating):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ratings: rating off the scale")
         for r in request.ratings:
             self.ratings.setdefault(r.user_id, {})[r.movie_id] = r.rating

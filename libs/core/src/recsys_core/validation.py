@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from collections.abc import Container, Iterable, Sequence
 from typing import Protocol
@@ -54,6 +55,20 @@ MAX_GENRES = 32
 GENRE_SEP = "\x1f"
 #: SearchMovies' query, counted after whitespace is collapsed and trimmed
 QUERY_MAX_CHARS = 200
+#: the rating scale (MovieLens): RATING_MIN..RATING_MAX in steps of RATING_STEP; 0 in a signal
+#: means "no rating given" where a request allows that
+RATING_MIN, RATING_MAX, RATING_STEP = 0.5, 5.0, 0.5
+
+
+def in_rating_range(value: float) -> bool:
+    """A finite ``value`` within RATING_MIN..RATING_MAX (any step: model inputs)."""
+    return math.isfinite(value) and RATING_MIN <= value <= RATING_MAX
+
+
+def is_rating(value: float) -> bool:
+    """A rating that may be stored: in range and on the RATING_STEP grid."""
+    steps = value / RATING_STEP if math.isfinite(value) else 0.5
+    return in_rating_range(value) and math.isclose(steps, round(steps), abs_tol=1e-6)
 
 
 def quote(value: str, limit: int = QUOTE_MAX_CHARS) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from recsys_core.demographics import GENDERS, ML1M_AGES, ML1M_OCCUPATIONS
+from recsys_core.validation import RATING_MAX, RATING_MIN, RATING_STEP
 
 from recsys_data.model import (
     HOLDOUT_MARKER,
@@ -349,8 +350,8 @@ def _read_ratings(
 
     reject((u <= 0) | (m <= 0), lambda i: f"ids must be positive, got user {u[i]} movie {m[i]}")
     if half_stars:
-        bad = (r < 0.5) | (r > 5.0) | (r * 2 != np.round(r * 2))
-        scale = "0.5..5.0 in half stars"
+        bad = (r < RATING_MIN) | (r > RATING_MAX) | (r / RATING_STEP != np.round(r / RATING_STEP))
+        scale = f"{RATING_MIN}..{RATING_MAX} in half stars"
     else:
         bad = (r < 1) | (r > 5) | (r != np.round(r))
         scale = "1..5"

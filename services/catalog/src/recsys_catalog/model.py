@@ -5,10 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-RATING_MIN = 0.5
-RATING_MAX = 5.0
-RATING_STEP = 0.5
-
 
 @dataclass(frozen=True, slots=True)
 class Movie:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,16 +17,18 @@ from urllib.parse import urlparse
 from recsys_core.errors import InvalidArgument, NotFound
 from recsys_core.validation import (
     MAX_GENRES,
+    RATING_MAX,
+    RATING_MIN,
+    RATING_STEP,
     check_genre_names,
     check_known_genres,
     check_year,
     check_year_range,
+    is_rating,
     normalize_query,
 )
 
 from recsys_catalog.model import (
-    RATING_MAX,
-    RATING_MIN,
     CatalogInfo,
     ColumnHistory,
     History,
@@ -153,14 +154,6 @@ def _limit(value: int, field: str, default: int, maximum: int) -> int:
 
 def _dedup(ids: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(ids))
-
-
-def _valid_rating(value: float) -> bool:
-    return (
-        math.isfinite(value)
-        and RATING_MIN <= value <= RATING_MAX
-        and math.isclose(value * 2, round(value * 2), abs_tol=1e-6)
-    )
 
 
 def _valid_url(url: str) -> bool:
@@ -361,9 +354,10 @@ class CatalogService:
                 raise InvalidArgument(f"{f}.user_id: must be > 0", field=f"{f}.user_id")
             if movie_id <= 0:
                 raise InvalidArgument(f"{f}.movie_id: must be > 0", field=f"{f}.movie_id")
-            if not _valid_rating(value):
+            if not is_rating(value):
                 raise InvalidArgument(
-                    f"{f}.rating: {value} is not on the {RATING_MIN}..{RATING_MAX} scale in steps of 0.5",
+                    f"{f}.rating: {value} is not on the {RATING_MIN}..{RATING_MAX} scale "
+                    f"in steps of {RATING_STEP}",
                     field=f"{f}.rating",
                 )
             when = now if rated_at is None else rated_at

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from recsys_core.demographics import age_bracket, normalise_occupation, occupation_candidates
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from recsys_core.validation import check_genre_names, check_year, quote
+from recsys_core.validation import RATING_MAX, RATING_MIN, check_genre_names, check_year, quote
 
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
 from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
@@ -416,7 +416,7 @@ class EmbedderService:
         # the first bad event of each kind is named.
         r = cols.ratings
         bad_id = np.flatnonzero(cols.movie_ids <= 0)
-        bad_rating = np.flatnonzero(~np.isfinite(r) | ((r != 0) & ((r < 0.5) | (r > 5.0))))
+        bad_rating = np.flatnonzero(~np.isfinite(r) | ((r != 0) & ((r < RATING_MIN) | (r > RATING_MAX))))
         bad_time = np.flatnonzero(cols.timed & ~np.isfinite(cols.timestamps))
         firsts = [int(b[0]) for b in (bad_id, bad_rating, bad_time) if b.size]
         if firsts:

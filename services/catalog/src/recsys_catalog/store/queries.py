@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from recsys_core.validation import GENRE_SEP
+from recsys_core.validation import GENRE_SEP, RATING_MAX
 
 from recsys_catalog.model import (
-    RATING_MAX,
     CatalogInfo,
     ColumnHistory,
     History,
