@@ -137,7 +137,7 @@ class BatchingUpstreams:
     async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse:
         return await self._in.embed_items(req)
 
-    async def _submit(self, upstream: str, coalescer: Coalescer, key: object, item: object) -> object:  # type: ignore[type-arg]
+    async def _submit(self, upstream: str, coalescer: Coalescer, key: object, item: object) -> object:
         started = time.monotonic()
         try:
             if self._budget is None:
@@ -168,7 +168,7 @@ class BatchingUpstreams:
                 f"deadline exceeded: no answer from {upstream} within this hop's {timeout * 1000:.0f} ms",
             ) from None
 
-    async def _batch(self, deadlines: Sequence[float | None], call, items):  # type: ignore[no-untyped-def]
+    async def _batch(self, deadlines: Sequence[float | None], call, items):
         """Run the merged call under the latest deadline; on an item error, each item alone
         (its result or its exception as the item's result)."""
         token = set_deadline_at(_latest(deadlines))
@@ -216,7 +216,7 @@ class BatchingUpstreams:
                 for r in items
             ]
 
-        return await self._batch(deadlines, call, reqs)  # type: ignore[no-any-return]
+        return await self._batch(deadlines, call, reqs)
 
     # ------------------------------------------------------------ embedder EmbedQuery
     async def embed_query(self, req: embedder_pb2.EmbedQueryRequest) -> embedder_pb2.EmbedQueryResponse:
@@ -235,7 +235,7 @@ class BatchingUpstreams:
                 for v in resp.vectors
             ]
 
-        return await self._batch(deadlines, call, signals)  # type: ignore[no-any-return]
+        return await self._batch(deadlines, call, signals)
 
     # ------------------------------------------------------------ retriever Search
     async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
@@ -259,7 +259,7 @@ class BatchingUpstreams:
             resp = await self._in.search(req)
             return [retriever_pb2.SearchResponse(results=[r]) for r in resp.results]
 
-        return await self._batch(deadlines, call, queries)  # type: ignore[no-any-return]
+        return await self._batch(deadlines, call, queries)
 
     # ------------------------------------------------------------ catalog GetMovies
     async def get_movies(self, req: catalog_pb2.GetMoviesRequest) -> catalog_pb2.GetMoviesResponse:
@@ -284,7 +284,7 @@ class BatchingUpstreams:
                 for ids in items
             ]
 
-        return await self._batch(deadlines, call, lists)  # type: ignore[no-any-return]
+        return await self._batch(deadlines, call, lists)
 
     async def aclose(self) -> None:
         for c in (self.histories, self.queries, self.searches, self.movies):

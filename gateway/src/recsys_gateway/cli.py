@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gateway", help="gateway: the public gRPC API")
     gsub = p.add_subparsers(dest="gateway_command", required=True)
     s = gsub.add_parser("serve", help="run the gateway (same as python -m recsys_gateway)")

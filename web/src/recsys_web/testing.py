@@ -138,7 +138,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             for s, m, b in scored[:k]
         ]
 
-    async def Recommend(self, request, context):  # type: ignore[no-untyped-def]
+    async def Recommend(self, request, context):
         await self._enter("Recommend", request, context)
         await self._check_filter(request.filter, context)
         k = request.k or 10
@@ -170,7 +170,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             recommendations=recs, strategy=gateway_pb2.STRATEGY_PERSONALIZED, model_version="fake-1"
         )
 
-    async def SimilarMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SimilarMovies(self, request, context):
         await self._enter("SimilarMovies", request, context)
         if request.movie_id not in self.by_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"movie {request.movie_id} not found")
@@ -179,13 +179,13 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             r.because_movie_id, r.because_title = 0, ""
         return gateway_pb2.SimilarMoviesResponse(movies=recs, model_version="fake-1")
 
-    async def GetMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetMovies(self, request, context):
         await self._enter("GetMovies", request, context)
         found = [self.by_id[i] for i in request.movie_ids if i in self.by_id]
         missing = list(dict.fromkeys(i for i in request.movie_ids if i not in self.by_id))
         return gateway_pb2.GetMoviesResponse(movies=found, missing_ids=missing)
 
-    async def SearchMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SearchMovies(self, request, context):
         await self._enter("SearchMovies", request, context)
         query = request.query.strip().lower()
         if not query or len(query) > 200:
@@ -197,7 +197,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         ]
         return gateway_pb2.SearchMoviesResponse(hits=hits[: request.limit or 10])
 
-    async def SampleMovies(self, request, context):  # type: ignore[no-untyped-def]
+    async def SampleMovies(self, request, context):
         await self._enter("SampleMovies", request, context)
         floor = request.min_ratings if request.HasField("min_ratings") else 50
         pool = [
@@ -211,11 +211,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         picked = rng.sample(pool, min(request.n or 16, len(pool)))
         return gateway_pb2.SampleMoviesResponse(movies=picked)
 
-    async def ListGenres(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListGenres(self, request, context):
         await self._enter("ListGenres", request, context)
         return gateway_pb2.ListGenresResponse(genres=self.vocabulary())
 
-    async def RecordFeedback(self, request, context):  # type: ignore[no-untyped-def]
+    async def RecordFeedback(self, request, context):
         await self._enter("RecordFeedback", request, context)
         for r in request.ratings:
             if r.movie_id not in self.by_id:

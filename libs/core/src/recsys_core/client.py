@@ -156,16 +156,16 @@ class RequestIdClientInterceptor(
 ):
     """Forwards the current request id as ``x-request-id`` (and the deadline, see the module docstring)."""
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(_Details.amend(client_call_details), request)
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(_Details.amend(client_call_details), request)
 
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(_Details.amend(client_call_details), request_iterator)
 
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await continuation(_Details.amend(client_call_details), request_iterator)
 
 

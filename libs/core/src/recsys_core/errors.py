@@ -129,7 +129,7 @@ def status_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> 
 def bad_request_fields(exc: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
     """``{field: description}`` from a failed call's BadRequest details (empty when none)."""
     trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    status = status_from_metadata(trailing)  # type: ignore[arg-type]
+    status = status_from_metadata(trailing)
     out: dict[str, str] = {}
     if status is None:
         return out

@@ -355,7 +355,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             safe = safe_deserializer(original)
             if len(self._safe) < _SAFE_CACHE_MAX:
                 self._safe[original] = safe
-        return safe  # type: ignore[no-any-return]
+        return safe
 
     async def intercept_service(
         self,
@@ -365,7 +365,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = str(handler_call_details.method).lstrip("/")  # type: ignore[attr-defined]
+        method = str(handler_call_details.method).lstrip("/")
         if method.split("/", 1)[0] in self._pass_through:
             return _guard(handler, method, self._bad_log, self._deserializer(handler))
         return self._wrap(handler, method)

@@ -139,7 +139,7 @@ class TextFormatter(logging.Formatter):
         return f"{line} [rid={rid}]" if rid else line
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StdoutHandler(logging.StreamHandler):
     """Writes to the *current* sys.stdout (survives stdout being swapped, e.g. by pytest)."""
 
     _recsys_kit = True
@@ -147,7 +147,7 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stdout
 

@@ -82,9 +82,7 @@ class ReflectionServicer(_AsyncReflectionServicer):
         super().__init__(service_names, pool=pool)
         self._recsys_pool = pool if pool is not None else descriptor_pool.Default()
 
-    def _file_containing_symbol(  # type: ignore[no-untyped-def]
-        self, request, fully_qualified_name
-    ):
+    def _file_containing_symbol(self, request, fully_qualified_name):
         response = super()._file_containing_symbol(request, fully_qualified_name)
         if response.HasField("error_response"):
             fd = find_file_for_member(self._recsys_pool, fully_qualified_name)

@@ -88,7 +88,7 @@ async def wait_serving(channel: grpc.aio.Channel, service: str = "", timeout: fl
             status = await health_status(channel, service, timeout=min(left, 2.0))
             if status == health_pb2.HealthCheckResponse.SERVING:
                 return
-            last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)  # type: ignore[arg-type]
+            last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
         except grpc.aio.AioRpcError as exc:
             last = exc.code().name
         await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))

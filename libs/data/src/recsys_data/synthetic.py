@@ -175,7 +175,7 @@ def _write(path: Path, lines: list[str], encoding: str) -> None:
     path.write_bytes(("\n".join(lines) + "\n").encode(encoding) if lines else b"")
 
 
-def _ratings_lines(sep: str, users, movies, ratings, times, half: bool) -> list[str]:  # type: ignore[no-untyped-def]
+def _ratings_lines(sep: str, users, movies, ratings, times, half: bool) -> list[str]:
     fmt = f"{{}}{sep}{{}}{sep}{{:.1f}}{sep}{{}}" if half else f"{{}}{sep}{{}}{sep}{{}}{sep}{{}}"
     r = ratings.tolist() if half else ratings.astype(np.int64).tolist()
     return list(map(fmt.format, users.tolist(), movies.tolist(), r, times.tolist()))
@@ -185,7 +185,7 @@ def _zip_code(rng: np.random.Generator) -> str:
     return f"{int(rng.integers(10000, 99999)):05d}"
 
 
-def _write_100k(out, rng, titles, years, genre_lists, n_users, users, movies, ratings, times) -> None:  # type: ignore[no-untyped-def]
+def _write_100k(out, rng, titles, years, genre_lists, n_users, users, movies, ratings, times) -> None:
     _write(out / "u.data", _ratings_lines("\t", users, movies, ratings, times, half=False), "latin-1")
     items = []
     for i, title in enumerate(titles):
@@ -213,7 +213,7 @@ def _write_100k(out, rng, titles, years, genre_lists, n_users, users, movies, ra
     _write(out / "u.info", [f"{n_users} users", f"{len(titles)} items", f"{users.size} ratings"], "latin-1")
 
 
-def _write_1m(out, rng, titles, years, genre_lists, n_users, users, movies, ratings, times) -> None:  # type: ignore[no-untyped-def]
+def _write_1m(out, rng, titles, years, genre_lists, n_users, users, movies, ratings, times) -> None:
     _write(out / "ratings.dat", _ratings_lines("::", users, movies, ratings, times, half=False), "latin-1")
     _write(
         out / "movies.dat",
@@ -234,7 +234,7 @@ def _csv_field(value: str) -> str:
     return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"\n') else value
 
 
-def _write_latest(out, rng, titles, years, genre_lists, users, movies, ratings, times) -> None:  # type: ignore[no-untyped-def]
+def _write_latest(out, rng, titles, years, genre_lists, users, movies, ratings, times) -> None:
     lines = ["userId,movieId,rating,timestamp"]
     lines += _ratings_lines(",", users, movies, ratings, times, half=True)
     _write(out / "ratings.csv", lines, "utf-8")

@@ -63,7 +63,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def _missing(name: str, dist: str):  # type: ignore[no-untyped-def]
+def _missing(name: str, dist: str):
     def run(_args: argparse.Namespace) -> int:
         print(f"recsys {name}: not available, install {dist}", file=sys.stderr)
         return 2

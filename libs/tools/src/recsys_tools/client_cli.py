@@ -46,7 +46,7 @@ def _filter(args: argparse.Namespace) -> common_pb2.MovieFilter:
     return common_pb2.MovieFilter(genres_any=args.genre, year_min=args.year_min, year_max=args.year_max)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recommend", help="recommend movies (by user, likes/dislikes, or demographics)")
     _common(p)
     _filters(p)
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, fn: Call) -> int:
     return asyncio.run(go())
 
 
-async def _recommend(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _recommend(stub, args, kw):
     req = gateway_pb2.RecommendRequest(
         user_id=args.user,
         liked=[common_pb2.RatedMovie(movie_id=m) for m in args.like],
@@ -141,29 +141,29 @@ async def _recommend(stub, args, kw):  # type: ignore[no-untyped-def]
     return await stub.Recommend(req, **kw)
 
 
-async def _similar(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _similar(stub, args, kw):
     return await stub.SimilarMovies(
         gateway_pb2.SimilarMoviesRequest(movie_id=args.movie_id, k=args.k, filter=_filter(args)), **kw
     )
 
 
-async def _search(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _search(stub, args, kw):
     return await stub.SearchMovies(gateway_pb2.SearchMoviesRequest(query=args.query, limit=args.limit), **kw)
 
 
-async def _movies(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _movies(stub, args, kw):
     return await stub.GetMovies(gateway_pb2.GetMoviesRequest(movie_ids=args.ids), **kw)
 
 
-async def _quiz(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _quiz(stub, args, kw):
     return await stub.SampleMovies(gateway_pb2.SampleMoviesRequest(n=args.n, seed=args.seed), **kw)
 
 
-async def _genres(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _genres(stub, args, kw):
     return await stub.ListGenres(gateway_pb2.ListGenresRequest(), **kw)
 
 
-async def _rate(stub, args, kw):  # type: ignore[no-untyped-def]
+async def _rate(stub, args, kw):
     rating = common_pb2.Rating(user_id=args.user, movie_id=args.movie, rating=args.rating)
     return await stub.RecordFeedback(gateway_pb2.RecordFeedbackRequest(ratings=[rating]), **kw)
 

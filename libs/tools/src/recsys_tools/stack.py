@@ -84,7 +84,7 @@ def _say(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="set up and start the whole stack (embedded PostgreSQL and Milvus Lite)")
     p.add_argument("--data", default="ml-100k", help="data set name or path (default ml-100k)")
     p.add_argument("--workdir", type=Path, default=Path("var"), help="state: databases, logs (default ./var)")
@@ -770,7 +770,7 @@ async def load_artifact_vectors(
             vectors = np.load(artifact / emb_file, allow_pickle=False).astype(np.float32)
             ids = np.load(artifact / ids_file, allow_pickle=False).astype(np.int64)
 
-            async def chunks(vectors=vectors, ids=ids, space=space):  # type: ignore[no-untyped-def]
+            async def chunks(vectors=vectors, ids=ids, space=space):
                 for start in range(0, len(ids), 1000):
                     items = []
                     for mid, vec in zip(

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("embedder", help="embedder: serve, export")
     sub = p.add_subparsers(dest="embedder_command", metavar="COMMAND")
 

@@ -138,7 +138,7 @@ def model_info_response(info: Info) -> embedder_pb2.ModelInfoResponse:
         dataset=meta.dataset,
         backend=info.backend,
         movie_count=info.movie_count,
-        default_form=_FORM_TO_PROTO.get(meta.default_form, embedder_pb2.USER_FORM_UNSPECIFIED),  # type: ignore[arg-type]
+        default_form=_FORM_TO_PROTO.get(meta.default_form, embedder_pb2.USER_FORM_UNSPECIFIED),
         two_tower_dimension=info.two_tower_dimension,
     )
     if meta.trained_at is not None:
@@ -180,7 +180,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
                     vector=_vector(r.vector),
                     space=_SPACE_TO_PROTO[r.space],
                     unknown_movie_ids=r.unknown_ids,
-                    form=_FORM_TO_PROTO.get(r.form or "", embedder_pb2.USER_FORM_UNSPECIFIED),  # type: ignore[arg-type]
+                    form=_FORM_TO_PROTO.get(r.form or "", embedder_pb2.USER_FORM_UNSPECIFIED),
                 )
                 for r in results
             ],

@@ -13,7 +13,7 @@ from recsys_retriever.servicer import SERVICE_NAME
 DEFAULT_PORT = 50054
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("retriever", help="vector store: describe, serve")
     sub = p.add_subparsers(dest="retriever_command", metavar="COMMAND", required=True)
     serve = sub.add_parser("serve", help="run the retriever gRPC server (settings: RECSYS_RETRIEVER_*)")

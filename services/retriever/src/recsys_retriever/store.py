@@ -124,13 +124,13 @@ class MilvusStore:
 
     def _is_unavailable(self, exc: BaseException) -> bool:
         if isinstance(exc, grpc.RpcError):
-            return exc.code() in _UNAVAILABLE_GRPC  # type: ignore[attr-defined]
+            return exc.code() in _UNAVAILABLE_GRPC
         if isinstance(exc, MilvusException):
             code = exc.code
             if code in _UNAVAILABLE_GRPC or code == _CONNECT_FAILED:
                 return True
             cause = exc.__cause__
-            if isinstance(cause, grpc.RpcError) and cause.code() in _UNAVAILABLE_GRPC:  # type: ignore[attr-defined]
+            if isinstance(cause, grpc.RpcError) and cause.code() in _UNAVAILABLE_GRPC:
                 return True
             msg = str(exc.message).lower()
             return any(w in msg for w in _UNAVAILABLE_WORDS) and "collection" not in msg
