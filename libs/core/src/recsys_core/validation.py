@@ -60,6 +60,18 @@ QUERY_MAX_CHARS = 200
 RATING_MIN, RATING_MAX, RATING_STEP = 0.5, 5.0, 0.5
 
 
+#: a model version as the retriever names its collections: 1..64 characters of [A-Za-z0-9_]
+VECTOR_VERSION_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def vector_version(model_version: str) -> str:
+    """The retriever version that holds the item vectors of embedder model ``model_version``
+    (an artifact version such as ``20261123T101500Z-ml-100k``): every other character becomes
+    ``_``, at most 64 kept. The publisher writes vectors under it and the gateway searches it, so
+    a query vector only ever meets item vectors of its own model."""
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in model_version)[:64]
+
+
 def in_rating_range(value: float) -> bool:
     """A finite ``value`` within RATING_MIN..RATING_MAX (any step: model inputs)."""
     return math.isfinite(value) and RATING_MIN <= value <= RATING_MAX

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "recsys_embedder.training.cli": ("recsys-embedder[train]", ("train",), "train PinSage and two-tower"),
     "recsys_embedder.evaluation.cli": ("recsys-embedder[train]", ("evaluate",), "offline evaluation"),
     "recsys_retriever.cli": ("recsys-retriever", ("retriever",), "vector store: serve, describe"),
-    "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export"),
+    "recsys_embedder.cli": ("recsys-embedder", ("embedder",), "embedder: serve, export, publish"),
     "recsys_gateway.cli": ("recsys-gateway", ("gateway",), "gateway: serve"),
     "recsys_tools.stack": ("recsys-core", ("up", "down", "status", "supervise", "stack"), "the whole stack"),
     "recsys_tools.loadgen.cli": (

@@ -733,86 +733,11 @@ async def _version(svc: ServiceDef, channel: grpc.aio.Channel) -> str:
 async def load_artifact_vectors(
     artifact: Path, retriever: str, catalog: str, *, timeout: float = 600.0
 ) -> None:
-    """Upsert an artifact's movie vectors (PinSage, and two-tower when present) and activate them.
+    """Publish an artifact's movie vectors and activate them (recsys_embedder.publish: the embedder
+    owns the artifact format; the release Job runs the same code from the embedder's image)."""
+    from recsys_embedder.publish import publish
 
-    Year and genres for the retriever's filters come from the catalog (the one owner of
-    movie metadata), read a page at a time with ListMovies.
-    """
-    import numpy as np
-    from recsys.common.v1 import common_pb2
-    from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-
-    artifact = artifact.resolve()
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    version = "".join(c if c.isalnum() else "_" for c in str(manifest["version"]))[:64]
-    models = manifest.get("models", {})
-    spaces = []
-    for key, space in (
-        ("pinsage", common_pb2.VECTOR_SPACE_PINSAGE),
-        ("two_tower", common_pb2.VECTOR_SPACE_TWO_TOWER),
-    ):
-        files = models.get(key, {}).get("files", {})
-        if files.get("item_embeddings") and files.get("movie_ids"):
-            spaces.append((space, files["item_embeddings"], files["movie_ids"]))
-    if not spaces:
-        raise SystemExit(f"{artifact}: the manifest lists no movie vectors")
-    meta = await catalog_movie_meta(catalog, timeout=timeout)
-    async with grpc.aio.insecure_channel(
-        retriever, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    ) as channel:
-        stub = retriever_pb2_grpc.RetrieverStub(channel)
-        desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=30)
-        for space, emb_file, ids_file in spaces:
-            space_name = common_pb2.VectorSpace.Name(space)
-            if any(c.space == space and c.version == version and c.serving for c in desc.collections):
-                _say(f"retriever: {space_name} version {version} already serving")
-                continue
-            vectors = np.load(artifact / emb_file, allow_pickle=False).astype(np.float32)
-            ids = np.load(artifact / ids_file, allow_pickle=False).astype(np.int64)
-
-            async def chunks(vectors=vectors, ids=ids, space=space):
-                for start in range(0, len(ids), 1000):
-                    items = []
-                    for mid, vec in zip(
-                        ids[start : start + 1000], vectors[start : start + 1000], strict=True
-                    ):
-                        year, genres = meta.get(int(mid), (0, []))
-                        items.append(
-                            retriever_pb2.VectorItem(
-                                movie_id=int(mid),
-                                vector=common_pb2.Vector(values=vec),
-                                year=year,
-                                genres=genres,
-                            )
-                        )
-                    yield retriever_pb2.UpsertRequest(
-                        space=space, version=version, dimension=int(vectors.shape[1]), items=items
-                    )
-
-            resp = await stub.Upsert(chunks(), timeout=timeout)
-            await stub.ActivateVersion(
-                retriever_pb2.ActivateVersionRequest(space=space, version=version), timeout=60
-            )
-            _say(f"retriever: {space_name} version {version}: {resp.total} vectors, serving")
-
-
-async def catalog_movie_meta(catalog: str, *, timeout: float = 60.0) -> dict[int, tuple[int, list[str]]]:
-    """movie id -> (year, genres) for every catalog movie, read a page at a time."""
-    from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-
-    meta: dict[int, tuple[int, list[str]]] = {}
-    async with grpc.aio.insecure_channel(catalog) as channel:
-        stub = catalog_pb2_grpc.CatalogStub(channel)
-        after = 0
-        while True:
-            page = await stub.ListMovies(
-                catalog_pb2.ListMoviesRequest(after_id=after, page_size=5000), timeout=timeout
-            )
-            for m in page.movies:
-                meta[m.movie_id] = (m.year, list(m.genres))
-            if not page.next_after_id:
-                return meta
-            after = page.next_after_id
+    await publish(artifact, retriever, catalog, activate=True, timeout=timeout, say=_say)
 
 
 async def _load_cmd(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``recsys embedder serve|export``."""
+"""``recsys embedder serve|export|publish``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("embedder", help="embedder: serve, export")
+    p = subparsers.add_parser("embedder", help="embedder: serve, export, publish")
     sub = p.add_subparsers(dest="embedder_command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gRPC server (settings from RECSYS_EMBEDDER_* variables)")
@@ -28,14 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("--instance-kind", choices=("KIND_GPU", "KIND_CPU"), default=None)
     exp.add_argument("--instances", type=int, default=1)
     exp.set_defaults(func=_export)
+
+    from recsys_embedder.publish import register as register_publish
+
+    register_publish(sub)
     p.set_defaults(func=lambda _a: (p.print_help(), 2)[1])
 
 
 def _serve(_args: argparse.Namespace) -> int:
     from recsys_embedder.__main__ import main
 
-    main()
-    return 0
+    return main([])
 
 
 def _export(args: argparse.Namespace) -> int:

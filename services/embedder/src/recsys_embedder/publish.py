@@ -1,0 +1,184 @@
+"""Publish an artifact's movie vectors to the retriever (issue #18: one ordered release).
+
+``python -m recsys_embedder publish --artifact DIR --retriever ADDR --catalog ADDR [--no-activate]``
+(also ``recsys embedder publish`` and, for the local stack, ``recsys stack load``). The embedder
+owns the artifact format, so this is where the movie vectors are read: PinSage's, and the
+two-tower model's when the artifact has one. Each space's vectors go into the retriever version
+``recsys_core.validation.vector_version(model version)`` — the version the gateway searches for
+a query vector of that model — in chunks of one Upsert stream; the year and genres the
+retriever filters on come from the catalog (ListMovies, a page at a time).
+
+Idempotent: a version already complete in the retriever is not written again. ``--no-activate``
+leaves the spaces' aliases alone (the release order: publish, switch the embedders, then
+activate; see deploy/README.md "Releasing a model").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from recsys.common.v1 import common_pb2
+from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
+from recsys_core.validation import vector_version
+
+from recsys_embedder.artifacts import MANIFEST, ArtifactError, resolve
+
+CHUNK = 1000
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: the artifact's model sections that carry movie vectors, and their retriever space
+SPACES = (("pinsage", common_pb2.VECTOR_SPACE_PINSAGE), ("two_tower", common_pb2.VECTOR_SPACE_TWO_TOWER))
+
+
+@dataclass(frozen=True)
+class SpaceVectors:
+    space: common_pb2.VectorSpace
+    embeddings_file: Path
+    ids_file: Path
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """What an artifact folder publishes: its model version, the retriever version, the spaces."""
+
+    artifact: Path
+    model_version: str
+    version: str
+    spaces: tuple[SpaceVectors, ...]
+
+
+def plan(artifact: str | Path) -> PublishPlan:
+    """Read an artifact folder (or root / ``latest`` pointer) without touching any server."""
+    folder = resolve(artifact)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    model_version = str(manifest["version"])
+    models = manifest.get("models", {})
+    spaces = []
+    for key, space in SPACES:
+        files = models.get(key, {}).get("files", {})
+        if files.get("item_embeddings") and files.get("movie_ids"):
+            spaces.append(SpaceVectors(space, folder / files["item_embeddings"], folder / files["movie_ids"]))
+    if not spaces:
+        raise ArtifactError(f"{folder}: the manifest lists no movie vectors")
+    return PublishPlan(folder, model_version, vector_version(model_version), tuple(spaces))
+
+
+async def catalog_movie_meta(
+    catalog: str,
+    *,
+    timeout: float = 60.0,  # noqa: ASYNC109 (a per-call gRPC deadline)
+) -> dict[int, tuple[int, list[str]]]:
+    """movie id -> (year, genres) for every catalog movie, read a page at a time."""
+    meta: dict[int, tuple[int, list[str]]] = {}
+    async with grpc.aio.insecure_channel(catalog) as channel:
+        stub = catalog_pb2_grpc.CatalogStub(channel)
+        after = 0
+        while True:
+            page = await stub.ListMovies(
+                catalog_pb2.ListMoviesRequest(after_id=after, page_size=5000), timeout=timeout
+            )
+            for m in page.movies:
+                meta[m.movie_id] = (m.year, list(m.genres))
+            if not page.next_after_id:
+                return meta
+            after = page.next_after_id
+
+
+async def _chunks(
+    space: common_pb2.VectorSpace,
+    version: str,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    meta: dict[int, tuple[int, list[str]]],
+) -> AsyncIterator[retriever_pb2.UpsertRequest]:
+    for start in range(0, len(ids), CHUNK):
+        items = []
+        for mid, vec in zip(ids[start : start + CHUNK], vectors[start : start + CHUNK], strict=True):
+            year, genres = meta.get(int(mid), (0, []))
+            items.append(
+                retriever_pb2.VectorItem(
+                    movie_id=int(mid), vector=common_pb2.Vector(values=vec), year=year, genres=genres
+                )
+            )
+        yield retriever_pb2.UpsertRequest(
+            space=space, version=version, dimension=int(vectors.shape[1]), items=items
+        )
+
+
+async def publish(
+    artifact: str | Path,
+    retriever: str,
+    catalog: str,
+    *,
+    activate: bool = True,
+    timeout: float = 600.0,  # noqa: ASYNC109 (per-call gRPC deadlines)
+    say: Callable[[str], None] = print,
+) -> PublishPlan:
+    """Upsert the artifact's vectors into the retriever version of its model; activate them."""
+    p = plan(artifact)
+    meta = await catalog_movie_meta(catalog, timeout=timeout)
+    async with grpc.aio.insecure_channel(
+        retriever, options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    ) as channel:
+        stub = retriever_pb2_grpc.RetrieverStub(channel)
+        desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=30)
+        for sv in p.spaces:
+            name = common_pb2.VectorSpace.Name(sv.space)
+            have = [c for c in desc.collections if c.space == sv.space and c.version == p.version]
+            vectors = np.load(sv.embeddings_file, allow_pickle=False).astype(np.float32)
+            ids = np.load(sv.ids_file, allow_pickle=False).astype(np.int64)
+            if have and have[0].count == len(ids):
+                say(f"retriever: {name} version {p.version} already holds {len(ids)} vectors")
+            else:
+                resp = await stub.Upsert(_chunks(sv.space, p.version, vectors, ids, meta), timeout=timeout)
+                say(f"retriever: {name} version {p.version}: {resp.total} vectors")
+            if activate and not (have and have[0].serving):
+                await stub.ActivateVersion(
+                    retriever_pb2.ActivateVersionRequest(space=sv.space, version=p.version), timeout=60
+                )
+                say(f"retriever: {name} version {p.version} serving")
+    return p
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "publish", help="write an artifact's movie vectors into the retriever (the version of its model)"
+    )
+    p.add_argument("--artifact", required=True, help="artifact folder, root or `latest` pointer")
+    p.add_argument("--retriever", default="127.0.0.1:50054", help="retriever address")
+    p.add_argument("--catalog", default="127.0.0.1:50052", help="catalog address (movie year/genres)")
+    p.add_argument(
+        "--no-activate", dest="activate", action="store_false", help="leave the serving aliases alone"
+    )
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=_cmd)
+    return p
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(
+            publish(args.artifact, args.retriever, args.catalog, activate=args.activate, timeout=args.timeout)
+        )
+    except ArtifactError as exc:
+        print(f"publish: {exc}", file=sys.stderr)
+        return 1
+    except grpc.aio.AioRpcError as exc:
+        print(f"publish: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys_embedder")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
