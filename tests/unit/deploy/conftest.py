@@ -38,6 +38,7 @@ def missing_tool(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{reason}; CI is set, so a missing deploy-check tool is a failure", pytrace=False)
     pytest.skip(reason)
+    raise AssertionError("unreachable")  # pytest.skip raises; for the type checker
 
 
 def require_module(name: str, reason: str) -> ModuleType:

@@ -303,16 +303,16 @@ def port_errors(objs: list[Manifest], overlay: str | None = None) -> list[str]:
         for sport in svc["spec"]["ports"]:
             target = sport.get("targetPort", sport["port"])
             for pod in backing:
-                number = container_port(pod, target, sport.get("protocol", "TCP"))
-                if number is None:
+                resolved = container_port(pod, target, sport.get("protocol", "TCP"))
+                if resolved is None:
                     errors.append(
                         f"{ident(svc)} port {sport.get('name')}: targetPort {target!r} is not a port of "
                         f"{ident(pod.owner)}"
                     )
-                elif headless and number != sport["port"]:
+                elif headless and resolved != sport["port"]:
                     errors.append(
                         f"{ident(svc)} (headless: clients dial the pods) port {sport['port']} != "
-                        f"container port {number}"
+                        f"container port {resolved}"
                     )
     return errors
 
@@ -672,6 +672,11 @@ def relabel_caller(objs: list[Manifest]) -> None:
     _get(objs, "Service", "web")["spec"]["selector"]["app"] = "webapp"
 
 
+def policy_selector_typo(objs: list[Manifest]) -> None:
+    """(1) the policy side of the same mismatch: catalog-ingress selects app=catalgo."""
+    _get(objs, "NetworkPolicy", "catalog-ingress")["spec"]["podSelector"]["matchLabels"]["app"] = "catalgo"
+
+
 def move_triton_grpc_port(objs: list[Manifest]) -> None:
     """(2) Triton's gRPC port moved to 8011 in its container (flag and containerPort), its
     Service (port 8001) and the policy admitting 8001 unchanged."""
@@ -771,6 +776,13 @@ BREAKAGES = [
         "network-policies",
         relabel_pods,
         "no NetworkPolicy lets any traffic reach Deployment/embedder",
+    ),
+    Breakage(
+        "1-policy-selector-typo",
+        "overlay/prod",
+        "network-policies",
+        policy_selector_typo,
+        "no NetworkPolicy lets any traffic reach Deployment/catalog",
     ),
     Breakage(
         "1-caller-relabelled",
