@@ -102,7 +102,7 @@ class BatchingUpstreams:
         self.queries: Coalescer[None, embedder_pb2.QuerySignal, object] = Coalescer(
             self._run_queries, max_items=n, max_in_flight=f
         )
-        self.searches: Coalescer[tuple[int, int, bytes], retriever_pb2.SearchQuery, object] = Coalescer(
+        self.searches: Coalescer[tuple[int, int, bytes, str], retriever_pb2.SearchQuery, object] = Coalescer(
             self._run_searches,
             max_items=n,
             max_in_flight=f,
@@ -241,23 +241,24 @@ class BatchingUpstreams:
     async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
         if len(req.queries) != 1:
             return await self._in.search(req)
-        key = (int(req.space), req.k, req.filter.SerializeToString(deterministic=True))
+        # one merged call searches one model version: queries of two models never share a call
+        key = (int(req.space), req.k, req.filter.SerializeToString(deterministic=True), req.version)
         result = await self._submit("retriever", self.searches, key, req.queries[0])
         return result  # type: ignore[return-value]
 
     async def _run_searches(
         self,
-        key: tuple[int, int, bytes],
+        key: tuple[int, int, bytes, str],
         queries: list[retriever_pb2.SearchQuery],
         deadlines: list[float | None],
     ) -> list[object]:
-        space, k, flt = key
+        space, k, flt, version = key
 
         async def call(items: list[retriever_pb2.SearchQuery]) -> list[object]:
-            req = retriever_pb2.SearchRequest(space=space, queries=items, k=k)  # type: ignore[arg-type]
+            req = retriever_pb2.SearchRequest(space=space, queries=items, k=k, version=version)  # type: ignore[arg-type]
             req.filter.ParseFromString(flt)
             resp = await self._in.search(req)
-            return [retriever_pb2.SearchResponse(results=[r]) for r in resp.results]
+            return [retriever_pb2.SearchResponse(results=[r], version=resp.version) for r in resp.results]
 
         return await self._batch(deadlines, call, queries)
 

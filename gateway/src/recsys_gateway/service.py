@@ -32,6 +32,7 @@ from recsys_core.validation import (
     check_year_range,
     in_rating_range,
     normalize_query,
+    vector_version,
 )
 
 from . import resilience
@@ -188,6 +189,13 @@ def validate_recommend(req: gateway_pb2.RecommendRequest) -> int:
     return k
 
 
+def _vectors_of(model_version: str) -> str:
+    """The retriever version holding the item vectors of the model that made a query vector
+    (issue #18: a query vector never meets another model's item vectors, also mid-rollout);
+    empty (the serving alias) only when the embedder names no version."""
+    return vector_version(model_version) if model_version else ""
+
+
 def _dedupe(ids: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
@@ -314,6 +322,7 @@ class GatewayService:
                     queries=[retriever_pb2.SearchQuery(vector=qv.vector, exclude_ids=sent)],
                     k=fetch_k,
                     filter=req.filter,
+                    version=_vectors_of(embedded.model_version),
                 )
             )
         except UpstreamError as exc:
@@ -523,6 +532,7 @@ class GatewayService:
                     queries=[retriever_pb2.SearchQuery(vector=items.vectors[0], exclude_ids=[req.movie_id])],
                     k=k,
                     filter=req.filter,
+                    version=_vectors_of(items.model_version),
                 )
             )
         except UpstreamError as exc:

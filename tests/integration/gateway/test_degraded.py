@@ -128,7 +128,7 @@ async def _load(port: int, vectors: np.ndarray) -> None:
     async def chunks() -> AsyncIterator[retriever_pb2.UpsertRequest]:
         yield retriever_pb2.UpsertRequest(
             space=common_pb2.VECTOR_SPACE_PINSAGE,
-            version="v1",
+            version="fake_1",  # vector_version("fake-1"): the fake embedder's model
             dimension=DIM,
             items=[
                 retriever_pb2.VectorItem(
@@ -146,7 +146,7 @@ async def _load(port: int, vectors: np.ndarray) -> None:
         stub = retriever_pb2_grpc.RetrieverStub(ch)
         assert (await stub.Upsert(chunks(), timeout=60)).total == N_MOVIES
         await stub.ActivateVersion(
-            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="v1"),
+            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="fake_1"),
             timeout=30,
         )
 

@@ -139,7 +139,7 @@ async def _load_vectors(port: int, vectors: np.ndarray) -> None:
             first = start == 1
             yield retriever_pb2.UpsertRequest(
                 space=common_pb2.VECTOR_SPACE_PINSAGE if first else common_pb2.VECTOR_SPACE_UNSPECIFIED,
-                version="v1",
+                version="fake_1",  # vector_version("fake-1"): the fake embedder's model
                 dimension=DIM if first else 0,
                 items=items,
             )
@@ -150,7 +150,7 @@ async def _load_vectors(port: int, vectors: np.ndarray) -> None:
         up = await stub.Upsert(chunks(), timeout=60)
         assert up.total == N_MOVIES
         await stub.ActivateVersion(
-            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="v1"),
+            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="fake_1"),
             timeout=30,
         )
 

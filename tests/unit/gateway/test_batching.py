@@ -117,3 +117,34 @@ async def test_similar_movies_batched_equal_unbatched(in_flight: int) -> None:
     expected = [await plain.similar_movies(r) for r in reqs]
     got = await asyncio.gather(*(batched.similar_movies(r) for r in reqs))
     assert list(got) == expected
+
+
+async def test_searches_of_two_model_versions_never_share_a_call() -> None:
+    """issue #18: the merged Search carries one version; queries of another model go apart."""
+    import asyncio
+
+    from recsys.retriever.v1 import retriever_pb2
+    from recsys_gateway.batching import BatchingUpstreams
+
+    sent: list[retriever_pb2.SearchRequest] = []
+
+    class Inner:
+        async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
+            sent.append(req)
+            await asyncio.sleep(0.01)
+            return retriever_pb2.SearchResponse(
+                results=[retriever_pb2.SearchResult() for _ in req.queries], version=req.version
+            )
+
+    up = BatchingUpstreams(Inner(), max_items=8, max_in_flight=1)  # type: ignore[arg-type]
+
+    def req(version: str) -> retriever_pb2.SearchRequest:
+        return retriever_pb2.SearchRequest(
+            space=1, k=5, queries=[retriever_pb2.SearchQuery()], version=version
+        )
+
+    got = await asyncio.gather(*(up.search(req(v)) for v in ("a", "a", "b", "a", "b", "b")))
+    assert [g.version for g in got] == ["a", "a", "b", "a", "b", "b"]
+    assert all(len({r.version}) == 1 for r in sent)
+    assert sorted({r.version for r in sent}) == ["a", "b"] and len(sent) < 6  # still merged per version
+    await up.aclose()

@@ -521,3 +521,19 @@ async def test_history_as_columns_gives_the_same_answer(fake: FakeUpstreams) -> 
     assert list(sent.history_columns.rated_at_us) == sorted(sent.history_columns.rated_at_us)
     assert columns == messages == old_catalog
     assert {r.movie.movie_id for r in columns.recommendations}.isdisjoint(fake.history[7])
+
+
+async def test_search_uses_the_item_vectors_of_the_query_vectors_model(fake: FakeUpstreams) -> None:
+    """issue #18: Recommend and SimilarMovies search the retriever version of the model the
+    embedder answered with, so a query vector never meets another model's item vectors, also
+    while the embedders switch models and before the alias moves."""
+    svc = GatewayService(fake)
+    fake.model_version = "20261123T101500Z-ml-100k"
+    resp = await svc.recommend(gateway_pb2.RecommendRequest(user_id=7, k=10))
+    assert resp.model_version == "20261123T101500Z-ml-100k"
+    assert fake.last["retriever.Search"].version == "20261123T101500Z_ml_100k"
+    fake.model_version = "20261201T000000Z-ml-100k"
+    await svc.recommend(gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=40)], k=10))
+    assert fake.last["retriever.Search"].version == "20261201T000000Z_ml_100k"
+    await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=3, k=5))
+    assert fake.last["retriever.Search"].version == "20261201T000000Z_ml_100k"

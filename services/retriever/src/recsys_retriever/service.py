@@ -329,6 +329,15 @@ class RetrieverService:
         if version:
             check_version(version)
             collection = self.collection_name(space, version)
+            if collection not in self._meta and collection not in await self.store.list_collections():
+                # the gateway asks for the version of the embedder's model (issue #18): vectors
+                # not published yet mean the release ran out of order
+                raise NotFound(
+                    f"no {space} vectors of version {version} in the retriever (collection "
+                    f"{collection}): publish them (python -m recsys_embedder publish) before an "
+                    "embedder serves that model",
+                    field="version",
+                )
             await self._meta_of(collection)
             return collection, version
         serving = await self._serving_collection(space)
