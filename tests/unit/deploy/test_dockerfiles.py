@@ -38,9 +38,19 @@ DOCKERFILES: dict[str, tuple[str, tuple[str, ...], bool]] = {
         ("libs/api", "libs/core", "libs/data", "services/embedder"),
         True,
     ),
+    # The release pipeline's train and export Jobs (deploy/k8s/components/pipeline); CPU torch by
+    # default (--build-arg TORCH_FLAVOUR=cu128 for the GPU variant).
+    "services/embedder/Dockerfile.train": (
+        "embedder",
+        ("libs/api", "libs/core", "libs/data", "services/embedder"),
+        False,
+    ),
     "gateway/Dockerfile": ("gateway", ("libs/api", "libs/core", "gateway"), False),
     "web/Dockerfile": ("web", ("libs/api", "libs/core", "web"), False),
 }
+# The only images that may carry the training stack (the embedder's `train` extra, DGL) and the
+# ONNX export (`export`, onnx): they run the pipeline Jobs, never a server Deployment.
+TRAINING_DOCKERFILES = {"services/embedder/Dockerfile.train"}
 PACKAGE_DIRS = (
     "libs/api",
     "libs/core",
@@ -201,10 +211,13 @@ def test_installs_only_its_own_packages_locked(dockerfile: tuple[str, Dockerfile
         else:
             assert pkg not in copied and f"./{pkg}" not in build_runs, f"{rel}: installs {pkg}"
     # Serving images never carry the training stack, nor the embedded databases (the cluster
-    # runs a real PostgreSQL and Milvus).
-    assert "[train" not in build_runs and "dgl" not in build_runs.lower()
+    # runs a real PostgreSQL and Milvus); the training image carries it, and its export.
+    if rel in TRAINING_DOCKERFILES:
+        assert '"./services/embedder[train,export]"' in build_runs, f"{rel}: no train/export extras"
+    else:
+        assert "[train" not in build_runs and "dgl" not in build_runs.lower(), f"{rel}: installs DGL"
     assert "[embedded" not in build_runs, f"{rel}: installs the embedded databases"
-    if "embedder" in rel:
+    if "embedder" in rel and rel not in TRAINING_DOCKERFILES:
         assert "[triton]" in build_runs, f"{rel}: the embedder serves through Triton too"
         index = "download.pytorch.org/whl/cu" if cuda else "download.pytorch.org/whl/cpu"
         assert index in build_runs, f"{rel}: torch must come from {index}"
@@ -261,7 +274,9 @@ def test_service_dependencies_are_pinned_in_the_lock(dockerfile: tuple[str, Dock
         project = tomllib.loads((ROOT / pkg / "pyproject.toml").read_text())["project"]
         deps = list(project.get("dependencies", []))
         if pkg == "services/embedder":
-            deps += project.get("optional-dependencies", {}).get("triton", [])
+            extras = ("train", "export") if rel in TRAINING_DOCKERFILES else ("triton",)
+            for extra in extras:
+                deps += project.get("optional-dependencies", {}).get(extra, [])
         for dep in deps:
             name = normalize(re.split(r"[\s<>=!~\[;]", dep, maxsplit=1)[0])
             if not name.startswith("recsys-") and name not in lock:

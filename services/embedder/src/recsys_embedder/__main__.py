@@ -1,12 +1,13 @@
-"""``python -m recsys_embedder [serve | publish ...]``.
+"""``python -m recsys_embedder [serve | export ... | publish ... | COMMAND ...]``.
 
 No arguments (the container's ENTRYPOINT) or ``serve``: settings from RECSYS_EMBEDDER_*, serve
-until SIGTERM. ``publish``: write an artifact's movie vectors into the retriever
-(:mod:`recsys_embedder.publish`; the release Job runs it from this image).
+until SIGTERM. Other arguments are the ``recsys embedder`` subcommands (the release pipeline's
+export Job runs ``python -m recsys_embedder export ...``; deploy/README.md, "Release pipeline").
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -22,14 +23,22 @@ async def _main() -> None:
     await serve(load_settings(EmbedderSettings))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the subcommands: ``recsys embedder``'s, under ``embedder``."""
+    from recsys_embedder.cli import register
+
+    parser = argparse.ArgumentParser(prog="python -m recsys_embedder")
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args == ["serve"]:
         run(_main, service="embedder")
         return 0
-    from recsys_embedder.publish import main as publish_main
-
-    return publish_main(args)
+    ns = build_parser().parse_args(["embedder", *args])
+    return int(ns.func(ns) or 0)
 
 
 if __name__ == "__main__":
