@@ -496,10 +496,18 @@ def test_jobs_migrate_and_load(rendered: dict[str, list[Manifest]], overlay: str
     load_job = find(objs, "Job", "stack-load")
     load = load_job["spec"]["template"]["spec"]["containers"][0]
     # publish (embedder image; `recsys stack load` on a laptop): vectors into the retriever.
-    assert load["image"] == server_deployment(objs, "embedder")["spec"]["template"]["spec"]["containers"][0][
-        "image"
+    assert (
+        load["image"]
+        == server_deployment(objs, "embedder")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    assert load["command"][:6] == [
+        "python",
+        "-m",
+        "recsys_embedder",
+        "publish",
+        "--artifact",
+        "/artifacts/latest",
     ]
-    assert load["command"][:6] == ["python", "-m", "recsys_embedder", "publish", "--artifact", "/artifacts/latest"]
     assert load["command"][6:] == [
         "--retriever",
         f"dns:///retriever:{GRPC_PORT}",
