@@ -7,11 +7,15 @@
 - keepalive pings while calls are open (the kit's servers accept them);
 - a client interceptor that forwards the current request id as ``x-request-id``
   and, for a call made without a timeout inside a server call that has a
-  deadline, sets the timeout to :func:`remaining_timeout` (deadline propagation).
+  deadline, sets the timeout to :func:`remaining_timeout` (deadline propagation);
+- while tracing is on when the channel is opened (``recsys_core.tracing``), a
+  :class:`TracingClientInterceptor`: a CLIENT span per call, a child of the current
+  span, its W3C trace context sent as ``traceparent``/``tracestate`` metadata.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import time
@@ -22,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from . import tracing
 from .logs import get_request_id
 
 REQUEST_ID_KEY = "x-request-id"
@@ -169,6 +174,109 @@ class RequestIdClientInterceptor(
         return await continuation(_Details.amend(client_call_details), request_iterator)
 
 
+def _with_metadata(details: grpc.aio.ClientCallDetails, extra: Any) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata()
+    for key, value in details.metadata or ():
+        metadata.add(key, value)
+    for key, value in extra.items():
+        metadata[key] = value
+    return grpc.aio.ClientCallDetails(
+        method=details.method,
+        timeout=details.timeout,
+        metadata=metadata,
+        credentials=details.credentials,
+        wait_for_ready=details.wait_for_ready,
+    )
+
+
+def _method_of(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return (method.decode() if isinstance(method, bytes) else str(method)).lstrip("/")
+
+
+async def _code_of(call: Any) -> grpc.StatusCode:
+    try:
+        code = await call.code()
+    except asyncio.CancelledError:
+        return grpc.StatusCode.CANCELLED
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+class TracingClientInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """A CLIENT span per call (child of the current span) whose context travels as W3C
+    ``traceparent`` metadata; ``open_channel`` adds it while tracing is on (recsys_core.tracing)."""
+
+    def _start(self, details: grpc.aio.ClientCallDetails) -> tuple[Any, grpc.aio.ClientCallDetails]:
+        tracer = tracing.tracer()
+        if tracer is None:
+            return None, details
+        from opentelemetry import trace
+
+        method = _method_of(details)
+        attributes = tracing.rpc_attributes(method)
+        span = tracer.start_span(method, kind=trace.SpanKind.CLIENT, attributes=attributes)
+        return span, _with_metadata(details, tracing.inject(span))
+
+    async def _unary_response(self, continuation: Any, details: Any, arg: Any) -> Any:
+        span, details = self._start(details)
+        if span is None:
+            return await continuation(details, arg)
+        try:
+            call = await continuation(details, arg)
+            await call  # the response (or the error) stays in the call for the caller
+        except grpc.aio.AioRpcError as exc:
+            tracing.finish(span, exc.code(), client=True)
+            raise
+        except asyncio.CancelledError:
+            tracing.finish(span, grpc.StatusCode.CANCELLED, client=True)
+            raise
+        except BaseException:
+            tracing.finish(span, grpc.StatusCode.UNKNOWN, client=True)
+            raise
+        tracing.finish(span, grpc.StatusCode.OK, client=True)
+        return call
+
+    async def _stream_response(self, continuation: Any, details: Any, arg: Any) -> Any:
+        span, details = self._start(details)
+        if span is None:
+            return await continuation(details, arg)
+        try:
+            call = await continuation(details, arg)
+        except BaseException:
+            tracing.finish(span, grpc.StatusCode.CANCELLED, client=True)
+            raise
+
+        async def end() -> None:
+            tracing.finish(span, await _code_of(call), client=True)
+
+        tasks: set[asyncio.Task[None]] = set()
+
+        def done(_: Any) -> None:
+            task = asyncio.get_running_loop().create_task(end())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        call.add_done_callback(done)
+        return call
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await self._unary_response(continuation, client_call_details, request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await self._stream_response(continuation, client_call_details, request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await self._unary_response(continuation, client_call_details, request_iterator)
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return await self._stream_response(continuation, client_call_details, request_iterator)
+
+
 @dataclass(frozen=True)
 class ClientTLS:
     """TLS for a client channel, from PEM files.
@@ -218,11 +326,16 @@ def open_channel(
     mutual TLS) channel; None = plaintext. Close it with ``await channel.close()``.
     ``request_id_interceptor=False``: no client interceptor; the caller passes the request id
     (``REQUEST_ID_KEY`` metadata) and the timeout on every call itself (cheaper per call).
+    While tracing is on (``recsys_core.tracing``, checked here, once) the channel has a
+    :class:`TracingClientInterceptor` either way.
     """
     options = channel_options(
         service, idempotent_methods, max_attempts=max_attempts, max_message_bytes=max_message_bytes
     )
-    interceptors = [RequestIdClientInterceptor()] if request_id_interceptor else None
+    chain: list[Any] = [RequestIdClientInterceptor()] if request_id_interceptor else []
+    if tracing.enabled():
+        chain.append(TracingClientInterceptor())
+    interceptors = chain or None
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
     if tls.server_name:
@@ -234,6 +347,7 @@ __all__ = [
     "REQUEST_ID_KEY",
     "ClientTLS",
     "RequestIdClientInterceptor",
+    "TracingClientInterceptor",
     "channel_options",
     "current_deadline",
     "open_channel",

@@ -12,7 +12,10 @@ alone) it:
   has a ``field``), and any other exception into INTERNAL
   "internal error (request id <id>)", the traceback going to the log only;
 - writes one JSON log line per call (method, grpc_code, duration_ms) and the
-  Prometheus metrics of ``recsys_core.metrics``.
+  Prometheus metrics of ``recsys_core.metrics``;
+- while tracing is on (``recsys_core.tracing``), opens a SERVER span per call, a child of the
+  ``traceparent`` the call brought, current while the handler runs (so the kit's client
+  channels propagate it downstream), ended with the call's status code.
 
 Unary-unary, unary-stream, stream-unary and stream-stream handlers are all
 wrapped (async functions and async generators; sync handlers pass through).
@@ -44,7 +47,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf import empty_pb2
 
-from . import metrics
+from . import metrics, tracing
 from .client import REQUEST_ID_KEY, reset_deadline, set_deadline
 from .errors import InvalidArgument, RecsysError, status_details
 from .logs import RateLimiter, clean_request_id, new_request_id, reset_request_id, set_request_id
@@ -214,12 +217,14 @@ class _Call:
     __slots__ = (
         "_dl_token",
         "_rid_token",
+        "_span_token",
         "code",
         "labels",
         "method",
         "quiet",
         "request_id",
         "service",
+        "span",
         "start",
     )
 
@@ -231,11 +236,13 @@ class _Call:
         self.request_id = ""
         self.start = 0.0
         self.quiet = False  # no access line (an undecodable body: logged rate-limited instead)
+        self.span: Any = None  # the call's SERVER span while tracing is on
 
     def begin(self, context: grpc.aio.ServicerContext) -> None:
         self.start = time.perf_counter()
+        metadata = context.invocation_metadata() or ()
         incoming = None
-        for key, value in context.invocation_metadata() or ():
+        for key, value in metadata:
             if key == REQUEST_ID_KEY:
                 incoming = clean_request_id(value)
                 break
@@ -244,6 +251,28 @@ class _Call:
         self._dl_token = set_deadline(context.time_remaining())
         context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
         metrics.IN_FLIGHT.labels(*self.labels).inc()
+        if tracing._tracer is not None:  # off: this one test per call
+            self._start_span(tracing._tracer, metadata)
+
+    def _start_span(self, tracer: Any, metadata: Any) -> None:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace
+
+        parent = tracing.extract(metadata)
+        attributes = tracing.rpc_attributes(self.method)
+        attributes["recsys.service"] = self.service
+        attributes["recsys.request_id"] = self.request_id
+        self.span = tracer.start_span(
+            self.method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
+        )
+        self._span_token = otel_context.attach(trace.set_span_in_context(self.span, parent))
+
+    def _end_span(self, code: grpc.StatusCode) -> None:
+        from opentelemetry import context as otel_context
+
+        span, self.span = self.span, None
+        tracing.finish(span, code)
+        otel_context.detach(self._span_token)  # logs, never raises, when in another context
 
     def succeeded(self, context: grpc.aio.ServicerContext) -> None:
         self.code = _as_code(_context_code(context)) or grpc.StatusCode.OK
@@ -272,6 +301,8 @@ class _Call:
             await context.abort(exc.status_code, exc.message, trailing_metadata=trailing)
         self.code = grpc.StatusCode.INTERNAL
         self.quiet = True  # the traceback line below stands for the access line
+        if self.span is not None:
+            self.span.record_exception(exc)
         left_out = _REPEATS.allow((self.service, self.method, "exception", type(exc).__name__))
         if left_out is not None:
             log.error(
@@ -320,6 +351,8 @@ class _Call:
                         "left_out": left_out,
                     },
                 )
+        if self.span is not None:
+            self._end_span(code)
         reset_deadline(self._dl_token)
         reset_request_id(self._rid_token)
 

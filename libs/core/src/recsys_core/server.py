@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as _AsyncHealthServicer
 
-from . import logs
+from . import logs, tracing
 from .interceptors import HEALTH_SERVICE, KitServerInterceptor
 from .memory import MemoryReturner
 from .metrics import MetricsEndpoint
@@ -132,6 +132,8 @@ class Server:
     def __init__(self, settings: ServerSettings, service_name: str) -> None:
         self.settings = settings
         self.service_name = service_name
+        # before the app opens its client channels (they add tracing only when it is on)
+        tracing.setup(settings, service_name)
         self._services: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._health = HealthServicer()
@@ -285,6 +287,8 @@ class Server:
                 await cb()
             except Exception:
                 log.exception("on_stop callback %r failed", cb)
+        if tracing.enabled():
+            await asyncio.to_thread(tracing.flush)
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)
             self._metrics = None

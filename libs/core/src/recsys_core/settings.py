@@ -58,6 +58,12 @@ class ServerSettings(BaseSettings):
     max_concurrent_rpcs: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+    #: OpenTelemetry tracing (recsys_core.tracing): the OTLP/gRPC collector that receives the
+    #: spans ("http://otel-collector.monitoring:4317"; https:// = TLS); empty = tracing off
+    otlp_endpoint: str = ""
+    #: fraction of the traces that start here that are kept (calls whose caller sampled them
+    #: are always traced)
+    trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     #: TLS: PEM certificate chain and private key of this server; unset (or empty) = plaintext
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
