@@ -202,14 +202,13 @@ async def _code_of(call: Any) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-class TracingClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class TracingClientInterceptor:
     """A CLIENT span per call (child of the current span) whose context travels as W3C
-    ``traceparent`` metadata; ``open_channel`` adds it while tracing is on (recsys_core.tracing)."""
+    ``traceparent`` metadata; ``open_channel`` adds it while tracing is on (recsys_core.tracing).
+
+    grpc.aio files an interceptor under the first of the four interceptor types it is an
+    instance of, so :func:`tracing_interceptors` gives one object per call type.
+    """
 
     def _start(self, details: grpc.aio.ClientCallDetails) -> tuple[Any, grpc.aio.ClientCallDetails]:
         tracer = tracing.tracer()
@@ -254,27 +253,42 @@ class TracingClientInterceptor(
         async def end() -> None:
             tracing.finish(span, await _code_of(call), client=True)
 
-        tasks: set[asyncio.Task[None]] = set()
-
         def done(_: Any) -> None:
             task = asyncio.get_running_loop().create_task(end())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            _ENDING.add(task)
+            task.add_done_callback(_ENDING.discard)
 
         call.add_done_callback(done)
         return call
 
+
+#: tasks ending the CLIENT spans of streamed calls (held until done)
+_ENDING: set[asyncio.Task[None]] = set()
+
+
+class _TraceUnaryUnary(TracingClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await self._unary_response(continuation, client_call_details, request)
 
+
+class _TraceUnaryStream(TracingClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await self._stream_response(continuation, client_call_details, request)
 
+
+class _TraceStreamUnary(TracingClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await self._unary_response(continuation, client_call_details, request_iterator)
 
+
+class _TraceStreamStream(TracingClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await self._stream_response(continuation, client_call_details, request_iterator)
+
+
+def tracing_interceptors() -> list[TracingClientInterceptor]:
+    """The tracing client interceptors, one per call type (unary/stream requests x responses)."""
+    return [_TraceUnaryUnary(), _TraceUnaryStream(), _TraceStreamUnary(), _TraceStreamStream()]
 
 
 @dataclass(frozen=True)
@@ -334,7 +348,7 @@ def open_channel(
     )
     chain: list[Any] = [RequestIdClientInterceptor()] if request_id_interceptor else []
     if tracing.enabled():
-        chain.append(TracingClientInterceptor())
+        chain.extend(tracing_interceptors())
     interceptors = chain or None
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
@@ -356,4 +370,5 @@ __all__ = [
     "service_config",
     "set_deadline",
     "set_deadline_at",
+    "tracing_interceptors",
 ]
