@@ -202,9 +202,9 @@ def test_overlay_validates_against_kubernetes_schemas(
     assert objs, f"overlays/{overlay} rendered nothing"
     errors = []
     for obj in objs:
-        if (obj.get("apiVersion"), obj.get("kind")) in CUSTOM_KINDS or str(obj.get("apiVersion", "")).startswith(
-            CRD_GROUPS
-        ):
+        if (obj.get("apiVersion"), obj.get("kind")) in CUSTOM_KINDS or str(
+            obj.get("apiVersion", "")
+        ).startswith(CRD_GROUPS):
             continue
         try:
             kv.validate(obj, target, strict=True)
