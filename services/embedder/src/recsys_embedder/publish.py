@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +124,7 @@ async def publish(
 ) -> PublishPlan:
     """Upsert the artifact's vectors into the retriever version of its model; activate them."""
     p = plan(artifact)
-    meta = await catalog_movie_meta(catalog, timeout=timeout)
+    meta: dict[int, tuple[int, list[str]]] | None = None  # read once, only if something is written
     async with grpc.aio.insecure_channel(
         retriever, options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
     ) as channel:
@@ -138,6 +138,8 @@ async def publish(
             if have and have[0].count == len(ids):
                 say(f"retriever: {name} version {p.version} already holds {len(ids)} vectors")
             else:
+                if meta is None:
+                    meta = await catalog_movie_meta(catalog, timeout=timeout)
                 resp = await stub.Upsert(_chunks(sv.space, p.version, vectors, ids, meta), timeout=timeout)
                 say(f"retriever: {name} version {p.version}: {resp.total} vectors")
             if activate and not (have and have[0].serving):
@@ -175,10 +177,3 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"publish: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys_embedder")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))

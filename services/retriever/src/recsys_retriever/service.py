@@ -329,7 +329,9 @@ class RetrieverService:
         if version:
             check_version(version)
             collection = self.collection_name(space, version)
-            if collection not in self._meta and collection not in await self.store.list_collections():
+            try:
+                await self._meta_of(collection)
+            except NotFound:
                 # the gateway asks for the version of the embedder's model (issue #18): vectors
                 # not published yet mean the release ran out of order
                 raise NotFound(
@@ -337,8 +339,7 @@ class RetrieverService:
                     f"{collection}): publish them (python -m recsys_embedder publish) before an "
                     "embedder serves that model",
                     field="version",
-                )
-            await self._meta_of(collection)
+                ) from None
             return collection, version
         serving = await self._serving_collection(space)
         parsed = self.parse_collection(serving) if serving else None
