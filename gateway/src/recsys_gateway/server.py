@@ -10,6 +10,7 @@ from recsys.catalog.v1 import catalog_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.app import App
 from recsys_core.errors import DependencyUnavailable
+from recsys_core.server import Server
 
 from .batching import BatchingUpstreams
 from .service import GatewayOptions, GatewayService, Upstreams
@@ -21,7 +22,7 @@ SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 log = logging.getLogger(__name__)
 
 
-class GatewayApp(App):
+class GatewayApp(App[Server]):
     """The gateway app: upstream channels open at construction; SERVING once every upstream
     reports SERVING (checked once a second until then), or at once with
     ``wait_for_upstreams=False``. After that the gateway stays SERVING: an upstream outage is

@@ -207,7 +207,7 @@ async def test_rating_needs_sign_in_and_a_valid_value(web):
 
 
 async def test_tampered_or_bad_user_cookie_is_ignored(web):
-    web.client.session.cookie_jar.update_cookies({USER_COOKIE: "42.0000"})
+    web.client.cookie_jar.update_cookies({USER_COOKIE: "42.0000"})
     _, html = await web.get("/movies/5")
     assert "Sign in with a demo user id" in html
     resp = await web.client.post("/signin", data={"user_id": "-3"})

@@ -25,7 +25,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -218,7 +218,8 @@ class WebState:
     latency: Histogram
     genres: GenreCache = field(default_factory=GenreCache)
     gateway: GatewayClient | None = None
-    draining: bool = False
+    #: readiness, as the application lifecycle (recsys_web.server.WebApp) sets it
+    ready: Callable[[], bool] = lambda: False
 
     @property
     def gw(self) -> GatewayClient:
@@ -232,6 +233,10 @@ STATE = web.AppKey("recsys_web_state", WebState)
 
 def _state(request: web.Request) -> WebState:
     return request.app[STATE]
+
+
+def web_state(app: web.Application) -> WebState:
+    return app[STATE]
 
 
 def current_user(request: web.Request) -> int | None:
@@ -471,7 +476,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     st = _state(request)
-    ok = not st.draining and st.gateway is not None and await st.gw.serving()
+    ok = st.ready()
     return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
 
 
@@ -578,8 +583,15 @@ def make_env() -> jinja2.Environment:
     return env
 
 
-def create_app(settings: RecsysWebSettings, *, gateway: GatewayClient | None = None) -> web.Application:
-    """The aiohttp application. It opens (and on cleanup closes) its gateway channel unless one is given."""
+def create_app(
+    settings: RecsysWebSettings,
+    *,
+    gateway: GatewayClient | None = None,
+    ready: Callable[[], bool] | None = None,
+) -> web.Application:
+    """The aiohttp application (routes, middleware, state); its lifecycle — the gateway channel,
+    readiness, drain — is :class:`recsys_web.server.WebApp`'s, which sets ``gateway`` when it
+    starts and passes ``ready``."""
     registry = CollectorRegistry()
     secret = settings.cookie_secret
     state = WebState(
@@ -593,31 +605,11 @@ def create_app(settings: RecsysWebSettings, *, gateway: GatewayClient | None = N
         latency=Histogram("recsys_web_request_seconds", "HTTP request latency", ["route"], registry=registry),
         gateway=gateway,
     )
+    if ready is not None:
+        state.ready = ready
     app = web.Application(middlewares=[middleware], client_max_size=64 * 1024)
     app[STATE] = state
 
-    async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
-        owned = state.gateway is None
-        if owned:
-            key = settings.gateway_api_key
-            state.gateway = GatewayClient.open(
-                settings.gateway_target,
-                timeout_s=settings.gateway_timeout_s,
-                api_key=key.get_secret_value() if key else None,
-            )
-        log.info("web app ready", extra={"gateway_target": settings.gateway_target})
-        yield
-        state.draining = True
-        if owned and state.gateway is not None:
-            await state.gateway.close()
-            state.gateway = None
-        log.info("web app stopped")
-
-    async def on_shutdown(app: web.Application) -> None:
-        state.draining = True  # readiness fails while open requests drain
-
-    app.cleanup_ctx.append(gateway_ctx)
-    app.on_shutdown.append(on_shutdown)
     r = app.router
     r.add_get("/", quiz, name="quiz")
     r.add_get("/recommendations", recommendations, name="recommendations")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+from recsys_core.app import DependencyRetry
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class RecsysWebSettings(BaseSettings):
+class RecsysWebSettings(DependencyRetry):
     model_config = SettingsConfigDict(env_prefix="RECSYS_WEB_", extra="forbid")
 
     #: HTTP listen address; the cluster sets 0.0.0.0
@@ -36,6 +37,9 @@ class RecsysWebSettings(BaseSettings):
     search_limit: int = Field(default=20, ge=1, le=100)
     #: drain time for open requests on SIGTERM, seconds
     grace_seconds: float = Field(default=10.0, ge=0)
+    #: seconds between the gateway health checks that drive /readyz (0 = never re-check);
+    #: the start-up wait for the gateway: connect_retry_initial_s/_max_s (recsys_core.app)
+    health_check_interval_s: float = Field(default=2.0, ge=0)
     log_level: str = "INFO"
     log_json: bool = True
 

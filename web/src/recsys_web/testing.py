@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys_core.validation import in_rating_range
 
-from .app import create_app
+from .server import WebApp
 from .settings import RecsysWebSettings
 
 GENRES = ("Action", "Adventure", "Animation", "Comedy", "Crime", "Drama", "Horror", "Romance", "Sci-Fi")
@@ -80,6 +79,10 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     ratings: dict[int, dict[int, float]] = field(default_factory=dict)
     metadata: list[dict[str, str]] = field(default_factory=list)
     genres: list[str] | None = None
+    #: seconds each call waits before answering (drain tests)
+    delay_s: float = 0.0
+    #: the fake's grpc.health.v1 servicer, once served by start_fake_gateway
+    health: Any = None
 
     def __post_init__(self) -> None:
         self.by_id = {m.movie_id: m for m in self.movies}
@@ -96,6 +99,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     async def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         self.calls.append((method, request))
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if method in self.failures:
             code, details = self.failures[method]
             await context.abort(code, details)
@@ -227,13 +232,15 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.RecordFeedbackResponse(stored=list(request.ratings))
 
 
-async def start_fake_gateway(fake: FakeGateway) -> tuple[grpc.aio.Server, int]:
-    """Serve ``fake`` (plus grpc.health.v1, SERVING) on 127.0.0.1:0; returns (server, port)."""
+async def start_fake_gateway(fake: FakeGateway, *, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    """Serve ``fake`` (plus grpc.health.v1, SERVING: ``fake.health``) on 127.0.0.1:``port``
+    (0 = ephemeral); returns (server, port)."""
     server = grpc.aio.server()
     gateway_pb2_grpc.add_GatewayServicer_to_server(fake, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    fake.health = health_servicer
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     for name in ("", gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -253,7 +260,7 @@ class BackgroundWeb:
         self._settings = settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="recsys-web-test", daemon=True)
-        self._runner: web.AppRunner | None = None
+        self._app: WebApp | None = None
         self._grpc: grpc.aio.Server | None = None
         self.url = ""
 
@@ -273,16 +280,13 @@ class BackgroundWeb:
             self._grpc, port = await start_fake_gateway(self.fake)
             target = f"127.0.0.1:{port}"
         settings = RecsysWebSettings(gateway_target=target, port=0, log_json=False, **self._settings)
-        self._runner = web.AppRunner(create_app(settings), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._app = await WebApp.started(settings)
+        await self._app.wait_ready(20)
+        self.url = f"http://127.0.0.1:{self._app.port}"
 
     async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._app is not None:
+            await self._app.stop(0)
         if self._grpc is not None:
             await self._grpc.stop(None)
 

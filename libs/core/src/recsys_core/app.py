@@ -18,6 +18,10 @@ A service subclasses :class:`App`, adds its servicer in ``__init__`` and fills i
 
 ``start()`` returns the bound port, ``ready`` is set at the first SERVING, ``serve()`` runs until
 SIGTERM/SIGINT. ``spawn(coro)`` runs a further background task that stop cancels.
+
+The front is the kit's gRPC :class:`~recsys_core.server.Server` unless another :class:`Front` is
+given: the web passes its HTTP server (``recsys_web.server.HttpServer``), whose ``/readyz`` is
+the health this class flips — one lifecycle for every process.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings
 
 from recsys_core.errors import RecsysError
 from recsys_core.server import Server
@@ -36,8 +41,9 @@ from recsys_core.settings import ServerSettings
 log = logging.getLogger("recsys.app")
 
 
-class DependencySettings(ServerSettings):
-    """Settings of a service that connects to something before it serves (catalog, retriever)."""
+class DependencyRetry(BaseSettings):
+    """How a process waits for its dependency and re-checks it (the gRPC services through
+    :class:`DependencySettings`, the web directly): one home for these settings."""
 
     #: start-up connection retries: exponential backoff from initial to max (forever)
     connect_retry_initial_s: float = Field(default=0.5, gt=0)
@@ -46,14 +52,41 @@ class DependencySettings(ServerSettings):
     health_check_interval_s: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
-    def _backoff(self) -> DependencySettings:
+    def _backoff(self) -> Self:
         if self.connect_retry_initial_s > self.connect_retry_max_s:
             raise ValueError("connect_retry_initial_s must be <= connect_retry_max_s")
         return self
 
 
-class App:
-    """Server + dependency lifecycle; see the module docstring for the hooks."""
+class DependencySettings(ServerSettings, DependencyRetry):
+    """Settings of a service that connects to something before it serves (catalog, retriever)."""
+
+
+class Front(Protocol):
+    """What :class:`App` drives: a server that binds, reports health, drains and stops."""
+
+    async def start(self) -> int: ...
+
+    async def stop(self, grace: float | None = None) -> None: ...
+
+    def set_serving(self, serving: bool) -> None: ...
+
+    def on_stop(self, cb: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
+
+    async def wait_for_signal(self) -> None: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+F = TypeVar("F", bound=Front)
+
+
+class App(Generic[F]):
+    """Server + dependency lifecycle; see the module docstring for the hooks.
+
+    ``App[Server]`` for a gRPC service (the front is built from the settings when none is given),
+    ``App[HttpServer]`` for the web."""
 
     #: what the dependency is called in log lines ("PostgreSQL", "Milvus", "model", "upstreams")
     dependency = "dependency"
@@ -62,16 +95,17 @@ class App:
 
     def __init__(
         self,
-        settings: ServerSettings,
+        settings: Any,
         name: str,
         *,
+        server: F | None = None,
         retry_initial_s: float | None = None,
         retry_max_s: float | None = None,
         check_interval_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
-        self.server = Server(settings, name)
+        self.server: F = server if server is not None else cast(F, Server(settings, name))
         self.ready = asyncio.Event()
         self.retry_initial_s = _pick(retry_initial_s, settings, "connect_retry_initial_s", 0.5)
         self.retry_max_s = _pick(retry_max_s, settings, "connect_retry_max_s", 15.0)
@@ -210,10 +244,10 @@ class App:
         await self.close()
 
 
-def _pick(value: float | None, settings: ServerSettings, field: str, default: float) -> float:
+def _pick(value: float | None, settings: object, field: str, default: float) -> float:
     if value is not None:
         return value
     return float(getattr(settings, field, default))
 
 
-__all__ = ["App", "DependencySettings"]
+__all__ = ["App", "DependencyRetry", "DependencySettings", "Front"]

@@ -282,11 +282,7 @@ class Server:
             await self._server.stop(grace)
         if self._memory is not None:
             await self._memory.stop()
-        for cb in self._on_stop:
-            try:
-                await cb()
-            except Exception:
-                log.exception("on_stop callback %r failed", cb)
+        await run_on_stop(self._on_stop)
         if tracing.enabled():
             await asyncio.to_thread(tracing.flush)
         if self._metrics is not None:
@@ -306,30 +302,46 @@ class Server:
         """Stop gracefully on SIGTERM or SIGINT (or return when ``stop()`` is called elsewhere)."""
         if self._stopped is None:
             raise RuntimeError("server not started")
-        loop = asyncio.get_running_loop()
-        received = asyncio.Event()
-        signals = (signal.SIGTERM, signal.SIGINT)
+        await wait_for_signal(self.stop, self._stopped)
 
-        def handler(signum: int) -> None:
-            if received.is_set():
-                log.warning("signal %s again: already stopping", signal.Signals(signum).name)
-                return
-            log.info("signal %s: graceful stop", signal.Signals(signum).name)
-            received.set()
 
-        for sig in signals:
-            loop.add_signal_handler(sig, handler, sig)
+async def run_on_stop(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
+    """The ``on_stop`` callbacks of a server front, in order; a failure is logged, not raised."""
+    for cb in callbacks:
         try:
-            waiters = [asyncio.ensure_future(received.wait()), asyncio.ensure_future(self._stopped.wait())]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
-            await self.stop()
+            await cb()
+        except Exception:
+            log.exception("on_stop callback %r failed", cb)
+
+
+async def wait_for_signal(stop: Callable[[], Awaitable[None]], stopped: asyncio.Event) -> None:
+    """Until SIGTERM/SIGINT (then ``await stop()``) or until ``stopped`` is set elsewhere.
+
+    One home for the signal handling of every server front (gRPC here, the web's HTTP server)."""
+    loop = asyncio.get_running_loop()
+    received = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def handler(signum: int) -> None:
+        if received.is_set():
+            log.warning("signal %s again: already stopping", signal.Signals(signum).name)
+            return
+        log.info("signal %s: graceful stop", signal.Signals(signum).name)
+        received.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, handler, sig)
+    try:
+        waiters = [asyncio.ensure_future(received.wait()), asyncio.ensure_future(stopped.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            for w in waiters:
+                w.cancel()
+        await stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 _managed_logging = False
@@ -353,4 +365,13 @@ def run(main: Callable[[], Awaitable[None]], *, service: str = "recsys") -> None
         raise SystemExit(130) from None
 
 
-__all__ = ["NOT_SERVING", "SERVING", "HealthServicer", "Server", "run", "server_credentials"]
+__all__ = [
+    "NOT_SERVING",
+    "SERVING",
+    "HealthServicer",
+    "Server",
+    "run",
+    "run_on_stop",
+    "server_credentials",
+    "wait_for_signal",
+]

@@ -21,6 +21,7 @@ import time
 from recsys.catalog.v1 import catalog_pb2_grpc
 from recsys_core.app import App
 from recsys_core.errors import DependencyUnavailable, FailedPrecondition, RecsysError
+from recsys_core.server import Server
 
 from recsys_catalog.embedded import EmbeddedPostgres
 from recsys_catalog.migrate import REQUIRED_SCHEMA_VERSION, migrate
@@ -45,7 +46,7 @@ def pool_config(settings: CatalogSettings, dsn: str | None = None) -> PoolConfig
     )
 
 
-class CatalogServer(App):
+class CatalogServer(App[Server]):
     """The catalog app: ``await start()`` returns the port, ``ready`` is set once SERVING."""
 
     dependency = "PostgreSQL"

@@ -13,6 +13,7 @@ import logging
 from recsys.embedder.v1 import embedder_pb2_grpc
 from recsys_core.app import App
 from recsys_core.errors import RecsysError
+from recsys_core.server import Server
 
 from recsys_embedder.service import EmbedderService, ModelLoader
 from recsys_embedder.servicer import SERVICE_NAME, EmbedderServicer
@@ -43,7 +44,7 @@ def build_service(settings: EmbedderSettings, loader: ModelLoader | None = None)
     )
 
 
-class EmbedderApp(App):
+class EmbedderApp(App[Server]):
     """The embedder app: ``start()`` binds (NOT_SERVING), loads the model, then SERVING; a model
     that cannot load at start fails ``start()`` (there is nothing to serve without one)."""
 

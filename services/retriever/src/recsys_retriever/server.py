@@ -13,6 +13,7 @@ import logging
 
 from recsys.retriever.v1 import retriever_pb2_grpc
 from recsys_core.app import App
+from recsys_core.server import Server
 
 from recsys_retriever.service import IndexConfig, RetrieverService, VectorStore
 from recsys_retriever.servicer import SERVICE_NAME, RetrieverServicer
@@ -57,7 +58,7 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
     )
 
 
-class RetrieverApp(App):
+class RetrieverApp(App[Server]):
     """The retriever app: server + service; health follows Milvus' reachability."""
 
     dependency = "Milvus"
