@@ -26,6 +26,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ import grpc
 import jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from recsys_core import tracing
 from recsys_core.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
 from recsys_core.validation import YEAR_MAX, YEAR_MIN, is_rating
 
@@ -44,6 +46,8 @@ log = logging.getLogger("recsys_web")
 access_log = logging.getLogger("recsys_web.access")
 
 USER_COOKIE = "recsys_demo_user"
+#: paths without an access-log line or a trace span (probes, scrapes, files)
+UNTRACED = ("/static/", "/healthz", "/readyz", "/metrics")
 MAX_PROFILE_IDS = 1000
 RATINGS = (1, 2, 3, 4, 5)
 STRATEGY_LABELS = {
@@ -503,65 +507,88 @@ def _error_page(request: web.Request, view: ErrorView) -> web.Response:
     return render(request, "error.html", status=view.status, title=view.title, error=view)
 
 
+async def _respond(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], rid: str
+) -> web.StreamResponse:
+    """The handler's response, or the error page of what it raised (never an exception)."""
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            response = exc
+        elif exc.status == 404:
+            text = exc.text if exc.text and not exc.text.startswith("404") else "There is no such page."
+            response = _error_page(request, ErrorView(404, "Not found", text))
+        elif exc.status == 405:
+            response = _error_page(request, ErrorView(405, "Not allowed", "That page does not take this."))
+        else:
+            response = _error_page(request, ErrorView(exc.status, exc.reason, exc.text or exc.reason))
+    except BadInput as exc:
+        response = _error_page(request, ErrorView(400, "Please check your input", str(exc)))
+    except GatewayError as exc:
+        view = gateway_error_view(exc)
+        log.log(
+            logging.INFO if view.status < 500 else logging.WARNING,
+            "gateway call failed",
+            extra={"method": exc.method, "grpc_code": exc.code.name, "http_status": view.status},
+        )
+        response = _error_page(request, view)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = _error_page(
+            request,
+            ErrorView(
+                500, "Something broke", "An unexpected error happened on our side.", f"request id {rid}"
+            ),
+        )
+    response.headers["X-Request-ID"] = rid
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    return response
+
+
 @web.middleware
 async def middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Request id (from ``X-Request-ID`` or new, sent on to the gateway), metrics, the access log
+    and, while tracing is on, a SERVER span per page (a child of the caller's ``traceparent``;
+    the gateway calls are its children); probes, scrapes and files get neither log nor span."""
     st = _state(request)
     rid = clean_request_id(request.headers.get("X-Request-ID")) or new_request_id()
     token = set_request_id(rid)
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    response: web.StreamResponse
+    quiet = request.path.startswith(UNTRACED)
+    status = 500  # cancelled
     try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                response = exc
-            elif exc.status == 404:
-                text = exc.text if exc.text and not exc.text.startswith("404") else "There is no such page."
-                response = _error_page(request, ErrorView(404, "Not found", text))
-            elif exc.status == 405:
-                response = _error_page(
-                    request, ErrorView(405, "Not allowed", "That page does not take this.")
-                )
-            else:
-                response = _error_page(request, ErrorView(exc.status, exc.reason, exc.text or exc.reason))
-        except BadInput as exc:
-            response = _error_page(request, ErrorView(400, "Please check your input", str(exc)))
-        except GatewayError as exc:
-            view = gateway_error_view(exc)
-            log.log(
-                logging.INFO if view.status < 500 else logging.WARNING,
-                "gateway call failed",
-                extra={"method": exc.method, "grpc_code": exc.code.name, "http_status": view.status},
+        span_cm = (
+            nullcontext(None)
+            if quiet
+            else tracing.server_span(
+                f"{request.method} {route}",
+                request.headers,
+                {"http.request.method": request.method, "http.route": route, "recsys.request_id": rid},
             )
-            response = _error_page(request, view)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            response = _error_page(
-                request,
-                ErrorView(
-                    500, "Something broke", "An unexpected error happened on our side.", f"request id {rid}"
-                ),
-            )
-        response.headers["X-Request-ID"] = rid
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
+        )
+        with span_cm as span:
+            response = await _respond(request, handler, rid)
+            status = response.status
+            if span is not None:
+                tracing.http_outcome(span, status)
         return response
     finally:
         elapsed = time.perf_counter() - started
-        status = str(getattr(locals().get("response"), "status", 500))
-        st.requests.labels(route=route, method=request.method, status=status).inc()
+        st.requests.labels(route=route, method=request.method, status=str(status)).inc()
         st.latency.labels(route=route).observe(elapsed)
-        if not request.path.startswith(("/static/", "/healthz", "/readyz", "/metrics")):
+        if not quiet:
             access_log.info(
                 "%s %s %s",
                 request.method,
                 request.path,
                 status,
-                extra={"http_status": int(status), "duration_ms": round(elapsed * 1000, 1), "route": route},
+                extra={"http_status": status, "duration_ms": round(elapsed * 1000, 1), "route": route},
             )
         reset_request_id(token)
 

@@ -5,7 +5,8 @@ first (``/healthz`` answers, ``/readyz`` 503), connects to its dependency — th
 on ``grpc.health.v1`` — with the kit's backoff, then turns ready; every
 ``health_check_interval_s`` it checks the gateway again and turns ``/readyz`` 503 while it is not
 SERVING, ready again when it is (no restart). SIGTERM: ``/readyz`` 503, open requests drain
-(``grace_seconds``), then the gateway channel closes.
+(``grace_seconds``), then the gateway channel closes. With ``otlp_endpoint`` set, every page is a
+SERVER span and its gateway calls CLIENT spans of the same trace (``recsys_core.tracing``).
 
 ``HttpServer`` is the front :class:`recsys_core.app.App` drives (start/stop/set_serving/on_stop/
 wait_for_signal), over aiohttp's ``AppRunner``; the page handlers live in ``recsys_web.app``.
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
+from recsys_core import tracing
 from recsys_core.app import App
 from recsys_core.errors import DependencyUnavailable
 from recsys_core.server import run_on_stop, wait_for_signal
@@ -92,6 +94,8 @@ class HttpServer:
                 self._runner._shutdown_timeout = grace  # aiohttp reads it at shutdown
             await self._runner.cleanup()
         await run_on_stop(self._on_stop)
+        if tracing.enabled():
+            await asyncio.to_thread(tracing.flush)
         if self._stopped is not None:
             self._stopped.set()
         log.info("stopped")
@@ -109,6 +113,8 @@ class WebApp(App[HttpServer]):
 
     def __init__(self, settings: RecsysWebSettings, *, gateway: GatewayClient | None = None) -> None:
         self._owned = gateway is None
+        # before the gateway channel opens (it adds the tracing interceptors only when it is on)
+        tracing.setup(settings, "web")
         front = HttpServer(
             create_app(settings, gateway=gateway, ready=lambda: self.server.serving),
             host=settings.host,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from recsys_core.app import DependencyRetry
+from recsys_core.settings import TracingSettings
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class RecsysWebSettings(DependencyRetry):
+class RecsysWebSettings(DependencyRetry, TracingSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_WEB_", extra="forbid")
 
     #: HTTP listen address; the cluster sets 0.0.0.0

@@ -31,7 +31,19 @@ class SettingsError(ValueError):
         self.variables = variables
 
 
-class ServerSettings(BaseSettings):
+class TracingSettings(BaseSettings):
+    """OpenTelemetry tracing (recsys_core.tracing) of a process: every gRPC server through
+    :class:`ServerSettings`, the web directly."""
+
+    #: the OTLP/gRPC collector that receives the spans ("http://otel-collector.monitoring:4317";
+    #: https:// = TLS); empty = tracing off
+    otlp_endpoint: str = ""
+    #: fraction of the traces that start here that are kept (calls whose caller sampled them
+    #: are always traced)
+    trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
+
+
+class ServerSettings(TracingSettings):
     """Settings every gRPC server has (env prefix ``RECSYS_`` here, ``RECSYS_<SVC>_`` in services)."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="forbid")
@@ -58,12 +70,6 @@ class ServerSettings(BaseSettings):
     max_concurrent_rpcs: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
-    #: OpenTelemetry tracing (recsys_core.tracing): the OTLP/gRPC collector that receives the
-    #: spans ("http://otel-collector.monitoring:4317"; https:// = TLS); empty = tracing off
-    otlp_endpoint: str = ""
-    #: fraction of the traces that start here that are kept (calls whose caller sampled them
-    #: are always traced)
-    trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     #: TLS: PEM certificate chain and private key of this server; unset (or empty) = plaintext
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None

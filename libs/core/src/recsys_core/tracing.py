@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -172,6 +173,41 @@ def inject(span: Span) -> Mapping[str, str]:
     return carrier
 
 
+@contextmanager
+def server_span(
+    name: str, carrier: Mapping[str, str], attributes: Mapping[str, str | int]
+) -> Iterator[Span | None]:
+    """A SERVER span for a request that is not a kit gRPC call (the web's HTTP pages), the
+    current span while the block runs (so the calls it makes through ``open_channel`` channels
+    are its children), a child of the W3C ``traceparent`` in ``carrier`` (e.g. HTTP headers).
+    None (and nothing recorded) while tracing is off. The block sets the outcome attributes."""
+    tracer = _tracer
+    if tracer is None or _propagator is None:
+        yield None
+        return
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
+    found = {key: value for key in TRACE_KEYS if (value := carrier.get(key))}
+    parent = _propagator.extract(found) if found else None
+    span = tracer.start_span(name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+def http_outcome(span: Span, status: int) -> None:
+    """``http.response.status_code`` on a :func:`server_span`; 5xx (the server's failure) = ERROR."""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+
+
 def rpc_attributes(method: str) -> dict[str, str]:
     """``rpc.*`` attributes of the full method name ("pkg.Svc/Method")."""
     svc, _, name = method.lstrip("/").rpartition("/")
@@ -199,9 +235,11 @@ __all__ = [
     "extract",
     "finish",
     "flush",
+    "http_outcome",
     "inject",
     "reset",
     "rpc_attributes",
+    "server_span",
     "setup",
     "tracer",
 ]
