@@ -202,3 +202,27 @@ async def test_unreachable_database_at_start_then_serving(pg_admin_dsn: str, dat
     finally:
         await app.stop(0)
         await drop_temp_database(pg_admin_dsn, name)
+
+
+async def test_a_refused_login_is_unavailable_with_the_reason(pg_admin_dsn: str) -> None:
+    """pg_hba.conf / role / password refusal: NOT_SERVING and UNAVAILABLE naming what to check,
+    not an asyncpg error (retried: the operator may fix the server without restarting us)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_admin_dsn)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"recsys_no_such_role:x@{host}" + (f":{parts.port}" if parts.port else "")
+    dsn = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    settings = test_settings(CatalogSettings, dsn=dsn, connect_retry_initial_s=0.1, connect_retry_max_s=0.2)
+    app = CatalogServer(settings)
+    port = await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = catalog_pb2_grpc.CatalogStub(ch)
+            await asyncio.sleep(0.3)
+            assert await health_status(ch, SERVICE_NAME) == NOT_SERVING
+            err = await expect_code(stub.Describe(pb.DescribeRequest()), grpc.StatusCode.UNAVAILABLE)
+            details = err.details() or ""
+            assert "postgresql" in details and "pg_hba.conf" in details, details
+    finally:
+        await app.stop(0)

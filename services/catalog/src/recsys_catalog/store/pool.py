@@ -127,6 +127,12 @@ class PgPool:
             raise _unavailable(exc) from exc
         except asyncpg.InvalidCatalogNameError as exc:
             raise DependencyUnavailable(DEPENDENCY, f"database does not exist: {exc}") from exc
+        except asyncpg.InvalidAuthorizationSpecificationError as exc:  # class 28: incl. passwords
+            raise DependencyUnavailable(
+                DEPENDENCY,
+                f"the server refused this client ({exc}): check the DSN's user and password and the"
+                " server's pg_hba.conf entry for this host, database and sslmode",
+            ) from exc
 
     def refuse(self, why: RecsysError) -> None:
         """Answer every call with ``why`` while the pool is closed (the server's lifecycle says why:
