@@ -77,3 +77,62 @@ async def test_retries_only_idempotent_methods_on_unavailable(kit: Any) -> None:
             await stub.Describe(catalog_pb2.DescribeRequest(), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert toy.calls["Describe"] == 1
+
+
+async def test_request_id_travels_on_streaming_calls_too() -> None:
+    """grpc.aio files an interceptor under one call type only: every type must carry the id."""
+    from recsys_core.logs import reset_request_id, set_request_id
+
+    seen: dict[str, str | None] = {}
+
+    def rid(context: Any) -> str | None:
+        return dict(context.invocation_metadata() or ()).get("x-request-id")
+
+    async def unary_stream(request: bytes, context: Any) -> Any:
+        seen["unary_stream"] = rid(context)
+        yield request
+
+    async def stream_unary(requests: Any, context: Any) -> bytes:
+        seen["stream_unary"] = rid(context)
+        return b"".join([r async for r in requests])
+
+    async def stream_stream(requests: Any, context: Any) -> Any:
+        seen["stream_stream"] = rid(context)
+        async for r in requests:
+            yield r
+
+    async def unary_unary(request: bytes, context: Any) -> bytes:
+        seen["unary_unary"] = rid(context)
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "kit.rid.Calls",
+        {
+            "UU": grpc.unary_unary_rpc_method_handler(unary_unary),
+            "US": grpc.unary_stream_rpc_method_handler(unary_stream),
+            "SU": grpc.stream_unary_rpc_method_handler(stream_unary),
+            "SS": grpc.stream_stream_rpc_method_handler(stream_stream),
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    token = set_request_id("rid-stream-9")
+    try:
+        async with open_channel(f"127.0.0.1:{port}", service="kit.rid.Calls") as ch:
+
+            async def two() -> Any:
+                yield b"a"
+                yield b"b"
+
+            assert await ch.unary_unary("/kit.rid.Calls/UU")(b"x", timeout=5) == b"x"
+            assert [r async for r in ch.unary_stream("/kit.rid.Calls/US")(b"x", timeout=5)] == [b"x"]
+            assert await ch.stream_unary("/kit.rid.Calls/SU")(two(), timeout=5) == b"ab"
+            assert [r async for r in ch.stream_stream("/kit.rid.Calls/SS")(two(), timeout=5)] == [b"a", b"b"]
+    finally:
+        reset_request_id(token)
+        await server.stop(None)
+    assert seen == {
+        k: "rid-stream-9" for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+    }

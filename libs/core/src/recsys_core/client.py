@@ -153,25 +153,39 @@ class _Details:
         )
 
 
-class RequestIdClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Forwards the current request id as ``x-request-id`` (and the deadline, see the module docstring)."""
+class RequestIdClientInterceptor:
+    """Forwards the current request id as ``x-request-id`` (and the deadline, see the module
+    docstring), on every call type.
 
+    grpc.aio files an interceptor under the first of the four interceptor types it is an
+    instance of, so one object serves one call type: :func:`request_id_interceptors` gives one
+    per type (unary/stream requests x responses).
+    """
+
+
+class _RidUnaryUnary(RequestIdClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(_Details.amend(client_call_details), request)
 
+
+class _RidUnaryStream(RequestIdClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(_Details.amend(client_call_details), request)
 
+
+class _RidStreamUnary(RequestIdClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(_Details.amend(client_call_details), request_iterator)
 
+
+class _RidStreamStream(RequestIdClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await continuation(_Details.amend(client_call_details), request_iterator)
+
+
+def request_id_interceptors() -> list[RequestIdClientInterceptor]:
+    """The request-id/deadline client interceptors, one per call type."""
+    return [_RidUnaryUnary(), _RidUnaryStream(), _RidStreamUnary(), _RidStreamStream()]
 
 
 def _with_metadata(details: grpc.aio.ClientCallDetails, extra: Any) -> grpc.aio.ClientCallDetails:
@@ -346,7 +360,7 @@ def open_channel(
     options = channel_options(
         service, idempotent_methods, max_attempts=max_attempts, max_message_bytes=max_message_bytes
     )
-    chain: list[Any] = [RequestIdClientInterceptor()] if request_id_interceptor else []
+    chain: list[Any] = request_id_interceptors() if request_id_interceptor else []
     if tracing.enabled():
         chain.extend(tracing_interceptors())
     interceptors = chain or None
@@ -366,6 +380,7 @@ __all__ = [
     "current_deadline",
     "open_channel",
     "remaining_timeout",
+    "request_id_interceptors",
     "reset_deadline",
     "service_config",
     "set_deadline",
