@@ -18,11 +18,33 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+from prometheus_client import Counter
 from recsys.catalog.v1 import catalog_pb2
 from recsys.common.v1 import common_pb2
 
 #: Default bound of ItemVectors (entries, absent ids included).
 ITEM_VECTORS_MAX = 200_000
+
+LOOKUPS = Counter(
+    "recsys_gateway_cache_lookups",
+    "Ids looked up in the gateway's caches, by cache and result (hit: served from the cache,"
+    " held absent included; miss: fetched from the upstream)",
+    ["cache", "result"],
+)
+
+
+class _Counts:
+    """Pre-bound hit/miss counters of one cache (one ``inc`` per lookup, not per id)."""
+
+    def __init__(self, cache: str) -> None:
+        self.hit = LOOKUPS.labels(cache=cache, result="hit")
+        self.miss = LOOKUPS.labels(cache=cache, result="miss")
+
+    def add(self, asked: int, missing: int) -> None:
+        if asked > missing:
+            self.hit.inc(asked - missing)
+        if missing:
+            self.miss.inc(missing)
 
 
 class ItemVectors:
@@ -32,6 +54,7 @@ class ItemVectors:
         self._max = max_entries
         self._version = ""
         self._vec: dict[int, np.ndarray | None] = {}
+        self._counts = _Counts("item_vectors")
 
     @property
     def version(self) -> str:
@@ -50,13 +73,16 @@ class ItemVectors:
         found: dict[int, np.ndarray] = {}
         missing: list[int] = []
         vec = self._vec
+        asked = 0
         for mid in ids:
+            asked += 1
             if mid in vec:
                 v = vec[mid]
                 if v is not None:
                     found[mid] = v
             else:
                 missing.append(mid)
+        self._counts.add(asked, len(missing))
         return found, missing
 
     def store(
@@ -116,6 +142,7 @@ class MovieMetadata:
         self._clock = clock
         self._version = 0
         self._movies: dict[int, tuple[float, common_pb2.Movie | None]] = {}
+        self._counts = _Counts("movies")
 
     @property
     def version(self) -> int:
@@ -130,15 +157,18 @@ class MovieMetadata:
         found: dict[int, common_pb2.Movie] = {}
         missing: list[int] = []
         if self._max == 0:
-            return found, list(ids)
+            return found, list(ids)  # off: not counted
         oldest = self._clock() - self._ttl
         held = self._movies
+        asked = 0
         for mid in ids:
+            asked += 1
             entry = held.get(mid)
             if entry is None or entry[0] <= oldest:
                 missing.append(mid)
             elif entry[1] is not None:
                 found[mid] = entry[1]
+        self._counts.add(asked, len(missing))
         return found, missing
 
     def lookup_stale(self, ids: Iterable[int]) -> tuple[dict[int, common_pb2.Movie], list[int]]:

@@ -109,3 +109,32 @@ def test_cards_bound_and_off() -> None:
     assert len(off) == 0 and off.lookup([1]) == ({}, [1])
     with pytest.raises(ValueError):
         MovieMetadata(ttl_s=-1)
+
+
+def _count(cache: str, result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "recsys_gateway_cache_lookups_total", {"cache": cache, "result": result}
+    )
+    return value or 0.0
+
+
+def test_hits_and_misses_are_exported_per_cache() -> None:
+    """recsys_gateway_cache_lookups_total{cache,result}: the dashboard's hit-rate panel."""
+    before = {(c, r): _count(c, r) for c in ("item_vectors", "movies") for r in ("hit", "miss")}
+    v = ItemVectors()
+    v.lookup("v1", [1, 2, 3])
+    v.store("v1", [1, 2, 3], [1, 3], _rows([1, 3]))
+    v.lookup("v1", [1, 2, 4])  # 1 hit, 2 hit (held absent), 4 miss
+    m = MovieMetadata(ttl_s=60.0)
+    m.lookup([5, 6])
+    m.store([5, 6], catalog_pb2.GetMoviesResponse(movies=[common_pb2.Movie(movie_id=5)], metadata_version=1))
+    m.lookup([5, 6, 7])
+    delta = {k: _count(*k) - b for k, b in before.items()}
+    assert delta == {
+        ("item_vectors", "hit"): 2,
+        ("item_vectors", "miss"): 4,
+        ("movies", "hit"): 2,
+        ("movies", "miss"): 3,
+    }
