@@ -561,7 +561,147 @@ def _unused(key: str, env: dict[str, str]) -> bool:
     return env.get(other) != value
 
 
+# ---- 7. Triton on one GPU, explicit model control; the release order ----------------------------
+
+
+def _job_commands(objs: list[Manifest], module: str, sub: str) -> list[tuple[Manifest, list[str]]]:
+    """(owner, argv) of every Job/CronJob container running ``python -m module sub``."""
+    out = []
+    for pod in pods(objs):
+        if pod.owner["kind"] not in ("Job", "CronJob"):
+            continue
+        for c in pod.all_containers:
+            argv = [*c.get("command", []), *c.get("args", [])]
+            if argv[:4] == ["python", "-m", module, sub]:
+                out.append((pod.owner, argv))
+    return out
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv and argv.index(name) + 1 < len(argv) else None
+
+
+def triton_serving_errors(objs: list[Manifest], overlay: str | None) -> list[str]:
+    """Triton's rollout works on its GPUs and a new model loads without a restart:
+
+    - one replica: ``strategy: Recreate`` (a RollingUpdate surge pod would wait for a second GPU);
+      two or more: a PodDisruptionBudget selecting them, and no surge beyond them;
+    - ``--model-control-mode=explicit`` with ``--load-model=<the embedder's model>`` (and not
+      ``*``, which would load whatever lies in the repository);
+    - a triton-load step (``python -m recsys_embedder triton-load``) loads that model through
+      Triton's HTTP port (the repository API), and the export writes it first.
+    """
+    errors: list[str] = []
+    tritons = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "triton"]
+    for dep in tritons:
+        where = ident(dep)
+        replicas = int(dep["spec"].get("replicas", 1))
+        strategy = dep["spec"].get("strategy", {})
+        kind = strategy.get("type", "RollingUpdate")
+        if replicas < 2:
+            if kind != "Recreate":
+                errors.append(
+                    f"{where}: {replicas} replica with strategy {kind}: a rollout waits for a second GPU "
+                    "(use Recreate, or 2+ replicas with a PodDisruptionBudget)"
+                )
+        else:
+            labels = dep["spec"]["template"]["metadata"].get("labels", {})
+            pdbs = [
+                o
+                for o in objs
+                if o["kind"] == "PodDisruptionBudget"
+                and ns_of(o) == ns_of(dep)
+                and selects(o["spec"]["selector"], labels)
+            ]
+            if not pdbs:
+                errors.append(f"{where}: {replicas} replicas without a PodDisruptionBudget")
+            surge = str(strategy.get("rollingUpdate", {}).get("maxSurge", "25%"))
+            if kind == "RollingUpdate" and surge not in ("0", "0%"):
+                errors.append(f"{where}: RollingUpdate maxSurge {surge} needs a GPU beyond its replicas")
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        args = [*c.get("command", []), *c.get("args", [])]
+        modes = [a.split("=", 1)[1] for a in args if a.startswith("--model-control-mode=")]
+        loads = [a.split("=", 1)[1] for a in args if a.startswith("--load-model=")]
+        if modes != ["explicit"]:
+            errors.append(f"{where}: --model-control-mode {modes or ['none (default)']}, not explicit")
+        models = {
+            env.get("RECSYS_EMBEDDER_TRITON_MODEL_NAME")
+            for pod in pods(objs)
+            for ec in pod.containers
+            if (env := container_env(objs, ec, overlay)).get("RECSYS_EMBEDDER_BACKEND") == "triton"
+        }
+        for model in sorted(m for m in models if m):
+            if model not in loads:
+                errors.append(f"{where}: --load-model {loads} does not load the embedder's model {model!r}")
+        if "*" in loads:
+            errors.append(f"{where}: --load-model=* loads every model in the repository")
+        exports = _job_commands(objs, "recsys_embedder", "export")
+        if not exports:
+            continue  # the pipeline is not in this rendering
+        http = {
+            int(p["port"])
+            for svc in services(objs)
+            if svc["metadata"]["name"] == "triton"
+            for p in svc["spec"]["ports"]
+            if p.get("name") == "http"
+        }
+        loaders = _job_commands(objs, "recsys_embedder", "triton-load")
+        jobs = [(o, a) for o, a in loaders if o["kind"] == "Job"]
+        if not jobs:
+            errors.append("no triton-load Job: an export is never loaded into Triton")
+        for owner, argv in loaders:
+            model, url = _flag(argv, "--model"), _flag(argv, "--triton") or ""
+            if model not in loads:
+                errors.append(f"{ident(owner)}: triton-load --model {model!r}, Triton loads {loads}")
+            m = re.fullmatch(r"https?://triton(?:\.[a-z0-9.-]+)?:(\d+)/?", url)
+            if not m or int(m[1]) not in http:
+                errors.append(
+                    f"{ident(owner)}: triton-load --triton {url!r} is not Triton's http port {sorted(http)}"
+                )
+        names = {_flag(a, "--name") for _, a in exports}
+        for model in loads:
+            if model not in names:
+                errors.append(f"{where}: loads {model!r}, the export writes {sorted(n or '' for n in names)}")
+    return errors
+
+
+def release_order_errors(objs: list[Manifest]) -> list[str]:
+    """publish never activates (``--no-activate``, Job and CronJob); a separate Job activates the
+    same artifact; where Triton is loaded by the pipeline, that load reads the same artifact."""
+    errors: list[str] = []
+    publishes = _job_commands(objs, "recsys_embedder", "publish")
+    activates = [(o, a) for o, a in _job_commands(objs, "recsys_embedder", "activate") if o["kind"] == "Job"]
+    if not publishes:
+        return errors
+    for owner, argv in publishes:
+        if "--no-activate" not in argv:
+            errors.append(
+                f"{ident(owner)}: publish activates (no --no-activate): before the embedders switched"
+            )
+    if not activates:
+        errors.append("no Job runs `python -m recsys_embedder activate`: a published version is never served")
+    artifacts = {_flag(a, "--artifact") for _, a in publishes}
+    for owner, argv in [*activates, *_job_commands(objs, "recsys_embedder", "triton-load")]:
+        if _flag(argv, "--artifact") not in artifacts:
+            errors.append(
+                f"{ident(owner)}: --artifact {_flag(argv, '--artifact')} is not what publish wrote {artifacts}"
+            )
+    for owner, argv in activates:
+        retrievers = {_flag(a, "--retriever") for _, a in publishes}
+        if _flag(argv, "--retriever") not in retrievers:
+            errors.append(
+                f"{ident(owner)}: activates on {_flag(argv, '--retriever')}, publish wrote to {retrievers}"
+            )
+    return errors
+
+
 # ---- rendering -----------------------------------------------------------------------------------
+
+
+#: components that only make sense after others (their kustomization.yaml says so): rendered on
+#: base with those first, as an overlay must list them (pipeline-triton's triton-load Job calls
+#: the Triton Service, its export writes Triton's claim, its patch extends nightly-retrain).
+REQUIRES = {"pipeline-triton": ("triton", "pipeline")}
 
 
 @pytest.fixture(scope="session")
@@ -570,10 +710,12 @@ def targets(render: Render, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     for comp in COMPONENTS:
         folder = tmp_path_factory.mktemp(f"component-{comp}")
         base = os.path.relpath(K8S / "base", folder)
-        rel = os.path.relpath(K8S / "components" / comp, folder)
+        rels = ", ".join(
+            os.path.relpath(K8S / "components" / c, folder) for c in (*REQUIRES.get(comp, ()), comp)
+        )
         (folder / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"namespace: {NAMESPACE}\nresources: [{base}]\ncomponents: [{rel}]\n"
+            f"namespace: {NAMESPACE}\nresources: [{base}]\ncomponents: [{rels}]\n"
         )
         out[f"component/{comp}"] = Target(f"component/{comp}", render(folder), False, None)
     return out
@@ -587,6 +729,8 @@ CHECKS: dict[str, Callable[[Target], list[str]]] = {
     "triton-model": lambda t: triton_model_errors(t.objs, overlay=t.overlay),
     "volumes": lambda t: volume_errors(t.objs),
     "addresses": lambda t: address_errors(t.objs, t.overlay),
+    "triton-serving": lambda t: triton_serving_errors(t.objs, t.overlay),
+    "release-order": lambda t: release_order_errors(t.objs),
 }
 
 
@@ -759,6 +903,55 @@ def gateway_target_typo(objs: list[Manifest]) -> None:
     )
 
 
+def triton_rolling_update(objs: list[Manifest]) -> None:
+    """(7) Triton back on RollingUpdate with a surge pod: it waits for a second GPU."""
+    _get(objs, "Deployment", "triton")["spec"]["strategy"] = {"type": "RollingUpdate"}
+
+
+def triton_two_replicas_no_pdb(objs: list[Manifest]) -> None:
+    """(7) two Triton replicas, no PodDisruptionBudget."""
+    _get(objs, "Deployment", "triton")["spec"]["replicas"] = 2
+
+
+def triton_control_mode_none(objs: list[Manifest]) -> None:
+    """(7) model control back to none: a new export needs a restart."""
+    c = _container(objs, "Deployment", "triton")
+    c["args"] = ["--model-control-mode=none" if a.startswith("--model-control") else a for a in c["args"]]
+
+
+def triton_loads_another_model(objs: list[Manifest]) -> None:
+    """(7) explicit mode, but the startup load names another model: the embedder's never loads."""
+    c = _container(objs, "Deployment", "triton")
+    c["args"] = ["--load-model=other" if a.startswith("--load-model") else a for a in c["args"]]
+
+
+def triton_load_on_grpc_port(objs: list[Manifest]) -> None:
+    """(7) the triton-load Job speaks HTTP to Triton's gRPC port."""
+    argv = _container(objs, "Job", "triton-load")["command"]
+    argv[argv.index("--triton") + 1] = "http://triton:8001"
+
+
+def no_triton_load_job(objs: list[Manifest]) -> None:
+    """(7) the triton-load Job dropped: exports are never loaded."""
+    objs.remove(_get(objs, "Job", "triton-load"))
+
+
+def publish_activates(objs: list[Manifest]) -> None:
+    """(8) stack-load without --no-activate: the alias moves before the embedders switch."""
+    _container(objs, "Job", "stack-load")["command"].remove("--no-activate")
+
+
+def activate_other_artifact(objs: list[Manifest]) -> None:
+    """(8) stack-activate names another artifact than publish wrote."""
+    argv = _container(objs, "Job", "stack-activate")["command"]
+    argv[argv.index("--artifact") + 1] = "/artifacts/v1"
+
+
+def no_activate_job(objs: list[Manifest]) -> None:
+    """(8) no activate step at all."""
+    objs.remove(_get(objs, "Job", "stack-activate"))
+
+
 @dataclass(frozen=True)
 class Breakage:
     id: str
@@ -877,6 +1070,44 @@ BREAKAGES = [
         gateway_target_typo,
         "no Service 'catalogue' in namespace 'recsys'",
     ),
+    Breakage("7-triton-rolling-update", "overlay/prod", "triton-serving", triton_rolling_update, "Recreate"),
+    Breakage(
+        "7-triton-replicas-without-pdb",
+        "overlay/prod",
+        "triton-serving",
+        triton_two_replicas_no_pdb,
+        "2 replicas without a PodDisruptionBudget",
+    ),
+    Breakage(
+        "7-triton-control-none", "overlay/prod", "triton-serving", triton_control_mode_none, "not explicit"
+    ),
+    Breakage(
+        "7-triton-loads-other-model",
+        "overlay/prod",
+        "triton-serving",
+        triton_loads_another_model,
+        "does not load the embedder's model 'recsys_query'",
+    ),
+    Breakage(
+        "7-triton-load-grpc-port",
+        "overlay/prod",
+        "triton-serving",
+        triton_load_on_grpc_port,
+        "http port [8000]",
+    ),
+    Breakage("7-no-triton-load", "overlay/prod", "triton-serving", no_triton_load_job, "no triton-load Job"),
+    Breakage("8-publish-activates", "overlay/dev", "release-order", publish_activates, "publish activates"),
+    Breakage(
+        "8-publish-activates-prod", "overlay/prod", "release-order", publish_activates, "publish activates"
+    ),
+    Breakage(
+        "8-activate-other-artifact",
+        "overlay/dev",
+        "release-order",
+        activate_other_artifact,
+        "is not what publish",
+    ),
+    Breakage("8-no-activate-job", "overlay/dev", "release-order", no_activate_job, "no Job runs"),
 ]
 
 

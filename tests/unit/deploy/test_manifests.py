@@ -55,9 +55,9 @@ CALLERS: dict[str, set[str]] = {
     "gateway": {EDGE_NS, "web"},
     "web": {EDGE_NS, MONITORING_NS},
     "catalog": {"gateway", "stack-load"},
-    "retriever": {"gateway", "stack-load"},
+    "retriever": {"gateway", "stack-load", "stack-activate"},
     "embedder": {"gateway"},
-    "triton": {"embedder"},
+    "triton": {"embedder"},  # gRPC 8001; HTTP 8000 below
 }
 
 Manifest = dict[str, Any]
@@ -520,10 +520,25 @@ def test_jobs_migrate_and_load(rendered: dict[str, list[Manifest]], overlay: str
         f"dns:///retriever:{GRPC_PORT}",
         "--catalog",
         f"dns:///catalog:{GRPC_PORT}",
+        "--no-activate",  # the strict release order: stack-activate moves the alias, later
     ]
     assert any(m["mountPath"] == "/artifacts" for m in load["volumeMounts"])
     # Created suspended: it runs when the operator resumes it, after copying the artifacts.
     assert load_job["spec"]["suspend"] is True
+    activate_job = find(objs, "Job", "stack-activate")
+    act = activate_job["spec"]["template"]["spec"]["containers"][0]
+    assert act["image"] == load["image"]
+    assert act["command"] == [
+        "python",
+        "-m",
+        "recsys_embedder",
+        "activate",
+        "--artifact",
+        "/artifacts/latest",  # the artifact stack-load published
+        "--retriever",
+        f"dns:///retriever:{GRPC_PORT}",
+    ]
+    assert activate_job["spec"]["suspend"] is True
     for job in (o for o in objs if o["kind"] == "Job"):
         assert job["spec"].get("ttlSecondsAfterFinished") is not None, f"{ident(job)} never cleaned up"
         assert job["spec"]["template"]["spec"]["restartPolicy"] in {"OnFailure", "Never"}
@@ -643,6 +658,8 @@ def test_prod_network_policies_allow_only_the_callers(rendered: dict[str, list[M
     ports = {"triton": 8001, WEB: WEB_PORT}
     for app, callers in CALLERS.items():
         assert allowed_sources(objs, app, ports.get(app, GRPC_PORT)) == callers, app
+    # Triton's HTTP port: inference from the embedder, the repository API from triton-load.
+    assert allowed_sources(objs, "triton", 8000) == {"embedder", "triton-load"}
     # Metrics: only the monitoring namespace; never from other pods.
     for app in SERVICES:
         assert allowed_sources(objs, app, METRICS_PORT) == {MONITORING_NS}

@@ -1,6 +1,9 @@
 """Publish an artifact's movie vectors to the retriever (issue #18: one ordered release).
 
-``python -m recsys_embedder publish --artifact DIR --retriever ADDR --catalog ADDR [--no-activate]``
+``python -m recsys_embedder publish --artifact DIR --retriever ADDR --catalog ADDR [--no-activate]``,
+``python -m recsys_embedder activate --artifact DIR --retriever ADDR`` (the release's last step),
+``python -m recsys_embedder triton-load --triton URL --model NAME --artifact DIR`` (Triton's
+repository API, ``backends/triton_repository.py``)
 (also ``recsys embedder publish`` and, for the local stack, ``recsys stack load``). The embedder
 owns the artifact format, so this is where the movie vectors are read: PinSage's, and the
 two-tower model's when the artifact has one. Each space's vectors go into the retriever version
@@ -150,6 +153,50 @@ async def publish(
     return p
 
 
+class NotPublished(Exception):
+    """activate: the artifact's version is missing or incomplete in the retriever."""
+
+
+async def activate(
+    artifact: str | Path,
+    retriever: str,
+    *,
+    timeout: float = 60.0,  # noqa: ASYNC109 (per-call gRPC deadlines)
+    say: Callable[[str], None] = print,
+) -> PublishPlan:
+    """Move each space's alias to the artifact's version, only if publish wrote it completely.
+
+    The release's last step (after ``publish --no-activate`` and the embedder switch): a version
+    missing in the retriever, or holding fewer vectors than the artifact, is refused before any
+    alias moves, so a failed or skipped publish can never be activated.
+    """
+    p = plan(artifact)
+    async with grpc.aio.insecure_channel(retriever) as channel:
+        stub = retriever_pb2_grpc.RetrieverStub(channel)
+        desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=timeout)
+        todo = []
+        for sv in p.spaces:
+            name = common_pb2.VectorSpace.Name(sv.space)
+            n = len(np.load(sv.ids_file, mmap_mode="r", allow_pickle=False))
+            have = [c for c in desc.collections if c.space == sv.space and c.version == p.version]
+            if not have:
+                raise NotPublished(f"{name} version {p.version} is not in the retriever: run publish first")
+            if have[0].count != n:
+                raise NotPublished(
+                    f"{name} version {p.version} holds {have[0].count} of {n} vectors: run publish again"
+                )
+            todo.append((sv.space, name, have[0].serving))
+        for space, name, serving in todo:
+            if serving:
+                say(f"retriever: {name} version {p.version} already serving")
+                continue
+            await stub.ActivateVersion(
+                retriever_pb2.ActivateVersionRequest(space=space, version=p.version), timeout=timeout
+            )
+            say(f"retriever: {name} version {p.version} serving")
+    return p
+
+
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "publish", help="write an artifact's movie vectors into the retriever (the version of its model)"
@@ -162,6 +209,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(func=_cmd)
+    act = sub.add_parser(
+        "activate", help="serve an artifact's published version (refused unless publish wrote it completely)"
+    )
+    act.add_argument("--artifact", required=True, help="artifact folder, root or `latest` pointer")
+    act.add_argument("--retriever", default="127.0.0.1:50054", help="retriever address")
+    act.add_argument("--timeout", type=float, default=60.0)
+    act.set_defaults(func=_activate_cmd)
+    tl = sub.add_parser(
+        "triton-load",
+        help="(re)load the Triton model through the repository API; check it serves the artifact",
+    )
+    tl.add_argument("--triton", required=True, help="Triton's HTTP address, e.g. http://triton:8000")
+    tl.add_argument("--model", required=True, help="the model's name (RECSYS_EMBEDDER_TRITON_MODEL_NAME)")
+    tl.add_argument("--artifact", required=True, help="the artifact the export was made from")
+    tl.add_argument("--timeout", type=float, default=300.0)
+    tl.set_defaults(func=_triton_load_cmd)
     return p
 
 
@@ -176,4 +239,31 @@ def _cmd(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as exc:
         print(f"publish: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _activate_cmd(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(activate(args.artifact, args.retriever, timeout=args.timeout))
+    except (ArtifactError, NotPublished) as exc:
+        print(f"activate: {exc}", file=sys.stderr)
+        return 1
+    except grpc.aio.AioRpcError as exc:
+        print(f"activate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _triton_load_cmd(args: argparse.Namespace) -> int:
+    from recsys_core.errors import RecsysError
+
+    from recsys_embedder.backends.triton_repository import load_and_check
+
+    try:
+        version = plan(args.artifact).model_version
+        load_and_check(args.triton, args.model, version, timeout_s=args.timeout)
+    except (ArtifactError, RecsysError) as exc:
+        print(f"triton-load: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    print(f"triton: {args.model} serves artifact {version}")
     return 0

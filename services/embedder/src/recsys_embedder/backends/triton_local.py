@@ -52,17 +52,35 @@ def _free_port() -> int:
 class LocalTriton:
     """``with LocalTriton(repo, workdir) as t: t.url`` - a tritonserver on 127.0.0.1 (gRPC only)."""
 
-    def __init__(self, repo: str | Path, workdir: str | Path, *, startup_timeout_s: float = 90.0) -> None:
+    def __init__(
+        self,
+        repo: str | Path,
+        workdir: str | Path,
+        *,
+        startup_timeout_s: float = 90.0,
+        load_models: tuple[str, ...] | None = None,
+        http: bool = False,
+    ) -> None:
+        """``load_models``: ``--model-control-mode=explicit`` with these ``--load-model``s (as the
+        cluster runs it), else ``none`` (every model at start); ``http``: also the HTTP endpoint
+        (``http_url``, the repository API)."""
         self.repo = Path(repo)
         self.workdir = Path(workdir)
         self.startup_timeout_s = startup_timeout_s
+        self.load_models = load_models
+        self.http = http
         self.port = 0
+        self.http_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "tritonserver.log"
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def _backends(self, bundle: Path) -> Path:
         ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -91,6 +109,15 @@ class LocalTriton:
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env.setdefault("OMP_NUM_THREADS", "1")
         self.port = _free_port()
+        if self.load_models is None:
+            control = ["--model-control-mode=none"]
+        else:
+            control = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.load_models)]
+        if self.http:
+            self.http_port = _free_port()
+            http = ["--http-address=127.0.0.1", f"--http-port={self.http_port}"]
+        else:
+            http = ["--allow-http=false"]
         cmd = [
             str(bundle / "bin" / "tritonserver"),
             f"--model-repository={self.repo}",
@@ -98,9 +125,9 @@ class LocalTriton:
             f"--cache-directory={bundle / 'caches'}",
             "--grpc-address=127.0.0.1",
             f"--grpc-port={self.port}",
-            "--allow-http=false",
+            *http,
             "--allow-metrics=false",
-            "--model-control-mode=none",
+            *control,
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--log-verbose=0",
