@@ -33,6 +33,8 @@ def build_service(settings: EmbedderSettings, loader: ModelLoader | None = None)
             triton_url=settings.triton_url,
             triton_model_name=settings.triton_model_name,
             triton_timeout_s=settings.triton_timeout_s,
+            triton_fallback=settings.triton_fallback,
+            triton_check_interval_s=settings.triton_check_interval_s,
         )
     return EmbedderService(
         loader,

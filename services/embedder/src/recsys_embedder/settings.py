@@ -25,6 +25,11 @@ class EmbedderSettings(ServerSettings):
     triton_url: str = "127.0.0.1:8001"
     triton_model_name: str = "recsys_query"
     triton_timeout_s: float = Field(default=10.0, gt=0)
+    #: while Triton is unavailable, answer on the in-process CPU copy of the same artifact
+    #: (gauge recsys_embedder_backend_fallback; backends/fallback.py); false = UNAVAILABLE instead
+    triton_fallback: bool = True
+    #: how often Triton is checked (back? still serving this artifact?); 0 = only calls notice
+    triton_check_interval_s: float = Field(default=5.0, ge=0)
     #: micro-batching: most signals per forward pass. Signals arriving while a batch runs
     #: form the next one; ``batch_max_wait_ms`` > 0 also holds a batch open that long after
     #: its first signal (bigger batches on a fast GPU, at that much added latency)

@@ -122,6 +122,8 @@ class ArtifactLoader:
         triton_url: str = "127.0.0.1:8001",
         triton_model_name: str = "recsys_query",
         triton_timeout_s: float = 10.0,
+        triton_fallback: bool = True,
+        triton_check_interval_s: float = 5.0,
     ) -> None:
         self.artifact_dir = Path(artifact_dir)
         self.backend = backend
@@ -129,6 +131,8 @@ class ArtifactLoader:
         self.triton_url = triton_url
         self.triton_model_name = triton_model_name
         self.triton_timeout_s = triton_timeout_s
+        self.triton_fallback = triton_fallback
+        self.triton_check_interval_s = triton_check_interval_s
 
     def latest_version(self) -> str | None:
         try:
@@ -184,7 +188,20 @@ class ArtifactLoader:
             await model.close()
             raise
         if backend is not reference:
-            await reference.close()
+            if self.triton_fallback:
+                from recsys_embedder.backends.fallback import FallbackQueryBackend
+
+                fb = FallbackQueryBackend(
+                    backend,
+                    reference,
+                    version=meta.version,
+                    dimension=meta.dimension,
+                    check_interval_s=self.triton_check_interval_s,
+                )
+                model.backend = fb
+                fb.start()
+            else:
+                await reference.close()
         return model
 
 

@@ -108,13 +108,13 @@ class LocalTriton:
         )
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env.setdefault("OMP_NUM_THREADS", "1")
-        self.port = _free_port()
+        self.port = self.port or _free_port()  # a restart keeps its ports
         if self.load_models is None:
             control = ["--model-control-mode=none"]
         else:
             control = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.load_models)]
         if self.http:
-            self.http_port = _free_port()
+            self.http_port = self.http_port or _free_port()
             http = ["--http-address=127.0.0.1", f"--http-port={self.http_port}"]
         else:
             http = ["--allow-http=false"]
