@@ -14,6 +14,9 @@ that they fit together, the way a cluster would find out:
   ReadWriteMany claim names its storage class;
 - every service address in the environment or the command line resolves to a rendered Service
   (and one of its ports) or to the documented Milvus release in its own namespace.
+- Triton: one replica with strategy Recreate (or replicas with a PDB, no surge), explicit model
+  control loading the embedder's model, and a triton-load Job on Triton's HTTP port;
+- the release order: publish never activates, a separate Job activates the same artifact.
 
 And for each of the six breakages the audit found green (test_breakage_is_caught): the breakage
 applied to a copy of the rendered objects (or of deploy/) makes its check fail.
