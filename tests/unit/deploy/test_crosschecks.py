@@ -683,8 +683,16 @@ def release_order_errors(objs: list[Manifest]) -> list[str]:
             )
     if not activates:
         errors.append("no Job runs `python -m recsys_embedder activate`: a published version is never served")
+    switches = [(o, a) for o, a in _job_commands(objs, "recsys_embedder", "switch") if o["kind"] == "Job"]
+    if not switches:
+        errors.append(
+            "no Job runs `python -m recsys_embedder switch`: the embedders never take the new model"
+        )
+    for owner, argv in switches:
+        if "--retriever" not in argv:
+            errors.append(f"{ident(owner)}: switch without --retriever: pods may move before publish")
     artifacts = {_flag(a, "--artifact") for _, a in publishes}
-    for owner, argv in [*activates, *_job_commands(objs, "recsys_embedder", "triton-load")]:
+    for owner, argv in [*activates, *switches, *_job_commands(objs, "recsys_embedder", "triton-load")]:
         if _flag(argv, "--artifact") not in artifacts:
             errors.append(
                 f"{ident(owner)}: --artifact {_flag(argv, '--artifact')} is not what publish wrote {artifacts}"
@@ -955,6 +963,19 @@ def no_activate_job(objs: list[Manifest]) -> None:
     objs.remove(_get(objs, "Job", "stack-activate"))
 
 
+def no_switch_job(objs: list[Manifest]) -> None:
+    """(8) no embedder switch: pods keep the old model until someone restarts them."""
+    objs.remove(_get(objs, "Job", "embedder-switch"))
+
+
+def switch_unchecked(objs: list[Manifest]) -> None:
+    """(8) the switch does not check the retriever has the version first."""
+    job = _get(objs, "Job", "embedder-switch")
+    cmd = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    i = cmd.index("--retriever")
+    del cmd[i : i + 2]
+
+
 @dataclass(frozen=True)
 class Breakage:
     id: str
@@ -1111,6 +1132,10 @@ BREAKAGES = [
         "is not what publish",
     ),
     Breakage("8-no-activate-job", "overlay/dev", "release-order", no_activate_job, "no Job runs"),
+    Breakage("8-no-switch-job", "overlay/prod", "release-order", no_switch_job, "embedders never take"),
+    Breakage(
+        "8-switch-unchecked", "overlay/dev", "release-order", switch_unchecked, "switch without --retriever"
+    ),
 ]
 
 

@@ -3,7 +3,9 @@
 ``python -m recsys_embedder publish --artifact DIR --retriever ADDR --catalog ADDR [--no-activate]``,
 ``python -m recsys_embedder activate --artifact DIR --retriever ADDR`` (the release's last step),
 ``python -m recsys_embedder triton-load --triton URL --model NAME --artifact DIR`` (Triton's
-repository API, ``backends/triton_repository.py``)
+repository API, ``backends/triton_repository.py``),
+``python -m recsys_embedder switch --artifact DIR --embedders dns:///embedder-pods:50051
+[--retriever ADDR]`` (every embedder pod ``Reload``-s the artifact's version, hot)
 (also ``recsys embedder publish`` and, for the local stack, ``recsys stack load``). The embedder
 owns the artifact format, so this is where the movie vectors are read: PinSage's, and the
 two-tower model's when the artifact has one. Each space's vectors go into the retriever version
@@ -25,6 +27,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -173,19 +176,7 @@ async def activate(
     p = plan(artifact)
     async with grpc.aio.insecure_channel(retriever) as channel:
         stub = retriever_pb2_grpc.RetrieverStub(channel)
-        desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=timeout)
-        todo = []
-        for sv in p.spaces:
-            name = common_pb2.VectorSpace.Name(sv.space)
-            n = len(np.load(sv.ids_file, mmap_mode="r", allow_pickle=False))
-            have = [c for c in desc.collections if c.space == sv.space and c.version == p.version]
-            if not have:
-                raise NotPublished(f"{name} version {p.version} is not in the retriever: run publish first")
-            if have[0].count != n:
-                raise NotPublished(
-                    f"{name} version {p.version} holds {have[0].count} of {n} vectors: run publish again"
-                )
-            todo.append((sv.space, name, have[0].serving))
+        todo = await _published(stub, p, timeout)
         for space, name, serving in todo:
             if serving:
                 say(f"retriever: {name} version {p.version} already serving")
@@ -195,6 +186,99 @@ async def activate(
             )
             say(f"retriever: {name} version {p.version} serving")
     return p
+
+
+class SwitchFailed(Exception):
+    """switch: no pod found, or some pods did not end on the artifact's version."""
+
+
+def pod_targets(address: str, resolve: Callable[[str, int], list[str]] | None = None) -> list[str]:
+    """Every ``ip:port`` behind ``address`` (``dns:///name:port`` or ``name:port``): the pods of a
+    headless Service (one A record per ready pod), or the address itself for an IP."""
+    host_port = address.removeprefix("dns:///").removeprefix("dns:")
+    host, sep, port_s = host_port.rpartition(":")
+    if not sep or not port_s.isdigit():
+        raise SwitchFailed(f"{address!r}: want host:port or dns:///host:port")
+    return [f"{ip}:{port_s}" for ip in (resolve or _resolve)(host.strip("[]"), int(port_s))]
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SwitchFailed(f"cannot resolve {host}: {exc}") from exc
+    ips = sorted({str(info[4][0]) for info in infos})
+    return [f"[{ip}]" if ":" in ip else ip for ip in ips]
+
+
+async def switch(
+    artifact: str | Path,
+    embedders: list[str],
+    *,
+    retriever: str | None = None,
+    timeout: float = 120.0,  # noqa: ASYNC109 (per-call gRPC deadlines)
+    say: Callable[[str], None] = print,
+    resolve: Callable[[str, int], list[str]] | None = None,
+) -> list[str]:
+    """Hot-switch every embedder pod to the artifact's version (``Reload``), then check each
+    answers with it; returns the pods switched.
+
+    The release step between publish and activate. With ``retriever``, refused before any pod
+    reloads unless the version's vectors are published completely (a switched embedder would
+    otherwise search a version the retriever lacks). Pods reload concurrently; a pod that fails
+    is named, the others keep the new model (run it again, or with the old artifact to roll
+    back)."""
+    from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
+
+    p = plan(artifact)
+    if retriever is not None:
+        async with grpc.aio.insecure_channel(retriever) as channel:
+            await _published(retriever_pb2_grpc.RetrieverStub(channel), p, timeout)
+    targets = [t for address in embedders for t in pod_targets(address, resolve)]
+    if not targets:
+        raise SwitchFailed(f"no embedder pods behind {', '.join(embedders)}")
+
+    async def one(target: str) -> str | None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = embedder_pb2_grpc.EmbedderStub(channel)
+            try:
+                await stub.Reload(embedder_pb2.ReloadRequest(version=p.model_version), timeout=timeout)
+                info = await stub.ModelInfo(embedder_pb2.ModelInfoRequest(), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                return f"{target}: {exc.code().name}: {exc.details()}"
+        if info.version != p.model_version:
+            return f"{target}: serves {info.version}, not {p.model_version}"
+        say(f"embedder {target}: serving {p.model_version}")
+        return None
+
+    failures = [f for f in await asyncio.gather(*(one(t) for t in targets)) if f]
+    if failures:
+        raise SwitchFailed(f"{len(failures)} of {len(targets)} pods not switched: " + "; ".join(failures))
+    return targets
+
+
+async def _published(
+    stub: retriever_pb2_grpc.RetrieverStub,
+    p: PublishPlan,
+    timeout: float,  # noqa: ASYNC109 (a per-call gRPC deadline)
+) -> list[Any]:
+    """Each space of ``p`` with its retriever collection; NotPublished unless all are complete."""
+    desc = await stub.Describe(retriever_pb2.DescribeRequest(), timeout=timeout)
+    todo = []
+    for sv in p.spaces:
+        name = common_pb2.VectorSpace.Name(sv.space)
+        n = len(np.load(sv.ids_file, mmap_mode="r", allow_pickle=False))
+        have = [c for c in desc.collections if c.space == sv.space and c.version == p.version]
+        if not have:
+            raise NotPublished(f"{name} version {p.version} is not in the retriever: run publish first")
+        if have[0].count != n:
+            raise NotPublished(
+                f"{name} version {p.version} holds {have[0].count} of {n} vectors: run publish again"
+            )
+        todo.append((sv.space, name, have[0].serving))
+    return todo
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -225,6 +309,20 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tl.add_argument("--artifact", required=True, help="the artifact the export was made from")
     tl.add_argument("--timeout", type=float, default=300.0)
     tl.set_defaults(func=_triton_load_cmd)
+    sw = sub.add_parser(
+        "switch",
+        help="hot-switch every embedder pod to an artifact's version (Reload), refused unless published",
+    )
+    sw.add_argument("--artifact", required=True, help="artifact folder, root or `latest` pointer")
+    sw.add_argument(
+        "--embedders",
+        action="append",
+        required=True,
+        help="pods: a headless Service (dns:///embedder-pods:50051, every ready pod) or host:port; repeat",
+    )
+    sw.add_argument("--retriever", default=None, help="check the version is published here first")
+    sw.add_argument("--timeout", type=float, default=120.0)
+    sw.set_defaults(func=_switch_cmd)
     return p
 
 
@@ -251,6 +349,21 @@ def _activate_cmd(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as exc:
         print(f"activate: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _switch_cmd(args: argparse.Namespace) -> int:
+    try:
+        pods = asyncio.run(
+            switch(args.artifact, args.embedders, retriever=args.retriever, timeout=args.timeout)
+        )
+    except (ArtifactError, NotPublished, SwitchFailed) as exc:
+        print(f"switch: {exc}", file=sys.stderr)
+        return 1
+    except grpc.aio.AioRpcError as exc:
+        print(f"switch: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(f"switched {len(pods)} embedder pods")
     return 0
 
 
