@@ -4,7 +4,7 @@
 SimilarMovies makes on its hot path (one user's history, one query vector, one search, the
 metadata of its hits) are merged with the same calls of the other requests in flight into the
 upstreams' batch RPCs (``GetUserHistories``, ``EmbedQuery`` with many signals, ``Search`` with
-many queries, one ``GetMovies``), with ``recsys_core.coalesce.Coalescer``: an idle gateway sends
+many queries, one ``GetMovies``), with ``recsys_core.batching.Batcher``: an idle gateway sends
 every call at once, a busy one sends what queued while its ``max_in_flight`` calls per hop were
 out (at most ``max_items`` items a call). Every other call passes straight through.
 
@@ -33,8 +33,8 @@ import grpc
 from recsys.catalog.v1 import catalog_pb2
 from recsys.embedder.v1 import embedder_pb2
 from recsys.retriever.v1 import retriever_pb2
+from recsys_core.batching import Batcher
 from recsys_core.client import current_deadline, reset_deadline, set_deadline_at
-from recsys_core.coalesce import Coalescer
 from recsys_core.errors import UpstreamError
 
 from . import hops
@@ -96,20 +96,20 @@ class BatchingUpstreams:
         self._in = inner
         self._budget = budget
         n, f = max_items, max_in_flight
-        self.histories: Coalescer[HistoryKey, catalog_pb2.GetUserHistoryRequest, object] = Coalescer(
+        self.histories: Batcher[HistoryKey, catalog_pb2.GetUserHistoryRequest, object] = Batcher(
             self._run_histories, max_items=n, max_in_flight=f
         )
-        self.queries: Coalescer[None, embedder_pb2.QuerySignal, object] = Coalescer(
+        self.queries: Batcher[None, embedder_pb2.QuerySignal, object] = Batcher(
             self._run_queries, max_items=n, max_in_flight=f
         )
-        self.searches: Coalescer[tuple[int, int, bytes, str], retriever_pb2.SearchQuery, object] = Coalescer(
+        self.searches: Batcher[tuple[int, int, bytes, str], retriever_pb2.SearchQuery, object] = Batcher(
             self._run_searches,
             max_items=n,
             max_in_flight=f,
             weight=lambda q: len(q.exclude_ids),
             max_weight=MAX_BATCH_EXCLUDE_IDS,
         )
-        self.movies: Coalescer[None, list[int], object] = Coalescer(
+        self.movies: Batcher[None, list[int], object] = Batcher(
             self._run_movies, max_items=n, max_in_flight=f, weight=len, max_weight=MAX_BATCH_MOVIES
         )
 
@@ -137,13 +137,13 @@ class BatchingUpstreams:
     async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse:
         return await self._in.embed_items(req)
 
-    async def _submit(self, upstream: str, coalescer: Coalescer, key: object, item: object) -> object:
+    async def _submit(self, upstream: str, batcher: Batcher, key: object, item: object) -> object:
         started = time.monotonic()
         try:
             if self._budget is None:
-                result = await coalescer.submit(key, item, current_deadline())
+                result = await batcher.submit(key, item, current_deadline())
             else:
-                result = await self._within_budget(upstream, coalescer.submit(key, item, current_deadline()))
+                result = await self._within_budget(upstream, batcher.submit(key, item, current_deadline()))
         finally:
             hops.record(upstream, time.monotonic() - started)
         if isinstance(result, Exception):

@@ -1,4 +1,5 @@
-"""Micro-batcher: merging, size and time bounds, error propagation, cancellation."""
+"""The retriever's micro-batching (``RetrieverService`` on recsys_core.batching): merging, size and
+time bounds, error propagation, cancellation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Hashable
 
 import numpy as np
 import pytest
-from recsys_retriever.batcher import Batcher
+from recsys_retriever.service import RawHits, RetrieverService
 
 
 class Recorder:
@@ -29,13 +30,54 @@ def rows(*values: float) -> np.ndarray:
     return np.array([[v, 0.0] for v in values], dtype=np.float32)
 
 
+class _NoStore:
+    async def close(self) -> None:
+        pass
+
+
+class Batcher:
+    """The retriever's batching of searches, as ``RetrieverService`` configures it (the Milvus call
+    replaced by ``run``); ``idle_send`` is on in the service and off here unless asked for."""
+
+    def __init__(
+        self,
+        run: Recorder,
+        max_size: int,
+        max_wait_s: float,
+        max_inflight: int = 0,
+        *,
+        idle_send: bool = False,
+    ) -> None:
+        self.svc = RetrieverService(
+            _NoStore(),  # type: ignore[arg-type]  # searches go to ``run``
+            batch_max_size=max_size,
+            batch_max_wait_s=max_wait_s,
+            batch_max_inflight=max_inflight,
+        )
+        assert self.svc.batcher.idle_send
+        self.svc.batcher.idle_send = idle_send
+
+        async def search(key: object, vectors: np.ndarray) -> list[RawHits]:
+            return await run(key, vectors)  # type: ignore[return-value]
+
+        self.svc._run_batch = search  # type: ignore[assignment,method-assign]
+        self.stats = self.svc.batcher.stats
+        self.enabled = self.svc.batching
+
+    async def submit(self, key: Hashable, vectors: np.ndarray) -> list[float]:
+        return await self.svc._search_rows(key, vectors)  # type: ignore[arg-type,return-value]
+
+    async def aclose(self) -> None:
+        await self.svc.close()
+
+
 async def test_concurrent_requests_with_the_same_key_share_one_call() -> None:
     rec = Recorder()
     b: Batcher[float] = Batcher(rec, max_size=64, max_wait_s=0.05)
     out = await asyncio.gather(*(b.submit("k", rows(i, i + 0.5)) for i in range(10)))
     assert out == [[float(i), i + 0.5] for i in range(10)]
     assert rec.calls == [("k", 20)]
-    assert b.stats.calls == 1 and b.stats.queries == 20 and b.stats.requests == 10
+    assert b.stats.batches == 1 and b.stats.weight == 20 and b.stats.submitted == 10
 
 
 async def test_different_keys_are_never_merged() -> None:
@@ -165,7 +207,7 @@ async def test_idle_send_sends_a_lone_request_at_once_and_batches_behind_a_call_
     rec.gate.set()
     assert await first == [0.0]
     assert [await r for r in rest] == [[1.0], [2.0], [3.0], [4.0]]
-    assert b2.stats.calls == 2 and b2.stats.requests == 5
+    assert b2.stats.batches == 2 and b2.stats.submitted == 5
 
 
 async def test_without_idle_send_a_lone_request_waits_for_the_timer() -> None:

@@ -29,7 +29,7 @@ def test_a_server_uri_from_the_environment_defaults_to_hnsw(monkeypatch: pytest.
     assert not s.is_lite and s.resolved_index_type == "HNSW"
     assert s.milvus_token is not None and "Milvus" not in repr(s)
     svc = build_service(s)
-    assert svc.index.index_type == "HNSW" and not svc.batcher.enabled
+    assert svc.index.index_type == "HNSW" and not svc.batching
 
 
 def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

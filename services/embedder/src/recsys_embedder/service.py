@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from recsys_core.batching import Batcher, BatcherClosed, BatchFn, QueueFull
 from recsys_core.demographics import age_bracket, normalise_occupation, occupation_candidates
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_core.validation import RATING_MAX, RATING_MIN, check_genre_names, check_year, quote
 
 from recsys_embedder.backends.base import USER_FORMS, LoadedModel, ModelMeta, NewMovie, QueryInput, pad_batch
-from recsys_embedder.batcher import BatcherClosed, MicroBatcher, QueueFull
 from recsys_embedder.signals import effective_ratings, event_order
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class ModelLoader(Protocol):
 
 
 class _Slot:
-    def __init__(self, model: LoadedModel, batcher: MicroBatcher[QueryInput, np.ndarray]) -> None:
+    def __init__(self, model: LoadedModel, batcher: Batcher[None, QueryInput, np.ndarray]) -> None:
         self.model = model
         self.batcher = batcher
         self.users = 0
@@ -191,7 +191,7 @@ class _Slot:
         if self.users == 0:
             self.idle.set()
         await self.idle.wait()
-        await self.batcher.close()
+        await self.batcher.aclose()
         await self.model.close()
 
 
@@ -235,13 +235,7 @@ class EmbedderService:
                 raise FailedPrecondition("the embedder is shutting down")
             model = await self._loader.load(version)
             size, wait, queue, conc = self._batch
-            batcher: MicroBatcher[QueryInput, np.ndarray] = MicroBatcher(
-                functools.partial(_run_batch, model),
-                max_size=size,
-                max_wait_ms=wait,
-                max_queue=queue,
-                max_concurrency=conc,
-            )
+            batcher = new_batcher(functools.partial(_run_batch, model), size, wait, queue, conc)
             old, self._slot = self._slot, _Slot(model, batcher)
             self._pinned_version = version
             if old is not None:
@@ -384,11 +378,11 @@ class EmbedderService:
                 results[k] = QueryResult(np.zeros(0, np.float32), PINSAGE, unknown, form)
             if pending:
                 try:
-                    vectors = await slot.batcher.submit_many([p.query for p in pending])
+                    vectors = await slot.batcher.submit_many(None, [p.query for p in pending])
                 except QueueFull as exc:
                     raise ResourceExhausted(f"embedder busy: {exc}") from exc
                 except BatcherClosed as exc:  # cannot happen for a slot in use; be safe
-                    raise FailedPrecondition(str(exc)) from exc
+                    raise FailedPrecondition("the model is being unloaded") from exc
                 for p, vec in zip(pending, vectors, strict=True):
                     if p.blend is not None:
                         vec = _blend(vec, p.query, p.blend.alpha, p.blend.prior, p.blend.dislike, m.meta)
@@ -521,7 +515,33 @@ class EmbedderService:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-async def _run_batch(model: LoadedModel, items: list[QueryInput]) -> list[np.ndarray]:
+def new_batcher(
+    run: BatchFn[None, QueryInput, np.ndarray],
+    max_size: int,
+    max_wait_ms: float,
+    max_queue: int,
+    max_concurrency: int,
+) -> Batcher[None, QueryInput, np.ndarray]:
+    """The micro-batcher of one model: signals of concurrent calls (those the server started in the
+    same event-loop step together) form one forward pass of at most ``max_size``; while
+    ``max_concurrency`` passes run, later signals queue and form the next one as soon as a pass
+    ends, so batches grow with the load. ``max_wait_ms`` > 0 also holds a batch open that long
+    after its first signal (unless it is full). More than ``max_queue`` signals waiting:
+    QueueFull."""
+    return Batcher(
+        run,
+        max_items=max_size,
+        max_in_flight=max_concurrency,
+        max_wait_s=max_wait_ms / 1000.0,
+        defer_send=True,
+        keep_cancelled=True,
+        max_queue=max_queue,
+    )
+
+
+async def _run_batch(
+    model: LoadedModel, key: None, items: list[QueryInput], deadlines: list[float | None]
+) -> list[np.ndarray]:
     """One forward pass of the query network for a micro-batch; one vector per item."""
     out = await model.backend.embed_queries(pad_batch(items))
     return [np.asarray(out[k], dtype=np.float32) for k in range(len(items))]

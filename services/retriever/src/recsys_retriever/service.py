@@ -31,15 +31,14 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
+from recsys_core.batching import Batcher
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_core.validation import MAX_GENRES, check_genre_names, check_year, check_year_range, quote
-
-from recsys_retriever.batcher import Batcher
 
 SPACES = ("pinsage", "two_tower")
 DEFAULT_SPACE = "pinsage"
@@ -79,6 +78,10 @@ class RawHits:
 
     ids: np.ndarray  # int64
     scores: np.ndarray  # float32
+
+
+#: what one merged Milvus call shares: (collection, filter expression, limit, index)
+SearchKey = tuple[str, str, int, IndexConfig]
 
 
 @dataclass
@@ -264,8 +267,23 @@ class RetrieverService:
         self.upsert_max_items = upsert_max_items
         self.drop_wait_s = drop_wait_s
         self.max_limit = max_limit
-        self.batcher: Batcher[RawHits] = Batcher(
-            self._run_batch, batch_max_size, batch_max_wait_s, batch_max_inflight, idle_send=True
+        #: batching off (every search sent at once) when the wait is 0 or a batch holds one query
+        self.batching = batch_max_wait_s > 0 and batch_max_size > 1
+        self.batch_max_size = batch_max_size
+        # Concurrent searches of one (collection, filter, limit, index) merge into one Milvus call:
+        # a lone search leaves at once; behind a call in flight a batch leaves batch_max_wait_s
+        # after its first search, or when full (batch_max_size queries: full batches go first),
+        # once one of batch_max_inflight calls (0 = no limit) is free. A search is never split.
+        self.batcher: Batcher[SearchKey, np.ndarray, list[RawHits]] = Batcher(
+            self._run_merged,
+            max_items=batch_max_size,
+            max_in_flight=batch_max_inflight or None,
+            max_wait_s=batch_max_wait_s,
+            idle_send=True,
+            weight=len,
+            max_weight=batch_max_size,
+            full_first=True,
+            keep_cancelled=True,
         )
         self._serving: dict[str, tuple[str | None, float]] = {}
         self._meta: dict[str, CollectionStats] = {}
@@ -302,7 +320,7 @@ class RetrieverService:
         await self.store.ping()
 
     async def close(self) -> None:
-        await self.batcher.aclose()
+        await self.batcher.aclose(at_once=True)
         await self.store.close()
 
     # -------------------------------------------------------------- lookups
@@ -356,9 +374,29 @@ class RetrieverService:
         )
 
     # -------------------------------------------------------------- search
-    async def _run_batch(self, key: Hashable, vectors: np.ndarray) -> list[RawHits]:
-        collection, expr, limit, index = cast(tuple[str, str, int, IndexConfig], key)
+    async def _run_batch(self, key: SearchKey, vectors: np.ndarray) -> list[RawHits]:
+        collection, expr, limit, index = key
         return await self.store.search(collection, vectors, limit, expr, index)
+
+    async def _run_merged(
+        self, key: SearchKey, parts: list[np.ndarray], deadlines: list[float | None]
+    ) -> list[list[RawHits]]:
+        """One Milvus call for the searches of a batch; each search's hits back, in order."""
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        hits = await self._run_batch(key, stacked)
+        out: list[list[RawHits]] = []
+        offset = 0
+        for p in parts:
+            out.append(hits[offset : offset + len(p)])
+            offset += len(p)
+        return out
+
+    async def _search_rows(self, key: SearchKey, vectors: np.ndarray) -> list[RawHits]:
+        """Search ``vectors`` (n, d) under ``key``, merged with concurrent searches; a search of
+        batch_max_size queries or more (or any, with batching off) is sent at once, alone."""
+        if not self.batching or len(vectors) >= self.batch_max_size:
+            return await self._run_batch(key, vectors)
+        return await self.batcher.submit(key, vectors)
 
     async def search(
         self,
@@ -414,7 +452,7 @@ class RetrieverService:
             # cost ~3 ms more than k at 1,682 vectors), instead of k + overfetch to drop from.
             not_in = f"movie_id not in {json.dumps([int(x) for x in ex0])}"
             full = f"({expr}) and {not_in}" if expr else not_in
-            (hits,) = await self.batcher.submit((collection, full, k, index), matrix)
+            (hits,) = await self._search_rows((collection, full, k, index), matrix)
             keep = ~np.isin(hits.ids, ex0)  # exact already; kept as a guard
             return [_top(hits.ids[keep], hits.scores[keep], k)]
         # k plus the query's exclusions rounded up to a power of two (capped at exclude_overfetch):
@@ -428,7 +466,7 @@ class RetrieverService:
         raw: list[RawHits | None] = [None] * len(excludes)
 
         async def one(lim: int, rows: list[int]) -> None:
-            hits = await self.batcher.submit((collection, expr, lim, index), matrix[rows])
+            hits = await self._search_rows((collection, expr, lim, index), matrix[rows])
             for r, h in zip(rows, hits, strict=True):
                 raw[r] = h
 

@@ -43,7 +43,7 @@ class RetrieverSettings(DependencySettings):
     hnsw_ef_construction: int = Field(default=200, ge=1)
     #: HNSW search breadth (raised to the search limit when smaller)
     search_ef: int = Field(default=128, ge=1)
-    #: micro-batching of concurrent searches (see batcher.py); wait 0 = off
+    #: micro-batching of concurrent searches (see service.py); wait 0 = off
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     #: merged Milvus calls running at once (0 = no limit); while all run, due batches keep growing
