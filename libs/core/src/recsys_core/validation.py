@@ -55,6 +55,9 @@ MAX_GENRES = 32
 GENRE_SEP = "\x1f"
 #: SearchMovies' query, counted after whitespace is collapsed and trimmed
 QUERY_MAX_CHARS = 200
+#: how many similar movies (graph neighbours) a new movie may name: the catalog's AddMovies and
+#: the embedder's EmbedNewMovie (whose service.py still holds its own copy, equal to this)
+MAX_NEIGHBOURS = 50
 #: the rating scale (MovieLens): RATING_MIN..RATING_MAX in steps of RATING_STEP; 0 in a signal
 #: means "no rating given" where a request allows that
 RATING_MIN, RATING_MAX, RATING_STEP = 0.5, 5.0, 0.5
@@ -189,6 +192,7 @@ __all__ = [
     "GENRE_NAME_RE",
     "GENRE_SEP",
     "MAX_GENRES",
+    "MAX_NEIGHBOURS",
     "NANOS_MAX",
     "QUERY_MAX_CHARS",
     "QUOTE_MAX_CHARS",

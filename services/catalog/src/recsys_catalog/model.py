@@ -126,3 +126,29 @@ class UnknownUsers(Exception):
     def __init__(self, user_ids: list[int]) -> None:
         super().__init__(f"unknown user ids: {user_ids[:10]}")
         self.user_ids = user_ids
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMovie:
+    """A movie staged by AddMovies (not listed yet) with the ids of movies like it and the
+    revision its staging got (0 = not staged yet)."""
+
+    movie: Movie
+    similar_ids: tuple[int, ...] = ()
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AddedMovie:
+    movie_id: int
+    inserted: bool
+    inductive: bool
+    unknown_similar_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    movies: list[AddedMovie]
+    model_version: str
+    vector_version: str
+    pending: int

@@ -29,6 +29,7 @@ from recsys_catalog.service import CatalogService
 from recsys_catalog.servicer import SERVICE_NAME, CatalogServicer
 from recsys_catalog.settings import CatalogSettings
 from recsys_catalog.store import PgStore, PoolConfig
+from recsys_catalog.vectors import GrpcVectorPipeline
 
 log = logging.getLogger("recsys.catalog")
 
@@ -56,8 +57,17 @@ class CatalogServer(App[Server]):
         self.settings: CatalogSettings = settings
         self.embedded = EmbeddedPostgres(settings.data_dir) if settings.embedded else None
         self.store = PgStore(pool_config(settings))
+        # AddMovies' embedder and retriever clients: both targets, or none (AddMovies refused)
+        self.vectors = (
+            GrpcVectorPipeline(
+                settings.embedder_target, settings.retriever_target, timeout_s=settings.upstream_timeout_s
+            )
+            if settings.embedder_target and settings.retriever_target
+            else None
+        )
         self.service = CatalogService(
             self.store,
+            vectors=self.vectors,
             bayes_prior_weight=settings.bayes_prior_weight,
             recent_half_life_days=settings.recent_half_life_days,
         )
@@ -138,6 +148,8 @@ class CatalogServer(App[Server]):
             raise DependencyUnavailable("postgresql", "database unreachable")
 
     async def close(self) -> None:
+        if self.vectors is not None:
+            await self.vectors.close()
         await self.store.close()
         if self.embedded is not None:
             await self.embedded.stop()

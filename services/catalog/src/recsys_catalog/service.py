@@ -11,12 +11,22 @@ import datetime as dt
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 
-from recsys_core.errors import InvalidArgument, NotFound
+from recsys_core.errors import (
+    DeadlineExceeded,
+    DependencyUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RecsysError,
+    UpstreamError,
+)
 from recsys_core.validation import (
     MAX_GENRES,
+    MAX_NEIGHBOURS,
     RATING_MAX,
     RATING_MIN,
     RATING_STEP,
@@ -29,11 +39,14 @@ from recsys_core.validation import (
 )
 
 from recsys_catalog.model import (
+    AddedMovie,
+    AddResult,
     CatalogInfo,
     ColumnHistory,
     History,
     Movie,
     MovieFilter,
+    PendingMovie,
     Rating,
     RecordResult,
     SearchHit,
@@ -61,6 +74,10 @@ MAX_UPSERT = 1000
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 MAX_TITLE_CHARS = 500
+#: movies per AddMovies call (each is one EmbedNewMovie call when the model does not know it)
+MAX_ADD = 100
+#: what a failed AddMovies tells the caller to do
+RETRY_HINT = "call AddMovies again with the same movies, or run `recsys movies retry-pending`"
 FUTURE_SLACK = dt.timedelta(minutes=5)
 CACHE_TTL_S = 30.0
 #: Half-lives whose RECENT scores are cached at once (requests may name any).
@@ -105,6 +122,40 @@ class CatalogStore(Protocol):
         self, events: Sequence[Rating], create_missing_users: bool
     ) -> tuple[set[tuple[int, int]], list[int]]: ...
     async def describe(self) -> CatalogInfo: ...
+    # AddMovies (the staging table of migrations/0004_pending_movies.sql)
+    async def listed_movie_ids(self, movie_ids: Sequence[int]) -> set[int]: ...
+    async def stage_movies(self, pending: Sequence[PendingMovie]) -> list[PendingMovie]: ...
+    async def pending_movies(self, limit: int) -> list[PendingMovie]: ...
+    async def promote_movies(self, staged: Sequence[PendingMovie]) -> dict[int, bool]: ...
+    async def pending_failed(self, movie_ids: Sequence[int], error: str) -> None: ...
+    async def count_pending(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MovieVector:
+    """A staged movie's vector from the embedder: its trained one (``inductive`` False) or
+    EmbedNewMovie's, with the similar ids the model did not know."""
+
+    movie_id: int
+    values: tuple[float, ...]
+    inductive: bool
+    unknown_similar_ids: tuple[int, ...] = ()
+
+
+class VectorPipeline(Protocol):
+    """The embedder and the retriever as AddMovies needs them (``vectors.GrpcVectorPipeline``
+    in production, a fake in unit tests). Failures are domain errors: DependencyUnavailable
+    (down, timed out), FailedPrecondition (no retriever version for the model, ...)."""
+
+    async def embed(self, movies: Sequence[PendingMovie]) -> tuple[str, list[MovieVector]]:
+        """The model version and one vector per movie, in order."""
+        ...
+
+    async def upsert(
+        self, model_version: str, movies: Sequence[PendingMovie], vectors: Sequence[MovieVector]
+    ) -> str:
+        """Write the vectors into the retriever's version of ``model_version``; that version."""
+        ...
 
 
 H = TypeVar("H", History, ColumnHistory)
@@ -161,6 +212,49 @@ def _valid_url(url: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
+def _clean_movie(m: Movie, f: str, seen: set[int]) -> Movie:
+    """``m`` checked (``f`` names it in errors; ``seen`` catches a repeated id) and trimmed."""
+    if m.movie_id <= 0:
+        raise InvalidArgument(f"{f}.movie_id: must be > 0", field=f"{f}.movie_id")
+    if m.movie_id in seen:
+        raise InvalidArgument(f"{f}.movie_id: {m.movie_id} appears twice", field=f"{f}.movie_id")
+    seen.add(m.movie_id)
+    title = m.title.strip()
+    if not title or len(title) > MAX_TITLE_CHARS or "\x00" in title:
+        raise InvalidArgument(f"{f}.title: 1..{MAX_TITLE_CHARS} characters", field=f"{f}.title")
+    if m.year is not None:
+        check_year(m.year, f"{f}.year")
+    genres = check_genre_names(m.genres, f"{f}.genres", limit=MAX_GENRES)
+    for name in ("poster_url", "info_url"):
+        url = getattr(m, name)
+        if url and not _valid_url(url):
+            raise InvalidArgument(f"{f}.{name}: an absolute http(s) URL", field=f"{f}.{name}")
+    if any("\x00" in (v or "") for v in (m.imdb_id, m.poster_url, m.info_url)):
+        raise InvalidArgument(f"{f}: text must not contain NUL characters", field=f)
+    if m.tmdb_id is not None and m.tmdb_id < 0:
+        raise InvalidArgument(f"{f}.tmdb_id: must be >= 0", field=f"{f}.tmdb_id")
+    return Movie(
+        movie_id=m.movie_id,
+        title=title,
+        year=m.year,
+        genres=genres,
+        imdb_id=m.imdb_id or None,
+        tmdb_id=m.tmdb_id or None,
+        poster_url=m.poster_url or None,
+        info_url=m.info_url or None,
+    )
+
+
+def _with_retry_hint(exc: RecsysError, n: int) -> RecsysError:
+    """``exc`` (same code) saying that the ``n`` movies stay pending and how to complete them."""
+    hint = f"; {n} movie(s) stay pending (not listed, not searchable): {RETRY_HINT}"
+    if isinstance(exc, DependencyUnavailable):
+        return DependencyUnavailable(exc.dependency, exc.detail + hint)
+    if isinstance(exc, UpstreamError):
+        return UpstreamError(exc.upstream, exc.upstream_code, exc.detail + hint, field=exc.field)
+    return type(exc)(exc.message + hint, field=exc.field)
+
+
 class CatalogService:
     def __init__(
         self,
@@ -169,8 +263,10 @@ class CatalogService:
         bayes_prior_weight: float = 25.0,
         recent_half_life_days: float = 30.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        vectors: VectorPipeline | None = None,
     ) -> None:
         self._store = store
+        self._vectors = vectors
         self._prior_weight = bayes_prior_weight
         self._half_life_days = recent_half_life_days
         self._clock = clock
@@ -266,41 +362,91 @@ class CatalogService:
         seen: set[int] = set()
         clean: list[Movie] = []
         for i, m in enumerate(movies):
-            f = f"movies[{i}]"
-            if m.movie_id <= 0:
-                raise InvalidArgument(f"{f}.movie_id: must be > 0", field=f"{f}.movie_id")
-            if m.movie_id in seen:
-                raise InvalidArgument(f"{f}.movie_id: {m.movie_id} appears twice", field=f"{f}.movie_id")
-            seen.add(m.movie_id)
-            title = m.title.strip()
-            if not title or len(title) > MAX_TITLE_CHARS or "\x00" in title:
-                raise InvalidArgument(f"{f}.title: 1..{MAX_TITLE_CHARS} characters", field=f"{f}.title")
-            if m.year is not None:
-                check_year(m.year, f"{f}.year")
-            genres = check_genre_names(m.genres, f"{f}.genres", limit=MAX_GENRES)
-            for name in ("poster_url", "info_url"):
-                url = getattr(m, name)
-                if url and not _valid_url(url):
-                    raise InvalidArgument(f"{f}.{name}: an absolute http(s) URL", field=f"{f}.{name}")
-            if any("\x00" in (v or "") for v in (m.imdb_id, m.poster_url, m.info_url)):
-                raise InvalidArgument(f"{f}: text must not contain NUL characters", field=f)
-            if m.tmdb_id is not None and m.tmdb_id < 0:
-                raise InvalidArgument(f"{f}.tmdb_id: must be >= 0", field=f"{f}.tmdb_id")
-            clean.append(
-                Movie(
-                    movie_id=m.movie_id,
-                    title=title,
-                    year=m.year,
-                    genres=genres,
-                    imdb_id=m.imdb_id or None,
-                    tmdb_id=m.tmdb_id or None,
-                    poster_url=m.poster_url or None,
-                    info_url=m.info_url or None,
-                )
-            )
+            clean.append(_clean_movie(m, f"movies[{i}]", seen))
         result = await self._store.upsert_movies(clean)
         self._genres = None
         return result
+
+    async def add_movies(self, movies: Sequence[tuple[Movie, Sequence[int]]]) -> AddResult:
+        """AddMovies: validate (movie, similar ids) pairs, stage them (not listed), get their
+        vectors into the retriever, then list them in one transaction. An embedder or retriever
+        failure leaves them staged (a retry completes them) and is raised with what to do."""
+        pipeline = self._pipeline()
+        if not movies:
+            raise InvalidArgument("movies: at least one movie is required", field="movies")
+        if len(movies) > MAX_ADD:
+            raise InvalidArgument(f"movies: at most {MAX_ADD} per call, got {len(movies)}", field="movies")
+        seen: set[int] = set()
+        pending: list[PendingMovie] = []
+        for i, (m, similar) in enumerate(movies):
+            f = f"movies[{i}]"
+            movie = _clean_movie(m, f"{f}.movie", seen)
+            sf = f"{f}.similar_movie_ids"
+            if len(similar) > MAX_NEIGHBOURS:
+                raise InvalidArgument(f"{sf}: at most {MAX_NEIGHBOURS} ids, got {len(similar)}", field=sf)
+            for j, v in enumerate(similar):
+                if v <= 0:
+                    raise InvalidArgument(f"{sf}[{j}]: ids must be > 0, got {v}", field=f"{sf}[{j}]")
+                if v == movie.movie_id:
+                    raise InvalidArgument(f"{sf}[{j}]: a movie is not similar to itself", field=f"{sf}[{j}]")
+            pending.append(PendingMovie(movie, tuple(_dedup(similar))))
+        for i, p in enumerate(pending):
+            if p.movie.genres:
+                known = await self._known_genres()
+                if any(g not in known for g in p.movie.genres):
+                    known = await self._known_genres(refresh=True)
+                check_known_genres(p.movie.genres, known, f"movies[{i}].movie.genres")
+        wanted = _dedup([v for p in pending for v in p.similar_ids])
+        listed = await self._store.listed_movie_ids(wanted) if wanted else set()
+        for i, p in enumerate(pending):
+            for j, v in enumerate(p.similar_ids):
+                if v not in listed:
+                    sf = f"movies[{i}].similar_movie_ids[{j}]"
+                    raise InvalidArgument(f"{sf}: unknown movie {v} (must be a listed movie)", field=sf)
+        staged = await self._store.stage_movies(pending)
+        return await self._complete(pipeline, staged)
+
+    async def retry_pending(self, limit: int) -> AddResult:
+        """Complete up to ``limit`` movies a failed AddMovies left staged, oldest first."""
+        pipeline = self._pipeline()
+        n = _limit(limit, "limit", MAX_ADD, MAX_ADD)
+        staged = await self._store.pending_movies(n)
+        if not staged:
+            return AddResult(movies=[], model_version="", vector_version="", pending=0)
+        return await self._complete(pipeline, staged)
+
+    def _pipeline(self) -> VectorPipeline:
+        if self._vectors is None:
+            raise FailedPrecondition(
+                "this catalog cannot add movies: set RECSYS_CATALOG_EMBEDDER_TARGET and "
+                "RECSYS_CATALOG_RETRIEVER_TARGET (AddMovies asks the embedder for vectors and "
+                "writes them to the retriever)"
+            )
+        return self._vectors
+
+    async def _complete(self, pipeline: VectorPipeline, staged: Sequence[PendingMovie]) -> AddResult:
+        try:
+            model_version, vecs = await pipeline.embed(staged)
+            version = await pipeline.upsert(model_version, staged, vecs)
+            promoted = await self._store.promote_movies(staged)
+        except (DependencyUnavailable, DeadlineExceeded, FailedPrecondition, UpstreamError) as exc:
+            await self._note_failure(staged, exc)
+            raise _with_retry_hint(exc, len(staged)) from exc
+        self._genres = None
+        added = [
+            AddedMovie(v.movie_id, promoted[v.movie_id], v.inductive, v.unknown_similar_ids)
+            for v in vecs
+            if v.movie_id in promoted
+        ]
+        return AddResult(added, model_version, version, await self._store.count_pending())
+
+    async def _note_failure(self, staged: Sequence[PendingMovie], exc: RecsysError) -> None:
+        """Keep why the attempt failed on the staged rows (best effort: the database may be
+        what failed)."""
+        try:
+            await self._store.pending_failed([p.movie.movie_id for p in staged], exc.message)
+        except RecsysError:
+            pass
 
     # --- users and ratings -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys_core.validation import timestamp_to_datetime
 
-from recsys_catalog.model import ColumnHistory, History, Movie, MovieFilter, Rating, User
+from recsys_catalog.model import AddResult, ColumnHistory, History, Movie, MovieFilter, Rating, User
 from recsys_catalog.service import CatalogService
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
@@ -78,6 +78,23 @@ def movie_from_pb(m: common_pb2.Movie) -> Movie:
         tmdb_id=m.tmdb_id or None,
         poster_url=m.poster_url or None,
         info_url=m.info_url or None,
+    )
+
+
+def add_result_to_pb(r: AddResult) -> catalog_pb2.AddMoviesResponse:
+    return catalog_pb2.AddMoviesResponse(
+        movies=[
+            catalog_pb2.AddedMovie(
+                movie_id=m.movie_id,
+                inserted=m.inserted,
+                inductive=m.inductive,
+                unknown_similar_ids=m.unknown_similar_ids,
+            )
+            for m in r.movies
+        ],
+        model_version=r.model_version,
+        vector_version=r.vector_version,
+        pending=r.pending,
     )
 
 
@@ -250,6 +267,19 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     ) -> catalog_pb2.UpsertMoviesResponse:
         result = await self._service.upsert_movies([movie_from_pb(m) for m in request.movies])
         return catalog_pb2.UpsertMoviesResponse(inserted=result.inserted, updated=result.updated)
+
+    async def AddMovies(
+        self, request: catalog_pb2.AddMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.AddMoviesResponse:
+        result = await self._service.add_movies(
+            [(movie_from_pb(m.movie), list(m.similar_movie_ids)) for m in request.movies]
+        )
+        return add_result_to_pb(result)
+
+    async def RetryPendingMovies(
+        self, request: catalog_pb2.RetryPendingMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.AddMoviesResponse:
+        return add_result_to_pb(await self._service.retry_pending(request.limit))
 
     async def ListMovies(
         self, request: catalog_pb2.ListMoviesRequest, context: grpc.aio.ServicerContext

@@ -36,6 +36,13 @@ class CatalogSettings(DependencySettings):
     #: half-life (days) of GetPopular's recency-weighted ranking when a request gives none
     recent_half_life_days: float = Field(default=30.0, ge=0.01, le=36500)
 
+    #: AddMovies' upstreams (host:port); empty = AddMovies and RetryPendingMovies answer
+    #: FAILED_PRECONDITION (the other RPCs need neither)
+    embedder_target: str = ""
+    retriever_target: str = ""
+    #: longest wait for one embedder or retriever call of AddMovies (the caller's deadline too)
+    upstream_timeout_s: float = Field(default=10.0, gt=0)
+
     @model_validator(mode="after")
     def _pool_sizes(self) -> CatalogSettings:
         if self.pool_min > self.pool_max:

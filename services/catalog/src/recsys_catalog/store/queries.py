@@ -19,6 +19,7 @@ from recsys_catalog.model import (
     History,
     Movie,
     MovieFilter,
+    PendingMovie,
     Rating,
     SearchHit,
     UnknownMovies,
@@ -44,6 +45,13 @@ SQL_LIST_MOVIES = statement("list_movies")
 SQL_UPSERT_MOVIES = statement("upsert_movies")
 SQL_ADD_GENRES = statement("add_genres")
 SQL_GENRES = statement("list_genres")
+# AddMovies (pending_movies, migrations/0004_pending_movies.sql)
+SQL_STAGE_MOVIES = statement("stage_movies")
+SQL_PENDING_MOVIES = statement("pending_movies")
+SQL_PROMOTE_MOVIES = statement("promote_movies")
+SQL_PENDING_FAILED = statement("pending_failed")
+SQL_COUNT_PENDING = statement("count_pending")
+SQL_LISTED_MOVIE_IDS = statement("listed_movie_ids")
 # users and ratings
 SQL_GET_USERS = statement("get_users")
 SQL_EXISTING_USERS = statement("existing_users")
@@ -227,6 +235,93 @@ class RpcQueries(PgPool):
             return UpsertResult(inserted=inserted, updated=len(rows) - inserted)
 
         return await self._write(op)
+
+    # --- AddMovies: staged movies, promoted once their vectors are in the retriever --------
+
+    async def listed_movie_ids(self, movie_ids: Sequence[int]) -> set[int]:
+        async def op(conn: asyncpg.Connection) -> set[int]:
+            return {int(r["movie_id"]) for r in await conn.fetch(SQL_LISTED_MOVIE_IDS, list(movie_ids))}
+
+        return await self._read(op)
+
+    async def stage_movies(self, pending: Sequence[PendingMovie]) -> list[PendingMovie]:
+        """Write ``pending`` to the staging table (not listed); the same movies with the
+        revision each got."""
+        cols: list[list[Any]] = [[] for _ in range(9)]
+        for p in pending:
+            m = p.movie
+            values = (
+                m.movie_id,
+                m.title,
+                m.year,
+                GENRE_SEP.join(m.genres),
+                m.imdb_id,
+                m.tmdb_id,
+                m.poster_url,
+                m.info_url,
+                ",".join(str(i) for i in p.similar_ids),
+            )
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+
+        async def op(conn: asyncpg.Connection) -> dict[int, int]:
+            return {int(r["movie_id"]): int(r["revision"]) for r in await conn.fetch(SQL_STAGE_MOVIES, *cols)}
+
+        revisions = await self._write(op)
+        return [PendingMovie(p.movie, p.similar_ids, revisions[p.movie.movie_id]) for p in pending]
+
+    async def pending_movies(self, limit: int) -> list[PendingMovie]:
+        """The oldest ``limit`` staged movies."""
+
+        async def op(conn: asyncpg.Connection) -> list[PendingMovie]:
+            rows = await conn.fetch(SQL_PENDING_MOVIES, limit)
+            return [
+                PendingMovie(
+                    Movie(
+                        movie_id=r["movie_id"],
+                        title=r["title"],
+                        year=r["year"],
+                        genres=tuple(r["genres"] or ()),
+                        imdb_id=r["imdb_id"],
+                        tmdb_id=r["tmdb_id"],
+                        poster_url=r["poster_url"],
+                        info_url=r["info_url"],
+                    ),
+                    tuple(int(i) for i in r["similar_ids"] or ()),
+                    int(r["revision"]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(op)
+
+    async def promote_movies(self, staged: Sequence[PendingMovie]) -> dict[int, bool]:
+        """List the staged movies whose revision is still the one given (one transaction:
+        pending row deleted, movie written, its genres in the vocabulary); ``{movie_id:
+        inserted}`` of those promoted (a movie staged again meanwhile is left to that call)."""
+        genres = sorted({g for p in staged for g in p.movie.genres})
+
+        async def op(conn: asyncpg.Connection) -> dict[int, bool]:
+            rows = await conn.fetch(
+                SQL_PROMOTE_MOVIES, [p.movie.movie_id for p in staged], [p.revision for p in staged]
+            )
+            if genres:
+                await conn.execute(SQL_ADD_GENRES, genres)
+            return {int(r["movie_id"]): bool(r["inserted"]) for r in rows}
+
+        return await self._write(op)
+
+    async def pending_failed(self, movie_ids: Sequence[int], error: str) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(SQL_PENDING_FAILED, list(movie_ids), error[:2000])
+
+        await self._write(op)
+
+    async def count_pending(self) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(SQL_COUNT_PENDING))
+
+        return await self._read(op)
 
     async def genres(self) -> tuple[str, ...]:
         async def op(conn: asyncpg.Connection) -> tuple[str, ...]:

@@ -206,6 +206,50 @@ class UpsertMoviesResponse(_message.Message):
     updated: int
     def __init__(self, inserted: _Optional[int] = ..., updated: _Optional[int] = ...) -> None: ...
 
+class NewMovie(_message.Message):
+    __slots__ = ("movie", "similar_movie_ids")
+    MOVIE_FIELD_NUMBER: _ClassVar[int]
+    SIMILAR_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    movie: _common_pb2.Movie
+    similar_movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, movie: _Optional[_Union[_common_pb2.Movie, _Mapping]] = ..., similar_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AddMoviesRequest(_message.Message):
+    __slots__ = ("movies",)
+    MOVIES_FIELD_NUMBER: _ClassVar[int]
+    movies: _containers.RepeatedCompositeFieldContainer[NewMovie]
+    def __init__(self, movies: _Optional[_Iterable[_Union[NewMovie, _Mapping]]] = ...) -> None: ...
+
+class AddedMovie(_message.Message):
+    __slots__ = ("movie_id", "inserted", "inductive", "unknown_similar_ids")
+    MOVIE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSERTED_FIELD_NUMBER: _ClassVar[int]
+    INDUCTIVE_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_SIMILAR_IDS_FIELD_NUMBER: _ClassVar[int]
+    movie_id: int
+    inserted: bool
+    inductive: bool
+    unknown_similar_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, movie_id: _Optional[int] = ..., inserted: _Optional[bool] = ..., inductive: _Optional[bool] = ..., unknown_similar_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AddMoviesResponse(_message.Message):
+    __slots__ = ("movies", "model_version", "vector_version", "pending")
+    MOVIES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    movies: _containers.RepeatedCompositeFieldContainer[AddedMovie]
+    model_version: str
+    vector_version: str
+    pending: int
+    def __init__(self, movies: _Optional[_Iterable[_Union[AddedMovie, _Mapping]]] = ..., model_version: _Optional[str] = ..., vector_version: _Optional[str] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class RetryPendingMoviesRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
 class ListMoviesRequest(_message.Message):
     __slots__ = ("after_id", "page_size")
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]

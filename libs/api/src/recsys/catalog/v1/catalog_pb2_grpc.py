@@ -79,6 +79,16 @@ class CatalogStub:
                 request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesRequest.SerializeToString,
                 response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesResponse.FromString,
                 _registered_method=True)
+        self.AddMovies = channel.unary_unary(
+                '/recsys.catalog.v1.Catalog/AddMovies',
+                request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesRequest.SerializeToString,
+                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
+                _registered_method=True)
+        self.RetryPendingMovies = channel.unary_unary(
+                '/recsys.catalog.v1.Catalog/RetryPendingMovies',
+                request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.SerializeToString,
+                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
+                _registered_method=True)
         self.ListMovies = channel.unary_unary(
                 '/recsys.catalog.v1.Catalog/ListMovies',
                 request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.ListMoviesRequest.SerializeToString,
@@ -165,6 +175,29 @@ class CatalogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddMovies(self, request, context):
+        """Add or update movies and make them recommendable without retraining
+        (issue #20): the catalog stages each movie (not listed, not searchable),
+        asks the embedder for its vector (a movie the model was trained on keeps
+        its trained vector; a new one gets EmbedNewMovie's inductive vector from
+        its features and similar movies), upserts the vectors into the
+        retriever's version of that model, and only then lists the movies, in
+        one transaction. Idempotent per movie_id. Embedder or retriever down:
+        UNAVAILABLE, and the movies stay pending (not visible) until this call is
+        repeated or RetryPendingMovies completes them. No retriever version for
+        the embedder's model: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryPendingMovies(self, request, context):
+        """Complete the movies a failed AddMovies left pending (oldest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListMovies(self, request, context):
         """Movies in id order, a page at a time (offline jobs that scan the catalog).
         """
@@ -226,6 +259,16 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.UpsertMovies,
                     request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesRequest.FromString,
                     response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesResponse.SerializeToString,
+            ),
+            'AddMovies': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMovies,
+                    request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesRequest.FromString,
+                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.SerializeToString,
+            ),
+            'RetryPendingMovies': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryPendingMovies,
+                    request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.FromString,
+                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.SerializeToString,
             ),
             'ListMovies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMovies,
@@ -481,6 +524,60 @@ class Catalog:
             '/recsys.catalog.v1.Catalog/UpsertMovies',
             recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesRequest.SerializeToString,
             recsys_dot_catalog_dot_v1_dot_catalog__pb2.UpsertMoviesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMovies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.catalog.v1.Catalog/AddMovies',
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesRequest.SerializeToString,
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryPendingMovies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.catalog.v1.Catalog/RetryPendingMovies',
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.SerializeToString,
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
             options,
             channel_credentials,
             insecure,
