@@ -27,6 +27,7 @@ from recsys_core.validation import vector_version
 from recsys_data import Dataset
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
+from recsys_tools.cli import main
 
 pytestmark = pytest.mark.postgres
 
@@ -76,6 +77,7 @@ class Retriever:
         self.port = _free_port()
         self.data_dir = data_dir
         self.app: RetrieverApp | None = None
+        self.catalog_target = ""  # the catalog that writes to it (set by the fixture)
 
     async def start(self) -> None:
         settings = test_settings(
@@ -134,6 +136,7 @@ async def stack(
             upstream_timeout_s=5.0,
         ) as (_, port):  # fmt: skip
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                retriever.catalog_target = f"127.0.0.1:{port}"
                 yield catalog_pb2_grpc.CatalogStub(ch), embedder, retriever
     finally:
         await retriever.stop()
@@ -313,3 +316,44 @@ async def test_without_upstreams_add_is_refused(loaded_dsn: str) -> None:
                 )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "RECSYS_CATALOG_EMBEDDER_TARGET" in (err.value.details() or "")
+
+
+async def test_cli_add_and_retry_pending(
+    stack: tuple[catalog_pb2_grpc.CatalogStub, Embedder, Retriever],
+    dataset: Dataset,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`recsys movies add FILE` and `recsys movies retry-pending` against the real catalog."""
+    stub, _, retriever = stack
+    ids = (NEW_ID + 10, NEW_ID + 11)
+    f = tmp_path / "new.csv"
+    f.write_text(
+        "movie_id,title,year,genres,similar_movie_ids\n"
+        f"{ids[0]},Cli Movie One,2026,{'|'.join(dataset.movies[0].genres)},{dataset.movies[0].movie_id}\n"
+        f"{ids[1]},Cli Movie Two,,,\n"
+    )
+    cmd = ["movies", "add", str(f), "--catalog", retriever.catalog_target]
+    await retriever.stop()
+    assert await asyncio.to_thread(main, cmd) == 1
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err and f"movies [{ids[0]}, {ids[1]}] are pending" in err
+    assert not (await stub.GetMovies(pb.GetMoviesRequest(movie_ids=list(ids)), timeout=10)).movies
+
+    await retriever.start()
+    retry = ["movies", "retry-pending", "--catalog", retriever.catalog_target]
+    for _ in range(40):  # the catalog's channel reconnects after its backoff
+        code = await asyncio.to_thread(main, retry)
+        if code == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"added movie {ids[0]} (inductive vector)" in out and f"added movie {ids[1]}" in out
+    assert "0 pending" in out
+    got = await stub.GetMovies(pb.GetMoviesRequest(movie_ids=list(ids)), timeout=10)
+    assert [m.title for m in got.movies] == ["Cli Movie One", "Cli Movie Two"]
+
+    assert await asyncio.to_thread(main, cmd) == 0  # the same file again: updates
+    out = capsys.readouterr().out
+    assert f"updated movie {ids[0]}" in out and f"updated movie {ids[1]}" in out

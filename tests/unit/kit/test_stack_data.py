@@ -71,3 +71,12 @@ def test_the_gateway_gets_the_popularity_rule_the_artifact_chose(
     monkeypatch.setenv("RECSYS_GATEWAY_POPULAR_RANKING", "most_rated")  # the operator wins
     env = stack.service_env(gateway, workdir=tmp_path, artifacts=arts, host="127.0.0.1", offset=0)
     assert "RECSYS_GATEWAY_POPULAR_RANKING" not in env
+
+
+def test_catalog_gets_add_movies_upstreams(tmp_path: Path) -> None:
+    """`recsys up` points the catalog at the embedder and retriever (AddMovies, issue #20)."""
+    catalog = next(s for s in stack.SERVICES if s.name == "catalog")
+    ports = {s.name: s.port for s in stack.SERVICES}
+    env = stack.service_env(catalog, workdir=tmp_path, artifacts=tmp_path, host="0.0.0.0", offset=7)
+    assert env["RECSYS_CATALOG_EMBEDDER_TARGET"] == f"127.0.0.1:{ports['embedder'] + 7}"
+    assert env["RECSYS_CATALOG_RETRIEVER_TARGET"] == f"127.0.0.1:{ports['retriever'] + 7}"

@@ -18,6 +18,8 @@ from google.protobuf import json_format
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from recsys_tools import movies_cli
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 GENDERS: dict[str, int] = {"f": common_pb2.GENDER_FEMALE, "m": common_pb2.GENDER_MALE}
 
@@ -73,10 +75,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=10)
     p.set_defaults(func=lambda a: _run(a, _search))
 
-    p = sub.add_parser("movies", help="show movies by id")
+    p = sub.add_parser(
+        "movies",
+        help="show movies by id (recsys movies 1,2); add movies (recsys movies add FILE); "
+        "complete pending ones (recsys movies retry-pending)",
+        usage="recsys movies IDS | movies add FILE | movies retry-pending [options]",
+    )
     _common(p)
-    p.add_argument("ids", type=_ids)
-    p.set_defaults(func=lambda a: _run(a, _movies))
+    p.add_argument("words", nargs="+", metavar="IDS | add FILE | retry-pending")
+    p.add_argument(
+        "--catalog",
+        default=movies_cli.DEFAULT_CATALOG,
+        help=f"add / retry-pending: the catalog's address (default {movies_cli.DEFAULT_CATALOG})",
+    )
+    p.add_argument("--batch", type=int, default=movies_cli.MAX_BATCH, help="add: movies per call (1..100)")
+    p.add_argument("--limit", type=int, default=0, help="retry-pending: at most this many (0 = 100)")
+    p.set_defaults(func=_movies_command)
 
     p = sub.add_parser("quiz", help="sample movies to rate (the 16-movie quiz)")
     _common(p)
@@ -94,6 +108,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--movie", type=int, required=True)
     p.add_argument("--rating", type=float, required=True)
     p.set_defaults(func=lambda a: _run(a, _rate))
+
+
+def _movies_command(args: argparse.Namespace) -> int:
+    if args.words[0] in ("add", "retry-pending"):
+        return movies_cli.run(args, args.words)
+    try:
+        args.ids = [i for w in args.words for i in _ids(w)]
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc} (or: recsys movies add FILE | recsys movies retry-pending)", file=sys.stderr)
+        return 2
+    return _run(args, _movies)
 
 
 Call = Callable[[gateway_pb2_grpc.GatewayStub, argparse.Namespace, dict[str, Any]], Awaitable[Any]]

@@ -232,14 +232,16 @@ def service_env(svc: ServiceDef, *, workdir: Path, artifacts: Path, host: str, o
         f"{prefix}METRICS_PORT": str(svc.metrics_port + offset),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
+    by_name = {s.name: s for s in SERVICES}
     if svc.name == "catalog":
         env[f"{prefix}DATA_DIR"] = str(workdir / "catalog-pg")
+        for up in ("embedder", "retriever"):  # AddMovies' upstreams (issue #20)
+            env[f"{prefix}{up.upper()}_TARGET"] = f"127.0.0.1:{by_name[up].port + offset}"
     elif svc.name == "retriever":
         env[f"{prefix}DATA_DIR"] = str(workdir / "retriever")
     elif svc.name == "embedder":
         env[f"{prefix}ARTIFACT_DIR"] = str(artifacts)
     elif svc.name == "gateway":
-        by_name = {s.name: s for s in SERVICES}
         for up in ("catalog", "embedder", "retriever"):
             env[f"{prefix}{up.upper()}_TARGET"] = f"127.0.0.1:{by_name[up].port + offset}"
         for key, value in gateway_defaults(artifacts).items():
