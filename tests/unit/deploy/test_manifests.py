@@ -55,8 +55,8 @@ CALLERS: dict[str, set[str]] = {
     "gateway": {EDGE_NS, "web"},
     "web": {EDGE_NS, MONITORING_NS},
     "catalog": {"gateway", "stack-load"},
-    "retriever": {"gateway", "stack-load", "embedder-switch", "stack-activate"},
-    "embedder": {"gateway", "embedder-switch"},
+    "retriever": {"gateway", "catalog", "stack-load", "embedder-switch", "stack-activate"},
+    "embedder": {"gateway", "catalog", "embedder-switch"},
     "triton": {"embedder"},  # gRPC 8001; HTTP 8000 below
 }
 
