@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import grpc
+from prometheus_client import Histogram
 from recsys.catalog.v1 import catalog_pb2
 from recsys.embedder.v1 import embedder_pb2
 from recsys.retriever.v1 import retriever_pb2
@@ -49,8 +50,20 @@ DEFAULT_MAX_IN_FLIGHT = 2
 MAX_BATCH_EXCLUDE_IDS = 200_000
 #: Movie ids one merged GetMovies asks for at most (the catalog's limit per call).
 MAX_BATCH_MOVIES = 1000
+BATCH_SIZE = Histogram(
+    "recsys_gateway_upstream_batch_size",
+    "Requests' items one merged upstream call carried, by hop (1 = no sharing)",
+    ["hop"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
 #: A caller waits this much past its hop budget before giving up on a merged call.
 _BUDGET_SLACK_S = 0.02
+
+
+def _observer(hop: str) -> Callable[[float], None]:
+    return BATCH_SIZE.labels(hop=hop).observe
+
 
 # An upstream refusing a batch with one of these may be refusing one item of it: retry singly.
 _ITEM_CODES = frozenset(
@@ -97,10 +110,10 @@ class BatchingUpstreams:
         self._budget = budget
         n, f = max_items, max_in_flight
         self.histories: Batcher[HistoryKey, catalog_pb2.GetUserHistoryRequest, object] = Batcher(
-            self._run_histories, max_items=n, max_in_flight=f
+            self._run_histories, max_items=n, max_in_flight=f, on_batch=_observer("histories")
         )
         self.queries: Batcher[None, embedder_pb2.QuerySignal, object] = Batcher(
-            self._run_queries, max_items=n, max_in_flight=f
+            self._run_queries, max_items=n, max_in_flight=f, on_batch=_observer("queries")
         )
         self.searches: Batcher[tuple[int, int, bytes, str], retriever_pb2.SearchQuery, object] = Batcher(
             self._run_searches,
@@ -108,9 +121,15 @@ class BatchingUpstreams:
             max_in_flight=f,
             weight=lambda q: len(q.exclude_ids),
             max_weight=MAX_BATCH_EXCLUDE_IDS,
+            on_batch=_observer("searches"),
         )
         self.movies: Batcher[None, list[int], object] = Batcher(
-            self._run_movies, max_items=n, max_in_flight=f, weight=len, max_weight=MAX_BATCH_MOVIES
+            self._run_movies,
+            max_items=n,
+            max_in_flight=f,
+            weight=len,
+            max_weight=MAX_BATCH_MOVIES,
+            on_batch=_observer("movies"),
         )
 
     # ------------------------------------------------------------ straight through

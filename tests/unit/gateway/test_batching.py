@@ -148,3 +148,33 @@ async def test_searches_of_two_model_versions_never_share_a_call() -> None:
     assert all(len({r.version}) == 1 for r in sent)
     assert sorted({r.version for r in sent}) == ["a", "b"] and len(sent) < 6  # still merged per version
     await up.aclose()
+
+
+def _batch_sizes(hop: str) -> tuple[float, float]:
+    """(batches, items) recsys_gateway_upstream_batch_size has seen for ``hop``."""
+    from prometheus_client import REGISTRY
+
+    labels = {"hop": hop}
+    count = REGISTRY.get_sample_value("recsys_gateway_upstream_batch_size_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("recsys_gateway_upstream_batch_size_sum", labels) or 0.0
+    return count, total
+
+
+async def test_batch_sizes_are_exported_per_hop() -> None:
+    """The dashboard's batch-size panel: one observation per merged call, of its item count."""
+    hops = ("histories", "queries", "searches", "movies")
+    before = {h: _batch_sizes(h) for h in hops}
+    fake = _fake()
+    batched = GatewayService(BatchingUpstreams(fake, max_items=64, max_in_flight=1))
+    reqs = [gateway_pb2.RecommendRequest(user_id=u, k=5) for u in range(1, 13)]
+    await asyncio.gather(*(batched.recommend(r) for r in reqs))
+    for h in hops:
+        calls, items = (a - b for a, b in zip(_batch_sizes(h), before[h], strict=True))
+        assert calls >= 1, h
+        if h == "histories":  # one item per request: every history was in some merged call
+            assert items == len(reqs) and calls == fake.calls.count("catalog.GetUserHistories")
+        assert items >= calls  # a merged call carries at least one item
+    hist_calls, hist_items = (
+        a - b for a, b in zip(_batch_sizes("histories"), before["histories"], strict=True)
+    )
+    assert hist_items / hist_calls > 1  # concurrent requests did share calls

@@ -109,6 +109,7 @@ class Batcher(Generic[K, T, R]):
         full_first: bool = False,
         keep_cancelled: bool = False,
         max_queue: int = 0,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_items < 1 or (max_in_flight is not None and max_in_flight < 1):
             raise ValueError("max_items and max_in_flight must be >= 1 (max_in_flight None = no limit)")
@@ -133,6 +134,8 @@ class Batcher(Generic[K, T, R]):
         self._soon: asyncio.Handle | None = None
         self._closed = False
         self.stats = BatcherStats()
+        #: told the item count of every batch sent (e.g. a batch-size histogram)
+        self._on_batch = on_batch
 
     # ---------------------------------------------------------------- state
     @property
@@ -292,6 +295,8 @@ class Batcher(Generic[K, T, R]):
         self.stats.items += len(live)
         self.stats.weight += sum(e.weight for e in live)
         self.stats.max_batch = max(self.stats.max_batch, len(live))
+        if self._on_batch is not None:
+            self._on_batch(len(live))
         task = asyncio.get_running_loop().create_task(self._execute(key, live))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
