@@ -6,7 +6,6 @@ retriever outage is UNAVAILABLE and leaves it pending, and the retry completes i
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_catalog.testing import catalog_server
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
-from recsys_core.testing import test_settings, wait_serving
+from recsys_core.testing import free_port, test_settings, wait_serving
 from recsys_core.validation import vector_version
 from recsys_data import Dataset
 from recsys_retriever.server import RetrieverApp
@@ -64,17 +63,11 @@ class Embedder(embedder_pb2_grpc.EmbedderServicer):
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Retriever:
     """A real retriever on a fixed port that can be stopped and started again (same data)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.data_dir = data_dir
         self.app: RetrieverApp | None = None
         self.catalog_target = ""  # the catalog that writes to it (set by the fixture)

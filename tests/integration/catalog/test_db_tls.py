@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,7 +36,7 @@ from recsys_catalog.server import CatalogServer
 from recsys_catalog.settings import CatalogSettings
 from recsys_catalog.store import PgStore, PoolConfig
 from recsys_core.errors import DependencyUnavailable
-from recsys_core.testing import test_settings
+from recsys_core.testing import free_port, test_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DSN_EXAMPLE = ROOT / "deploy" / "k8s" / "overlays" / "prod" / "secrets" / "catalog.env.example"
@@ -100,12 +99,6 @@ def tls_capable_bin_dir() -> Path | None:
         if "--with-openssl" in configure or "--with-ssl=openssl" in configure:
             return bin_dir
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

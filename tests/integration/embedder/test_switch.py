@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,13 @@ from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
-from recsys_core.testing import test_settings, wait_serving
+from recsys_core.testing import free_port, test_settings, wait_serving
 
 from .conftest import copy_version
 
 pytestmark = [pytest.mark.slow]
 
 PODS = ("127.0.0.1", "127.0.0.2")  # two pods of one headless Service: the same port, two IPs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _headless(name: str, port: int) -> list[str]:
@@ -57,7 +50,7 @@ async def test_switch_moves_every_pod_only_after_publish(tmp_path: Path, artifac
     from recsys_retriever.settings import RetrieverSettings
 
     v2 = copy_version(artifact_root / "v1", artifact_root, "v2", latest=False)
-    port = _free_port()
+    port = free_port()
     pods = []
     for host in PODS:
         settings = test_settings(

@@ -5,17 +5,12 @@ before any upstream is asked (the upstreams here are dead ports)."""
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys_core.testing import test_settings
-from recsys_gateway.server import GatewayApp
-from recsys_gateway.settings import GatewaySettings
 
 GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
 METHODS = sorted(GATEWAY.methods_by_name)
@@ -27,29 +22,6 @@ BAD_TIMESTAMPS = [
     (0, -1, "nanos"),
     (0, 10**9, "nanos"),
 ]
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[grpc.aio.Channel]:
-    dead = f"127.0.0.1:{_dead_port()}"
-    settings = test_settings(
-        GatewaySettings,
-        catalog_target=dead,
-        embedder_target=dead,
-        retriever_target=dead,
-        api_keys=["k-123"],
-        upstream_timeout_s=2.0,
-    )
-    server = await GatewayApp.started(settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield channel
-    await server.stop(0)
 
 
 async def _raw(channel: grpc.aio.Channel, method: str, body: bytes) -> grpc.aio.AioRpcError:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
-from recsys_core.testing import test_settings, wait_serving
+from recsys_core.testing import free_port, test_settings, wait_serving
 from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
@@ -39,12 +38,6 @@ from recsys_retriever.settings import RetrieverSettings
 N_MOVIES, DIM = 50, 8
 LIKED = (1, 2, 3)
 QUIZ = gateway_pb2.RecommendRequest(liked=[common_pb2.RatedMovie(movie_id=m) for m in LIKED], k=5)
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _vectors() -> np.ndarray:
@@ -182,7 +175,7 @@ async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gatew
         gateway = await GatewayApp.started(
             test_settings(
                 GatewaySettings,
-                catalog_target=f"127.0.0.1:{_dead_port()}",
+                catalog_target=f"127.0.0.1:{free_port()}",
                 embedder_target=f"127.0.0.1:{embedder_port}",
                 retriever_target=f"127.0.0.1:{retriever_port}",
                 upstream_timeout_s=5.0,

@@ -4,7 +4,6 @@ every RPC of the contract covered by reflection, API keys and metrics."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import grpc
@@ -14,9 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from recsys.common.v1 import common_pb2
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys_core.testing import reflection_file_containing, test_settings
-from recsys_gateway.server import GatewayApp
-from recsys_gateway.settings import GatewaySettings
+from recsys_core.testing import reflection_file_containing
 
 GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
 METHODS = sorted(GATEWAY.methods_by_name)
@@ -30,30 +27,6 @@ def _empty_request(method: str) -> Any:
 def _calls_counted(method: str, code: str) -> float:
     labels = {"service": "gateway", "method": f"{GATEWAY.full_name}/{method}", "code": code}
     return REGISTRY.get_sample_value("recsys_grpc_requests_total", labels) or 0.0
-
-
-def _dead_port() -> int:
-    """A port nothing listens on (bound then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def gateway():  # type: ignore[no-untyped-def]
-    dead = f"127.0.0.1:{_dead_port()}"
-    settings = test_settings(
-        GatewaySettings,
-        catalog_target=dead,
-        embedder_target=dead,
-        retriever_target=dead,
-        api_keys=["k-123"],
-        upstream_timeout_s=2.0,
-    )
-    server = await GatewayApp.started(settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield channel
-    await server.stop(0)
 
 
 async def test_health_and_reflection_need_no_key_and_wait_for_upstreams(gateway: grpc.aio.Channel) -> None:

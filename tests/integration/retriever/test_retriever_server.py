@@ -24,16 +24,10 @@ import numpy as np
 import pytest
 from recsys.common.v1 import common_pb2
 from recsys.retriever.v1 import retriever_pb2
-from recsys_core.testing import health_status, wait_serving
+from recsys_core.testing import free_port, health_status, wait_serving
 
 DIM = 16
 SERVING, NOT_SERVING = 1, 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiteServer:

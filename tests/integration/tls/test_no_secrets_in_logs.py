@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from recsys_core.testing import free_port
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "gw-key-Zq8Xv3Lm0Pp2"
 WRONG_KEY = "guess-Kk7Yy1Tt9"
 DB_PASSWORD = "pw-Hh4Jj6Nn8Rr0"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -63,8 +57,8 @@ async def _wait_listening(target: str, timeout: float = 30.0) -> None:
 
 
 async def test_gateway_never_logs_api_keys(tmp_path: Path) -> None:
-    port = _free_port()
-    dead = _free_port()  # nothing listens there: upstream calls fail (and get logged)
+    port = free_port()
+    dead = free_port()  # nothing listens there: upstream calls fail (and get logged)
     log = tmp_path / "gateway.log"
     proc = _start(
         "recsys_gateway",
@@ -108,8 +102,8 @@ async def test_gateway_never_logs_api_keys(tmp_path: Path) -> None:
 async def test_catalog_never_logs_the_dsn_password(tmp_path: Path) -> None:
     """A DSN with a password to a server that is not there: the catalog retries and logs why,
     without the password."""
-    port = _free_port()
-    dead = _free_port()
+    port = free_port()
+    dead = free_port()
     log = tmp_path / "catalog.log"
     proc = _start(
         "recsys_catalog",

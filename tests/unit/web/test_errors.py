@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import grpc
 import pytest
+from recsys_core.testing import free_port
 
 
 @pytest.mark.parametrize(
@@ -64,14 +63,8 @@ async def test_similar_movies_failure_keeps_the_movie_page(web):
     assert "The recommender is unavailable" in html
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_gateway_down_is_502_and_not_ready(make_web):
-    web = await make_web(gateway_target=f"127.0.0.1:{_closed_port()}", gateway_timeout_s=2.0)
+    web = await make_web(gateway_target=f"127.0.0.1:{free_port()}", gateway_timeout_s=2.0)
     status, html = await web.get("/")
     assert status == 502
     assert "The recommender is unavailable" in html

@@ -4,11 +4,11 @@ dependency (the gateway) before it is ready, re-checks it, and drains on stop.""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import aiohttp
 from grpc_health.v1 import health_pb2
+from recsys_core.testing import free_port
 from recsys_web.gateway_client import SERVICE
 from recsys_web.server import WebApp
 from recsys_web.settings import RecsysWebSettings
@@ -48,14 +48,8 @@ async def test_readiness_follows_the_gateway_health_without_a_restart(web):
         await app.stop(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_not_ready_until_a_late_gateway_is_up():
-    port = _free_port()
+    port = free_port()
     settings = RecsysWebSettings(
         gateway_target=f"127.0.0.1:{port}",
         port=0,

@@ -14,6 +14,7 @@ Typical fixture::
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,14 @@ from .server import Server
 from .settings import ServerSettings
 
 S = TypeVar("S", bound=ServerSettings)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (bound, then closed): for a server a test starts
+    later on a known port, or an address that refuses connections."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def test_settings(cls: type[S] = ServerSettings, **overrides: Any) -> S:  # type: ignore[assignment]
