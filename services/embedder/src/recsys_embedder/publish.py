@@ -24,10 +24,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -37,6 +37,8 @@ from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_core.validation import vector_version
 
 from recsys_embedder.artifacts import MANIFEST, ArtifactError, resolve
+
+T = TypeVar("T")
 
 CHUNK = 1000
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -326,45 +328,36 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _cmd(args: argparse.Namespace) -> int:
+def _run(name: str, work: Coroutine[Any, Any, T]) -> tuple[int, T | None]:
+    """Run a release step's coroutine: (0, its result), or (1, None) with the reason on stderr
+    (a bad artifact, the step's own refusal, or the server's status)."""
     try:
-        asyncio.run(
-            publish(args.artifact, args.retriever, args.catalog, activate=args.activate, timeout=args.timeout)
-        )
-    except ArtifactError as exc:
-        print(f"publish: {exc}", file=sys.stderr)
-        return 1
+        return 0, asyncio.run(work)
+    except (ArtifactError, NotPublished, SwitchFailed) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
     except grpc.aio.AioRpcError as exc:
-        print(f"publish: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    return 1, None
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    return _run(
+        "publish",
+        publish(args.artifact, args.retriever, args.catalog, activate=args.activate, timeout=args.timeout),
+    )[0]
 
 
 def _activate_cmd(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(activate(args.artifact, args.retriever, timeout=args.timeout))
-    except (ArtifactError, NotPublished) as exc:
-        print(f"activate: {exc}", file=sys.stderr)
-        return 1
-    except grpc.aio.AioRpcError as exc:
-        print(f"activate: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    return 0
+    return _run("activate", activate(args.artifact, args.retriever, timeout=args.timeout))[0]
 
 
 def _switch_cmd(args: argparse.Namespace) -> int:
-    try:
-        pods = asyncio.run(
-            switch(args.artifact, args.embedders, retriever=args.retriever, timeout=args.timeout)
-        )
-    except (ArtifactError, NotPublished, SwitchFailed) as exc:
-        print(f"switch: {exc}", file=sys.stderr)
-        return 1
-    except grpc.aio.AioRpcError as exc:
-        print(f"switch: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    print(f"switched {len(pods)} embedder pods")
-    return 0
+    rc, pods = _run(
+        "switch", switch(args.artifact, args.embedders, retriever=args.retriever, timeout=args.timeout)
+    )
+    if pods is not None:
+        print(f"switched {len(pods)} embedder pods")
+    return rc
 
 
 def _triton_load_cmd(args: argparse.Namespace) -> int:
