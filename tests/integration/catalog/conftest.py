@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from recsys_catalog.store import PgStore, PoolConfig
+from recsys_catalog.embedded import EmbeddedPostgres
+from recsys_catalog.store import PgStore, PoolConfig, can_connect
 from recsys_catalog.testing import (
     admin_dsn_or_reason,
     create_temp_database,
@@ -23,6 +24,21 @@ from recsys_catalog.testing import (
 from recsys_data import Dataset, load_dataset, synthetic
 
 N_USERS, N_MOVIES, N_RATINGS = 60, 120, 1500
+
+
+def initialised_embedded_dir(data_dir: Path) -> Path:
+    """``data_dir`` initialised by one start/stop of the embedded PostgreSQL (so a test's own
+    start is quick); the test skips with the reason when it cannot start or accept connections."""
+    try:
+        pg = EmbeddedPostgres(data_dir)
+        dsn = pg.start_sync()
+        ok = asyncio.run(can_connect(dsn))
+        pg.stop_sync()
+    except Exception as exc:
+        pytest.skip(f"embedded PostgreSQL cannot start here: {exc}")
+    if not ok:
+        pytest.skip("embedded PostgreSQL started but does not accept connections")
+    return data_dir
 
 
 @pytest.fixture(scope="session")

@@ -11,29 +11,19 @@ import pytest
 from grpc_health.v1 import health_pb2
 from recsys.catalog.v1 import catalog_pb2 as pb
 from recsys.catalog.v1 import catalog_pb2_grpc
-from recsys_catalog.embedded import EmbeddedPostgres
 from recsys_catalog.servicer import SERVICE_NAME
-from recsys_catalog.store import can_connect
 from recsys_catalog.testing import catalog_server
 from recsys_core.testing import health_status
 from recsys_data import Dataset
+
+from .conftest import initialised_embedded_dir
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("embedded") / "pg"
-    try:
-        pg = EmbeddedPostgres(data_dir)
-        dsn = pg.start_sync()
-        ok = asyncio.run(can_connect(dsn))
-        pg.stop_sync()
-    except Exception as exc:
-        pytest.skip(f"embedded PostgreSQL cannot start here: {exc}")
-    if not ok:
-        pytest.skip("embedded PostgreSQL started but does not accept connections")
-    return data_dir
+    return initialised_embedded_dir(tmp_path_factory.mktemp("embedded") / "pg")
 
 
 async def test_embedded_serves_and_recovers(embedded_dir: Path, dataset_dir: Path, dataset: Dataset) -> None:

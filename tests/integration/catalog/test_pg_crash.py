@@ -26,6 +26,8 @@ from recsys_catalog.store import can_connect
 from recsys_catalog.testing import catalog_server, prepare_catalog
 from recsys_core.testing import health_status
 
+from .conftest import initialised_embedded_dir
+
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -36,17 +38,7 @@ USER = 987654
 
 @pytest.fixture
 def embedded_dir(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "pg"
-    try:
-        pg = EmbeddedPostgres(data_dir)
-        dsn = pg.start_sync()
-        ok = asyncio.run(can_connect(dsn))
-        pg.stop_sync()
-    except Exception as exc:
-        pytest.skip(f"embedded PostgreSQL cannot start here: {exc}")
-    if not ok:
-        pytest.skip("embedded PostgreSQL started but does not accept connections")
-    return data_dir
+    return initialised_embedded_dir(tmp_path / "pg")
 
 
 async def _wait_status(ch: grpc.aio.Channel, want: int, bound: float) -> float:

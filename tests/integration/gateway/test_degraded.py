@@ -24,16 +24,16 @@ import pytest
 from prometheus_client import REGISTRY
 from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
-from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
+from recsys.embedder.v1 import embedder_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-from recsys_core.server import Server
-from recsys_core.settings import ServerSettings
-from recsys_core.testing import free_port, test_settings, wait_serving
+from recsys_core.testing import free_port, test_settings
 from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
+
+from .fakes import FakeEmbedder, fake_server, load_vectors
 
 N_MOVIES, DIM = 50, 8
 LIKED = (1, 2, 3)
@@ -56,30 +56,6 @@ def _degraded(rpc: str, reason: str) -> float:
 
 
 @dataclass
-class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
-    """Query vector e0 for any signal; item vectors from the table."""
-
-    vectors: np.ndarray
-
-    async def EmbedQuery(self, request: embedder_pb2.EmbedQueryRequest, context: Any) -> Any:
-        q = np.eye(DIM, dtype=np.float32)[0]
-        out = [
-            embedder_pb2.QueryVector(
-                vector=common_pb2.Vector(values=q.tolist()), space=common_pb2.VECTOR_SPACE_PINSAGE
-            )
-            for _ in request.signals
-        ]
-        return embedder_pb2.EmbedQueryResponse(vectors=out, model_version="fake-1")
-
-    async def EmbedItems(self, request: embedder_pb2.EmbedItemsRequest, context: Any) -> Any:
-        found = [m for m in request.movie_ids if 1 <= m <= N_MOVIES]
-        return embedder_pb2.EmbedItemsResponse(
-            found_ids=found,
-            vectors=[common_pb2.Vector(values=self.vectors[m].tolist()) for m in found],
-            model_version="fake-1",
-        )
-
-
 class FakeCatalog(catalog_pb2_grpc.CatalogServicer):
     """Popular = ascending ids; every movie known."""
 
@@ -109,41 +85,6 @@ class HangingRetriever(retriever_pb2_grpc.RetrieverServicer):
         await asyncio.sleep(3600)
 
 
-async def _fake_server(name: str, add: Any, servicer: Any, service: str) -> tuple[Server, int]:
-    server = Server(test_settings(ServerSettings), name)
-    server.add_service(add, servicer, service)
-    port = await server.start()
-    server.set_serving(True)
-    return server, port
-
-
-async def _load(port: int, vectors: np.ndarray) -> None:
-    async def chunks() -> AsyncIterator[retriever_pb2.UpsertRequest]:
-        yield retriever_pb2.UpsertRequest(
-            space=common_pb2.VECTOR_SPACE_PINSAGE,
-            version="fake_1",  # vector_version("fake-1"): the fake embedder's model
-            dimension=DIM,
-            items=[
-                retriever_pb2.VectorItem(
-                    movie_id=m,
-                    vector=common_pb2.Vector(values=vectors[m].tolist()),
-                    year=2001,
-                    genres=["Drama"],
-                )
-                for m in range(1, N_MOVIES + 1)
-            ],
-        )
-
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        await wait_serving(ch, "", timeout=60)
-        stub = retriever_pb2_grpc.RetrieverStub(ch)
-        assert (await stub.Upsert(chunks(), timeout=60)).total == N_MOVIES
-        await stub.ActivateVersion(
-            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="fake_1"),
-            timeout=30,
-        )
-
-
 @pytest.fixture
 def vectors() -> Iterator[np.ndarray]:
     yield _vectors()
@@ -162,7 +103,7 @@ async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gatew
             connect_retry_max_s=0.5,
         )
     )
-    embedder, embedder_port = await _fake_server(
+    embedder, embedder_port = await fake_server(
         "embedder",
         embedder_pb2_grpc.add_EmbedderServicer_to_server,
         FakeEmbedder(vectors),
@@ -171,7 +112,7 @@ async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gatew
     gateway = None
     try:
         retriever_port = await retriever.start()
-        await _load(retriever_port, vectors)
+        await load_vectors(retriever_port, vectors)
         gateway = await GatewayApp.started(
             test_settings(
                 GatewaySettings,
@@ -237,19 +178,19 @@ async def hanging_retriever() -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStu
     """Fake catalog and embedder, a retriever that never answers."""
     hanging = HangingRetriever()
     servers = [
-        await _fake_server(
+        await fake_server(
             "catalog",
             catalog_pb2_grpc.add_CatalogServicer_to_server,
             FakeCatalog(),
             "recsys.catalog.v1.Catalog",
         ),
-        await _fake_server(
+        await fake_server(
             "embedder",
             embedder_pb2_grpc.add_EmbedderServicer_to_server,
             FakeEmbedder(_vectors()),
             "recsys.embedder.v1.Embedder",
         ),
-        await _fake_server(
+        await fake_server(
             "retriever",
             retriever_pb2_grpc.add_RetrieverServicer_to_server,
             hanging,

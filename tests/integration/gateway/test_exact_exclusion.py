@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,19 @@ from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_catalog.testing import (
     admin_dsn_or_reason,
     catalog_server,
     create_temp_database,
     drop_temp_database,
 )
-from recsys_core.server import Server
-from recsys_core.settings import ServerSettings
-from recsys_core.testing import test_settings, wait_serving
+from recsys_core.testing import test_settings
 from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
+
+from .fakes import FakeEmbedder, fake_server, load_vectors
 
 pytestmark = pytest.mark.postgres
 
@@ -79,35 +78,6 @@ def _write_dataset(folder: Path) -> Path:
 
 
 @dataclass
-class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
-    """A fixed query vector (e0); item vectors from the table; every EmbedQuery recorded."""
-
-    vectors: np.ndarray
-    queries: list[embedder_pb2.EmbedQueryRequest] = field(default_factory=list)
-
-    async def EmbedQuery(self, request: embedder_pb2.EmbedQueryRequest, context: Any) -> Any:
-        self.queries.append(request)
-        q = np.eye(DIM, dtype=np.float32)[0]
-        out = [
-            embedder_pb2.QueryVector(
-                vector=common_pb2.Vector(values=q.tolist()),
-                space=common_pb2.VECTOR_SPACE_PINSAGE,
-                form=embedder_pb2.USER_FORM_PINSAGE,
-            )
-            for _ in request.signals
-        ]
-        return embedder_pb2.EmbedQueryResponse(vectors=out, model_version="fake-1")
-
-    async def EmbedItems(self, request: embedder_pb2.EmbedItemsRequest, context: Any) -> Any:
-        found = [m for m in request.movie_ids if 1 <= m <= N_MOVIES]
-        return embedder_pb2.EmbedItemsResponse(
-            found_ids=found,
-            vectors=[common_pb2.Vector(values=self.vectors[m].tolist()) for m in found],
-            model_version="fake-1",
-        )
-
-
-@dataclass
 class Stack:
     gateway: gateway_pb2_grpc.GatewayStub
     embedder: FakeEmbedder
@@ -124,37 +94,6 @@ def pg_dsn() -> Iterator[str]:
     asyncio.run(drop_temp_database(admin, name))
 
 
-async def _load_vectors(port: int, vectors: np.ndarray) -> None:
-    async def chunks() -> AsyncIterator[retriever_pb2.UpsertRequest]:
-        for start in range(1, N_MOVIES + 1, 1000):
-            items = [
-                retriever_pb2.VectorItem(
-                    movie_id=m,
-                    vector=common_pb2.Vector(values=vectors[m].tolist()),
-                    year=2001,
-                    genres=["Drama"],
-                )
-                for m in range(start, min(start + 1000, N_MOVIES + 1))
-            ]
-            first = start == 1
-            yield retriever_pb2.UpsertRequest(
-                space=common_pb2.VECTOR_SPACE_PINSAGE if first else common_pb2.VECTOR_SPACE_UNSPECIFIED,
-                version="fake_1",  # vector_version("fake-1"): the fake embedder's model
-                dimension=DIM if first else 0,
-                items=items,
-            )
-
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        await wait_serving(ch, "", timeout=60)
-        stub = retriever_pb2_grpc.RetrieverStub(ch)
-        up = await stub.Upsert(chunks(), timeout=60)
-        assert up.total == N_MOVIES
-        await stub.ActivateVersion(
-            retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version="fake_1"),
-            timeout=30,
-        )
-
-
 @pytest.fixture
 async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
     vectors = _vectors()
@@ -169,18 +108,15 @@ async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
             connect_retry_max_s=0.5,
         )
     )
-    fake = FakeEmbedder(vectors)
-    embedder = Server(test_settings(ServerSettings), "embedder")
-    embedder.add_service(
-        embedder_pb2_grpc.add_EmbedderServicer_to_server, fake, "recsys.embedder.v1.Embedder"
-    )
+    fake = FakeEmbedder(vectors, form=embedder_pb2.USER_FORM_PINSAGE)
     async with catalog_server(pg_dsn, dataset=data) as (_, catalog_port):
         retriever_port = await retriever.start()
-        embedder_port = await embedder.start()
-        embedder.set_serving(True)
+        embedder, embedder_port = await fake_server(
+            "embedder", embedder_pb2_grpc.add_EmbedderServicer_to_server, fake, "recsys.embedder.v1.Embedder"
+        )
         gateway = None
         try:
-            await _load_vectors(retriever_port, vectors)
+            await load_vectors(retriever_port, vectors)
             gateway = await GatewayApp.started(
                 test_settings(
                     GatewaySettings,

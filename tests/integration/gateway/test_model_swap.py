@@ -23,14 +23,14 @@ from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-from recsys_core.server import Server
-from recsys_core.settings import ServerSettings
 from recsys_core.testing import test_settings, wait_serving
 from recsys_core.validation import vector_version
 from recsys_gateway.server import GatewayApp
 from recsys_gateway.settings import GatewaySettings
 from recsys_retriever.server import RetrieverApp
 from recsys_retriever.settings import RetrieverSettings
+
+from .fakes import fake_server
 
 N_MOVIES, DIM, K = 60, 8, 5
 LIKED = (1, 2, 3)
@@ -83,14 +83,6 @@ class Catalog(catalog_pb2_grpc.CatalogServicer):
         )
 
 
-async def _fake(name: str, add: Any, servicer: Any, service: str) -> tuple[Server, int]:
-    server = Server(test_settings(ServerSettings), name)
-    server.add_service(add, servicer, service)
-    port = await server.start()
-    server.set_serving(True)
-    return server, port
-
-
 async def _publish(stub: retriever_pb2_grpc.RetrieverStub, model: str) -> None:
     async def chunks() -> AsyncIterator[retriever_pb2.UpsertRequest]:
         yield retriever_pb2.UpsertRequest(
@@ -124,10 +116,10 @@ async def test_no_response_mixes_two_models_during_a_swap(tmp_path: Path) -> Non
         test_settings(RetrieverSettings, data_dir=tmp_path / "retriever", alias_refresh_s=0.05)
     )
     embedder = SwitchingEmbedder()
-    emb_server, emb_port = await _fake(
+    emb_server, emb_port = await fake_server(
         "embedder", embedder_pb2_grpc.add_EmbedderServicer_to_server, embedder, "recsys.embedder.v1.Embedder"
     )
-    cat_server, cat_port = await _fake(
+    cat_server, cat_port = await fake_server(
         "catalog", catalog_pb2_grpc.add_CatalogServicer_to_server, Catalog(), "recsys.catalog.v1.Catalog"
     )
     gateway = None

@@ -23,7 +23,7 @@ from recsys_core.client import TracingClientInterceptor, open_channel, remaining
 from recsys_core.errors import NotFound
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
-from recsys_core.testing import serving, test_settings
+from recsys_core.testing import recorded_spans, serving, test_settings
 
 CATALOG = "recsys.catalog.v1.Catalog"
 GET_MOVIES = f"{CATALOG}/GetMovies"
@@ -78,11 +78,8 @@ def _server(name: str, servicer: Catalog) -> Server:
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Tracing on (every trace sampled), spans exported as they end to memory; off afterwards."""
-    tracing.reset()
-    exporter = InMemorySpanExporter()
-    assert tracing.configure("kit-test", exporter=exporter, sample_ratio=1.0, batch=False)
-    yield exporter
-    tracing.reset()
+    with recorded_spans("kit-test") as exporter:
+        yield exporter
 
 
 @pytest.fixture

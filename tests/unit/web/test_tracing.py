@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from recsys_core import tracing
+from recsys_core.testing import recorded_spans
 
 OUTER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OUTER = f"00-{OUTER_TRACE}-00f067aa0ba902b7-01"
@@ -17,11 +18,8 @@ OUTER = f"00-{OUTER_TRACE}-00f067aa0ba902b7-01"
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    tracing.reset()
-    exporter = InMemorySpanExporter()
-    assert tracing.configure("web-test", exporter=exporter, sample_ratio=1.0, batch=False)
-    yield exporter
-    tracing.reset()
+    with recorded_spans("web-test") as exporter:
+        yield exporter
 
 
 async def test_a_page_and_its_gateway_calls_are_one_trace(spans, make_web):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from recsys_core.app import DependencyRetry
-from recsys_core.settings import TracingSettings
-
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+from recsys_core.settings import LogSettings, TracingSettings
 
 
-class RecsysWebSettings(DependencyRetry, TracingSettings):
+class RecsysWebSettings(DependencyRetry, LogSettings, TracingSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_WEB_", extra="forbid")
 
     #: HTTP listen address; the cluster sets 0.0.0.0
@@ -41,13 +39,3 @@ class RecsysWebSettings(DependencyRetry, TracingSettings):
     #: seconds between the gateway health checks that drive /readyz (0 = never re-check);
     #: the start-up wait for the gateway: connect_retry_initial_s/_max_s (recsys_core.app)
     health_check_interval_s: float = Field(default=2.0, ge=0)
-    log_level: str = "INFO"
-    log_json: bool = True
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in _LEVELS:
-            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
-        return level

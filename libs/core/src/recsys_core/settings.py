@@ -43,7 +43,25 @@ class TracingSettings(BaseSettings):
     trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
 
 
-class ServerSettings(TracingSettings):
+class LogSettings(BaseSettings):
+    """Logging (recsys_core.logs) of a process: every gRPC server through
+    :class:`ServerSettings`, the web directly."""
+
+    #: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)
+    log_level: str = "INFO"
+    #: one JSON object a line (False: plain text, for a terminal)
+    log_json: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
+        return level
+
+
+class ServerSettings(LogSettings, TracingSettings):
     """Settings every gRPC server has (env prefix ``RECSYS_`` here, ``RECSYS_<SVC>_`` in services)."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="forbid")
@@ -68,8 +86,6 @@ class ServerSettings(TracingSettings):
     max_connection_age_s: float = Field(default=300.0, gt=0)
     #: concurrent RPCs before RESOURCE_EXHAUSTED; None = unbounded
     max_concurrent_rpcs: int | None = Field(default=None, gt=0)
-    log_level: str = "INFO"
-    log_json: bool = True
     #: TLS: PEM certificate chain and private key of this server; unset (or empty) = plaintext
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -93,14 +109,6 @@ class ServerSettings(TracingSettings):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in _LEVELS:
-            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
-        return level
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -16,17 +16,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from . import tracing
 from .server import Server
 from .settings import ServerSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 S = TypeVar("S", bound=ServerSettings)
 
@@ -37,6 +41,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def recorded_spans(service: str) -> Iterator[InMemorySpanExporter]:
+    """Tracing on as ``service`` (every trace sampled), each span exported to memory as it
+    ends; tracing off again afterwards (a fixture's body: ``with recorded_spans("x") as spans``)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tracing.reset()
+    exporter = InMemorySpanExporter()
+    if not tracing.configure(service, exporter=exporter, sample_ratio=1.0, batch=False):
+        raise RuntimeError("tracing could not be configured")
+    try:
+        yield exporter
+    finally:
+        tracing.reset()
 
 
 def test_settings(cls: type[S] = ServerSettings, **overrides: Any) -> S:  # type: ignore[assignment]
