@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +21,9 @@ from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
 from recsys_core.server import Server
 from recsys_core.settings import ServerSettings
 from recsys_core.testing import test_settings, wait_serving
+from recsys_gateway.settings import GatewaySettings
+from recsys_retriever.server import RetrieverApp
+from recsys_retriever.settings import RetrieverSettings
 
 MODEL = "fake-1"
 VERSION = "fake_1"  # vector_version(MODEL)
@@ -95,3 +99,29 @@ async def load_vectors(port: int, vectors: np.ndarray, *, chunk: int = 1000) -> 
             retriever_pb2.ActivateVersionRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, version=VERSION),
             timeout=30,
         )
+
+
+def quick_retriever(data_dir: Path) -> RetrieverApp:
+    """A real retriever (Milvus Lite in ``data_dir``) that batches for at most 1 ms and notices
+    its store's health within 0.2 s."""
+    return RetrieverApp(
+        test_settings(
+            RetrieverSettings,
+            data_dir=data_dir,
+            batch_max_wait_ms=1.0,
+            health_check_interval_s=0.2,
+            connect_retry_initial_s=0.05,
+            connect_retry_max_s=0.5,
+        )
+    )
+
+
+def gateway_settings(catalog: int, embedder: int, retriever: int, **overrides: Any) -> GatewaySettings:
+    """The gateway's test settings with its three upstreams on these local ports."""
+    return test_settings(
+        GatewaySettings,
+        catalog_target=f"127.0.0.1:{catalog}",
+        embedder_target=f"127.0.0.1:{embedder}",
+        retriever_target=f"127.0.0.1:{retriever}",
+        **overrides,
+    )

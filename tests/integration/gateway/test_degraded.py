@@ -27,13 +27,10 @@ from recsys.common.v1 import common_pb2
 from recsys.embedder.v1 import embedder_pb2_grpc
 from recsys.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from recsys.retriever.v1 import retriever_pb2, retriever_pb2_grpc
-from recsys_core.testing import free_port, test_settings
+from recsys_core.testing import free_port
 from recsys_gateway.server import GatewayApp
-from recsys_gateway.settings import GatewaySettings
-from recsys_retriever.server import RetrieverApp
-from recsys_retriever.settings import RetrieverSettings
 
-from .fakes import FakeEmbedder, fake_server, load_vectors
+from .fakes import FakeEmbedder, fake_server, gateway_settings, load_vectors, quick_retriever
 
 N_MOVIES, DIM = 50, 8
 LIKED = (1, 2, 3)
@@ -93,16 +90,7 @@ def vectors() -> Iterator[np.ndarray]:
 @pytest.fixture
 async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gateway_pb2_grpc.GatewayStub]:
     """Real retriever, fake embedder, the catalog a dead port."""
-    retriever = RetrieverApp(
-        test_settings(
-            RetrieverSettings,
-            data_dir=tmp_path / "retriever",
-            batch_max_wait_ms=1.0,
-            health_check_interval_s=0.2,
-            connect_retry_initial_s=0.05,
-            connect_retry_max_s=0.5,
-        )
-    )
+    retriever = quick_retriever(tmp_path / "retriever")
     embedder, embedder_port = await fake_server(
         "embedder",
         embedder_pb2_grpc.add_EmbedderServicer_to_server,
@@ -114,11 +102,10 @@ async def no_catalog(tmp_path: Path, vectors: np.ndarray) -> AsyncIterator[gatew
         retriever_port = await retriever.start()
         await load_vectors(retriever_port, vectors)
         gateway = await GatewayApp.started(
-            test_settings(
-                GatewaySettings,
-                catalog_target=f"127.0.0.1:{free_port()}",
-                embedder_target=f"127.0.0.1:{embedder_port}",
-                retriever_target=f"127.0.0.1:{retriever_port}",
+            gateway_settings(
+                free_port(),
+                embedder_port,
+                retriever_port,
                 upstream_timeout_s=5.0,
                 breaker_failures=2,
                 breaker_cooldown_s=60.0,
@@ -199,11 +186,10 @@ async def hanging_retriever() -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStu
     ]
     (_, catalog_port), (_, embedder_port), (_, retriever_port) = servers
     gateway = await GatewayApp.started(
-        test_settings(
-            GatewaySettings,
-            catalog_target=f"127.0.0.1:{catalog_port}",
-            embedder_target=f"127.0.0.1:{embedder_port}",
-            retriever_target=f"127.0.0.1:{retriever_port}",
+        gateway_settings(
+            catalog_port,
+            embedder_port,
+            retriever_port,
             upstream_timeout_s=5.0,
             breaker_failures=2,
             breaker_cooldown_s=60.0,

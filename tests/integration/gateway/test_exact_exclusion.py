@@ -30,13 +30,9 @@ from recsys_catalog.testing import (
     create_temp_database,
     drop_temp_database,
 )
-from recsys_core.testing import test_settings
 from recsys_gateway.server import GatewayApp
-from recsys_gateway.settings import GatewaySettings
-from recsys_retriever.server import RetrieverApp
-from recsys_retriever.settings import RetrieverSettings
 
-from .fakes import FakeEmbedder, fake_server, load_vectors
+from .fakes import FakeEmbedder, fake_server, gateway_settings, load_vectors, quick_retriever
 
 pytestmark = pytest.mark.postgres
 
@@ -98,16 +94,7 @@ def pg_dsn() -> Iterator[str]:
 async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
     vectors = _vectors()
     data = _write_dataset(tmp_path / "heavy-latest")
-    retriever = RetrieverApp(
-        test_settings(
-            RetrieverSettings,
-            data_dir=tmp_path / "retriever",
-            batch_max_wait_ms=1.0,
-            health_check_interval_s=0.2,
-            connect_retry_initial_s=0.05,
-            connect_retry_max_s=0.5,
-        )
-    )
+    retriever = quick_retriever(tmp_path / "retriever")
     fake = FakeEmbedder(vectors, form=embedder_pb2.USER_FORM_PINSAGE)
     async with catalog_server(pg_dsn, dataset=data) as (_, catalog_port):
         retriever_port = await retriever.start()
@@ -118,11 +105,10 @@ async def stack(pg_dsn: str, tmp_path: Path) -> AsyncIterator[Stack]:
         try:
             await load_vectors(retriever_port, vectors)
             gateway = await GatewayApp.started(
-                test_settings(
-                    GatewaySettings,
-                    catalog_target=f"127.0.0.1:{catalog_port}",
-                    embedder_target=f"127.0.0.1:{embedder_port}",
-                    retriever_target=f"127.0.0.1:{retriever_port}",
+                gateway_settings(
+                    catalog_port,
+                    embedder_port,
+                    retriever_port,
                     history_window=WINDOW,
                     upstream_timeout_s=30.0,
                     movie_cache_ttl_s=CARD_TTL_S,
