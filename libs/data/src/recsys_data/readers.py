@@ -20,7 +20,7 @@ import logging
 import re
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,6 +402,19 @@ def _decode_lines(data: bytes, file: str, encodings: tuple[str, ...]) -> list[st
     raise DataFormatError(file, line, f"bad encoding (not {' or '.join(encodings)})")
 
 
+def _fields(
+    data: bytes, file: str, encodings: tuple[str, ...], sep: str, n_fields: int, problems: _Problems
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each line of ``file`` with exactly ``n_fields`` ``sep``-separated
+    fields; any other line is a problem, skipped."""
+    for lineno, line in enumerate(_decode_lines(data, file, encodings), 1):
+        parts = line.split(sep)
+        if len(parts) != n_fields:
+            problems.add(file, lineno, f"expected {n_fields} {sep!r}-separated fields, got {len(parts)}")
+            continue
+        yield lineno, parts
+
+
 class _IdCheck:
     def __init__(self, file: str, what: str, problems: _Problems) -> None:
         self.seen: set[int] = set()
@@ -440,11 +453,7 @@ def _read_100k_movies(data: bytes, genre_names: list[str], problems: _Problems) 
     ids = _IdCheck(file, "movie", problems)
     n_fields = 5 + len(genre_names)
     movies: list[Movie] = []
-    for lineno, line in enumerate(_decode_lines(data, file, ("latin-1",)), 1):
-        parts = line.split("|")
-        if len(parts) != n_fields:
-            problems.add(file, lineno, f"expected {n_fields} '|'-separated fields, got {len(parts)}")
-            continue
+    for lineno, parts in _fields(data, file, ("latin-1",), "|", n_fields, problems):
         flags = parts[5:]
         if any(f not in ("0", "1") for f in flags):
             problems.add(file, lineno, "genre flags must be 0 or 1")
@@ -465,11 +474,7 @@ def _read_100k_users(data: bytes, problems: _Problems) -> list[User]:
     file = "u.user"
     ids = _IdCheck(file, "user", problems)
     users: list[User] = []
-    for lineno, line in enumerate(_decode_lines(data, file, ("latin-1",)), 1):
-        parts = line.split("|")
-        if len(parts) != 5:
-            problems.add(file, lineno, f"expected 5 '|'-separated fields, got {len(parts)}")
-            continue
+    for lineno, parts in _fields(data, file, ("latin-1",), "|", 5, problems):
         uid, age, gender, occupation, zip_code = (p.strip() for p in parts)
         if not _INT.fullmatch(age) or not 0 < int(age) < 130:
             problems.add(file, lineno, f"age {age!r} is not a plausible age")
@@ -488,11 +493,7 @@ def _read_dat_movies(data: bytes, problems: _Problems) -> list[Movie]:
     file = "movies.dat"
     ids = _IdCheck(file, "movie", problems)
     movies: list[Movie] = []
-    for lineno, line in enumerate(_decode_lines(data, file, ("utf-8", "latin-1")), 1):
-        parts = line.split("::")
-        if len(parts) != 3:
-            problems.add(file, lineno, f"expected 3 '::'-separated fields, got {len(parts)}")
-            continue
+    for lineno, parts in _fields(data, file, ("utf-8", "latin-1"), "::", 3, problems):
         movie_id = ids.parse(parts[0], lineno)
         if movie_id is None:
             continue
@@ -506,11 +507,7 @@ def _read_dat_users(data: bytes, problems: _Problems) -> list[User]:
     file = "users.dat"
     ids = _IdCheck(file, "user", problems)
     users: list[User] = []
-    for lineno, line in enumerate(_decode_lines(data, file, ("utf-8", "latin-1")), 1):
-        parts = line.split("::")
-        if len(parts) != 5:
-            problems.add(file, lineno, f"expected 5 '::'-separated fields, got {len(parts)}")
-            continue
+    for lineno, parts in _fields(data, file, ("utf-8", "latin-1"), "::", 5, problems):
         uid, gender, age, occ, zip_code = (p.strip() for p in parts)
         if gender not in GENDERS:
             problems.add(file, lineno, f"gender {gender!r} is not F or M")
