@@ -310,23 +310,11 @@ async def test_sigterm_catalog_drains_accepted_calls(stack: Stack, dataset) -> N
         await load.stop()
         await ensure_all_serving(stack)
     print(f"codes {dict(load.codes())}")
-    # KNOWN BUG (catalog): a restarted catalog listens before its database is connected and answers
-    # FAILED_PRECONDITION "catalog starting: ..." (not retryable) instead of UNAVAILABLE. Checked
-    # apart so that everything else is still asserted; reported as XFAIL when it happens.
-    starting = [
-        c
-        for c in load.calls
-        if c.code == grpc.StatusCode.FAILED_PRECONDITION and "catalog starting" in c.details
-    ]
-    load.calls = [c for c in load.calls if c not in starting]
+    # a restarting catalog answers UNAVAILABLE ("catalog starting: ...", retryable) until its
+    # database is connected, never FAILED_PRECONDITION: _check_calls admits only OK/UNAVAILABLE
     _check_calls(load, fault_start=t_term, cause="catalog")
     # RecordFeedback is one hop (gateway -> catalog): one sent well before the SIGTERM reached the
     # catalog before it stopped accepting, so it must have completed
     accepted = [c for c in load.calls if c.rpc == "RecordFeedback" and c.start < t_term - 0.2]
     assert all(c.ok for c in accepted), [c for c in accepted if not c.ok][:5]
     await _finish("SIGTERM catalog, restart", stack, load, (t_term, t_back, recovery), watch)
-    if starting:
-        pytest.xfail(
-            f"catalog bug: {len(starting)} calls got FAILED_PRECONDITION while it restarted "
-            f"({starting[0].details!r}); the contract says UNAVAILABLE (retryable)"
-        )
