@@ -160,6 +160,24 @@ class PinSageNet(nn.Module):
         """L2-normalised embeddings ``(n_items, dim)`` of all known items."""
         return self.final(self.item_states(dense, tokens, nbr_ids, nbr_w))
 
+    def embed_rows(
+        self, dense: Tensor, tokens: Tensor, nbr_ids: Tensor, nbr_w: Tensor, rows: Tensor
+    ) -> Tensor:
+        """:meth:`embed_items` of ``rows`` only (sorted, unique item rows): the same function,
+        computed on the rows' L-hop neighbourhood instead of the whole catalog (PinSage's
+        mini-batch computation graph; what the sampled-softmax training step encodes)."""
+        need = [rows]
+        for _ in self.convs:  # rows a layer needs: its outputs and their neighbours
+            top = need[0]
+            need.insert(0, torch.unique(torch.cat([top, nbr_ids[top].reshape(-1)])))
+        src = need[0]
+        h = self.input_repr(dense[src], tokens[src], src)
+        h0 = h[torch.searchsorted(src, rows)]
+        for layer, conv in enumerate(self.convs):
+            have, dst = need[layer], need[layer + 1]
+            h = conv(h, h[torch.searchsorted(have, dst)], torch.searchsorted(have, nbr_ids[dst]), nbr_w[dst])
+        return _normalise(h + h0)
+
     def embed_new_items(
         self, dense: Tensor, tokens: Tensor, nbr_ids: Tensor, nbr_w: Tensor, states: list[Tensor]
     ) -> Tensor:

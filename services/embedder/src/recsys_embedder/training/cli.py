@@ -21,12 +21,33 @@ from recsys_embedder.evaluation import quiz as Q
 from recsys_embedder.evaluation.temporal import choose_popularity, popularity_summary
 from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
+from recsys_embedder.training import sampled as S
 from recsys_embedder.training import two_tower_step as TT
 from recsys_embedder.training.train import TrainConfig, TrainResult, all_events, train
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +72,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--user-window", type=int, default=d.user_window)
     p.add_argument("--item-loss-weight", type=float, default=d.item_loss_weight)
+    p.add_argument(
+        "--loss",
+        choices=S.LOSSES,
+        default=d.loss,
+        help="next-item loss: full softmax over the catalog (default) or sampled softmax with the "
+        "logQ correction (a step encodes only the movies it touches; cost independent of the catalog)",
+    )
+    p.add_argument(
+        "--negatives",
+        type=_positive_int,
+        default=d.negatives,
+        help=f"--loss sampled: negatives per step ({d.negatives})",
+    )
+    p.add_argument(
+        "--negative-alpha",
+        type=_non_negative_float,
+        default=d.negative_alpha,
+        help=f"--loss sampled: draw negatives by (TRAIN count + 1)^alpha ({d.negative_alpha}; 0 = uniform)",
+    )
     p.add_argument("--no-id-embedding", action="store_true", help="features and neighbours only")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -89,6 +129,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         threads=args.threads,
         max_steps_per_epoch=args.max_steps_per_epoch,
+        loss=args.loss,
+        negatives=args.negatives,
+        negative_alpha=args.negative_alpha,
     )
 
 

@@ -28,6 +28,7 @@ from recsys_embedder.evaluation.evaluate import Phase, evaluate_scorer, make_pha
 from recsys_embedder.model.features import FeatureSpec, movie_features
 from recsys_embedder.model.pinsage import ModelConfig, PinSageNet
 from recsys_embedder.training import graph as G
+from recsys_embedder.training import sampled as S
 from recsys_embedder.training.data import TRAIN, Prepared
 
 Log = Callable[[str], None]
@@ -61,6 +62,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     max_steps_per_epoch: int = 0  # 0 = a full pass over the TRAIN next-item events
+    loss: str = "full"  # next-item loss: "full" softmax over the catalog or "sampled" (see .sampled)
+    negatives: int = 1024  # sampled loss: negatives drawn per step (shared by the batch)
+    negative_alpha: float = 0.75  # sampled loss: q ∝ (TRAIN count + 1)^alpha; 0 = uniform
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +151,8 @@ def train(
     With ``checkpoint`` the state is saved there after every epoch and a run
     finding one resumes from it (same config and seed: same result).
     """
+    if cfg.loss not in S.LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; expected one of {S.LOSSES}")
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     torch.set_num_threads(cfg.threads)
@@ -178,6 +184,11 @@ def train(
     counts = p.counts(TRAIN).astype(np.float64)
     heads_pool = np.flatnonzero(counts > 0)
     hard_p = counts**0.75 / (counts**0.75).sum()
+    sampler = (
+        S.NegativeSampler(S.negative_distribution(counts, cfg.negative_alpha), cfg.negatives)
+        if cfg.loss == "sampled"
+        else None
+    )
     val_phase = make_phase(p, "validation")
     validate = len(val_phase.users) > 0
 
@@ -216,11 +227,6 @@ def train(
         for step in bar:
             b = ev[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             hist, rat, mask, target, ex_rows, ex_items = (x.to(dev) for x in nxt.batch(b))
-            emb = model.embed_items(*tensors)
-            u = model.embed_users(emb, hist, rat, mask, "pinsage")
-            logits = cfg.logit_scale * (u @ emb.T)
-            logits = logits.index_put((ex_rows, ex_items), torch.tensor(float("-inf"), device=dev))
-            loss_u = F.cross_entropy(logits, target)
             # max-margin on random-walk pairs, uniform + popularity-weighted negatives
             s = step * cfg.item_batch_size
             hh = torch.as_tensor(ph[s : s + cfg.item_batch_size]).to(dev)
@@ -230,8 +236,30 @@ def train(
                 [rng.choice(p.n_items, size=n_hard, p=hard_p), rng.integers(0, p.n_items, len(hh) - n_hard)]
             )
             nn_ = torch.as_tensor(neg).to(dev)
-            pos_s = (emb[hh] * emb[tt]).sum(1)
-            neg_s = (emb[hh] * emb[nn_]).sum(1)
+            if sampler is None:  # full softmax: every movie encoded and scored
+                emb = model.embed_items(*tensors)
+                u = model.embed_users(emb, hist, rat, mask, "pinsage")
+                loss_u = S.full_softmax_loss(u, emb, target, ex_rows, ex_items, cfg.logit_scale)
+                at: tuple[Tensor, ...] = (hh, tt, nn_)
+            else:  # sampled softmax: only the movies this step touches are encoded
+                drawn = sampler.draw(rng)
+                nr = drawn.rows.to(dev)
+                touched = torch.unique(torch.cat([target, hist.reshape(-1), nr, hh, tt, nn_]))
+                emb = model.embed_rows(tensors[0], tensors[1], tensors[2], tensors[3], touched)
+                u = model.embed_users(emb, torch.searchsorted(touched, hist), rat, mask, "pinsage")
+                loss_u = S.sampled_softmax_loss(
+                    u,
+                    emb[torch.searchsorted(touched, target)],
+                    target,
+                    emb[torch.searchsorted(touched, nr)],
+                    drawn,
+                    ex_rows,
+                    ex_items,
+                    cfg.logit_scale,
+                )
+                at = tuple(torch.searchsorted(touched, x) for x in (hh, tt, nn_))
+            pos_s = (emb[at[0]] * emb[at[1]]).sum(1)
+            neg_s = (emb[at[0]] * emb[at[2]]).sum(1)
             loss_i = F.relu(neg_s - pos_s + cfg.margin).mean() if len(hh) else torch.zeros((), device=dev)
             loss = loss_u + cfg.item_loss_weight * loss_i
             opt.zero_grad()
