@@ -246,3 +246,23 @@ async def test_state_survives_a_restart(
         assert resp.version == "v1" and resp.results[0].hits[0].movie_id == 6
     finally:
         await stop(r)
+
+
+async def test_lite_refuses_a_collection_above_its_size_limit(
+    tmp_path: Path, dataset: Any, upsert_stream: Any, retriever_factory: Any
+) -> None:
+    start, stop = retriever_factory
+    r = await start(data_dir=tmp_path / "r", lite_max_vectors=150)
+    try:
+        await load(r, dataset(150, DIM), "v1", upsert_stream)  # exactly the limit: fine
+        for data in (dataset(200, DIM), dataset(10, DIM, first_id=151)):  # a new one, one that grows v1
+            version = "v2" if len(data.ids) == 200 else "v1"
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await r.stub.Upsert(upsert_stream(data.requests(version)), timeout=60)
+            assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.value.details()
+            details = exc.value.details() or ""
+            assert "RECSYS_RETRIEVER_LITE_MAX_VECTORS" in details and "RECSYS_RETRIEVER_MILVUS_URI" in details
+        desc = await r.stub.Describe(retriever_pb2.DescribeRequest(), timeout=10)
+        assert [(c.version, c.count) for c in desc.collections] == [("v1", 150)]  # nothing written
+    finally:
+        await stop(r)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_retriever.memory_store import MemoryStore
 from recsys_retriever.service import (
+    CapacityLimit,
     Item,
     MovieFilter,
     Query,
@@ -418,3 +419,48 @@ async def test_delete_counts_only_existing_ids(svc: RetrieverService) -> None:
         assert exc.value.field == field
     with pytest.raises(InvalidArgument):
         await svc.get_vectors(None, "", list(range(1, 1002)))
+
+
+# ------------------------------------------------------------------------ Milvus Lite size guard
+LIMIT = CapacityLimit(50, "set RECSYS_RETRIEVER_MILVUS_URI to a Milvus server")
+
+
+async def test_an_upsert_past_the_lite_limit_is_refused_and_writes_nothing() -> None:
+    svc = RetrieverService(MemoryStore(), capacity=LIMIT)
+    await load(svc, "v1", 40)
+    # replacing existing ids does not grow the collection: allowed up to exactly the limit
+    await load(svc, "v1", 50)
+    assert (await svc.describe())[0][0].count == 50
+    vecs, *_ = make_data(60)
+    more = [Item(i + 1, vecs[i]) for i in range(51)]  # 1 new id past 50
+    with pytest.raises(FailedPrecondition) as exc:
+        await svc.upsert(stream(UpsertChunk("pinsage", "v1", DIM, more)))
+    assert "51 vectors" in str(exc.value) and "RECSYS_RETRIEVER_MILVUS_URI" in str(exc.value)
+    assert (await svc.describe())[0][0].count == 50  # nothing written
+    # a new collection larger than the limit on its own: refused while the stream is read
+    with pytest.raises(FailedPrecondition):
+        await load(svc, "v2", 60)
+    assert [i.version for i in (await svc.describe())[0]] == ["v1"]
+
+
+async def test_activating_a_collection_above_the_lite_limit_is_refused() -> None:
+    store = MemoryStore()
+    big = RetrieverService(store)  # e.g. loaded before the guard, or with a larger limit
+    await load(big, "v1", 60)
+    svc = RetrieverService(store, capacity=LIMIT)
+    with pytest.raises(FailedPrecondition, match="ActivateVersion"):
+        await svc.activate(None, "v1")
+    # without a limit (a Milvus server) the same collection activates
+    assert await big.activate(None, "v1") == ""
+
+
+async def test_a_serving_collection_above_the_limit_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    big = RetrieverService(store)
+    await load(big, "v1", 60)
+    await big.activate(None, "v1")
+    svc = RetrieverService(store, capacity=LIMIT)
+    with caplog.at_level("WARNING", logger="recsys.retriever"):
+        await svc.start()
+    assert any("60 vectors" in r.getMessage() and "MILVUS_URI" in r.getMessage() for r in caplog.records)
+    assert (await svc.search(None, [Query(make_data(1)[0][0])], 3)).version == "v1"  # still served

@@ -56,3 +56,23 @@ def test_cli_registers_serve_and_describe() -> None:
     assert args.func is cli._describe
     assert cli._describe(args) == 1  # nothing listens there: a message, exit status 1
     assert parser.parse_args(["retriever", "serve"]).func is cli._serve
+
+
+def test_the_lite_size_guard_is_set_for_lite_only_and_a_bad_value_fails_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RECSYS_RETRIEVER_MILVUS_URI", raising=False)
+    s = load_settings(RetrieverSettings)
+    svc = build_service(s)
+    assert svc.capacity is not None and svc.capacity.max_vectors == 200_000
+    msg = str(svc.capacity.refusal("recsys_pinsage__v1", 300_000, "Upsert into"))
+    assert "RECSYS_RETRIEVER_LITE_MAX_VECTORS" in msg and "RECSYS_RETRIEVER_MILVUS_URI" in msg
+    monkeypatch.setenv("RECSYS_RETRIEVER_LITE_MAX_VECTORS", "1000")
+    assert build_service(load_settings(RetrieverSettings)).capacity.max_vectors == 1000  # type: ignore[union-attr]
+    monkeypatch.setenv("RECSYS_RETRIEVER_MILVUS_URI", "http://milvus:19530")
+    assert build_service(load_settings(RetrieverSettings)).capacity is None  # a server: no limit
+    for bad in ("0", "-5", "many"):
+        monkeypatch.setenv("RECSYS_RETRIEVER_LITE_MAX_VECTORS", bad)
+        with pytest.raises(SettingsError) as exc:
+            load_settings(RetrieverSettings)
+        assert set(exc.value.variables) == {"RECSYS_RETRIEVER_LITE_MAX_VECTORS"}

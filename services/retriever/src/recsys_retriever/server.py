@@ -15,7 +15,7 @@ from recsys.retriever.v1 import retriever_pb2_grpc
 from recsys_core.app import App
 from recsys_core.server import Server
 
-from recsys_retriever.service import IndexConfig, RetrieverService, VectorStore
+from recsys_retriever.service import CapacityLimit, IndexConfig, RetrieverService, VectorStore
 from recsys_retriever.servicer import SERVICE_NAME, RetrieverServicer
 from recsys_retriever.settings import RetrieverSettings
 
@@ -55,6 +55,9 @@ def build_service(settings: RetrieverSettings, store: VectorStore | None = None)
         alias_refresh_s=settings.alias_refresh_s,
         upsert_max_items=settings.upsert_max_items,
         max_limit=settings.search_max_limit,
+        capacity=CapacityLimit(settings.lite_max_vectors, settings.lite_capacity_advice)
+        if settings.is_lite
+        else None,
     )
 
 

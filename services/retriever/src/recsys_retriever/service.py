@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import re
 import time
@@ -39,6 +40,8 @@ import numpy as np
 from recsys_core.batching import Batcher
 from recsys_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from recsys_core.validation import MAX_GENRES, check_genre_names, check_year, check_year_range, quote
+
+log = logging.getLogger("recsys.retriever")
 
 SPACES = ("pinsage", "two_tower")
 DEFAULT_SPACE = "pinsage"
@@ -61,6 +64,21 @@ class IndexConfig:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     search_ef: int = 128
+
+
+@dataclass(frozen=True)
+class CapacityLimit:
+    """Most vectors one collection may hold in this back end (Milvus Lite searches in Python:
+    seconds a query at 1M vectors), and the advice a refusal carries (which settings to change)."""
+
+    max_vectors: int
+    advice: str
+
+    def refusal(self, collection: str, count: int, what: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"{what} {collection} would hold {count} vectors, above the {self.max_vectors} "
+            f"the embedded Milvus Lite is allowed: {self.advice}"
+        )
 
 
 @dataclass(frozen=True)
@@ -257,6 +275,7 @@ class RetrieverService:
         upsert_max_items: int = 50_000,
         drop_wait_s: float = 10.0,
         max_limit: int = 16_384,
+        capacity: CapacityLimit | None = None,
     ) -> None:
         self.store = store
         self.prefix = prefix
@@ -267,6 +286,8 @@ class RetrieverService:
         self.upsert_max_items = upsert_max_items
         self.drop_wait_s = drop_wait_s
         self.max_limit = max_limit
+        #: most vectors a collection may hold (Milvus Lite); None = no limit (a Milvus server)
+        self.capacity = capacity
         #: batching off (every search sent at once) when the wait is 0 or a batch holds one query
         self.batching = batch_max_wait_s > 0 and batch_max_size > 1
         self.batch_max_size = batch_max_size
@@ -314,7 +335,19 @@ class RetrieverService:
         """Connect to Milvus and load collections; raises DependencyUnavailable while unreachable."""
         await self.store.connect()
         for space in SPACES:
-            await self._serving_collection(space, refresh=True)
+            serving = await self._serving_collection(space, refresh=True)
+            if serving is not None and self.capacity is not None:
+                count = await self.store.count(serving)
+                if count > self.capacity.max_vectors:  # served as before, but said loudly
+                    log.warning(
+                        "serving collection %s holds %d vectors, above the %d the embedded Milvus Lite "
+                        "is allowed (searches take seconds; Upsert into it and ActivateVersion of it "
+                        "are refused): %s",
+                        serving,
+                        count,
+                        self.capacity.max_vectors,
+                        self.capacity.advice,
+                    )
 
     async def check(self) -> None:
         await self.store.ping()
@@ -550,6 +583,8 @@ class RetrieverService:
                 raise ResourceExhausted(
                     f"more than {self.upsert_max_items} items in one Upsert call; split it into several calls"
                 )
+            if self.capacity is not None and len(items) > self.capacity.max_vectors:
+                raise self.capacity.refusal(collection, len(items), "Upsert into")
         if space is None:
             raise InvalidArgument("empty Upsert stream: space and version are required", field="space")
         async with self._lock(collection):
@@ -564,12 +599,25 @@ class RetrieverService:
                         f"version {version} has dimension {have}, not {dim}", field="dimension"
                     )
                 batch = list(items.values())
+                if batch and self.capacity is not None:
+                    await self._check_capacity(collection, batch)
                 if batch:
                     await self.store.upsert(collection, batch)
                 total = await self.store.count(collection)
             finally:
                 self._writing[collection] -= 1
         return len(items), total
+
+    async def _check_capacity(self, collection: str, batch: Sequence[Item]) -> None:
+        """Refuse (before writing anything) an upsert that would take ``collection`` past the limit."""
+        assert self.capacity is not None
+        have = await self.store.count(collection)
+        if have + len(batch) <= self.capacity.max_vectors:
+            return
+        present = await self.store.existing_ids(collection, [it.movie_id for it in batch]) if have else []
+        after = have + len(batch) - len(present)
+        if after > self.capacity.max_vectors:
+            raise self.capacity.refusal(collection, after, "Upsert into")
 
     async def delete(self, space: str | None, version: str, movie_ids: Sequence[int]) -> int:
         space = check_space(space)
@@ -609,6 +657,8 @@ class RetrieverService:
             stats = await self.store.collection_stats(collection)
             if stats.count == 0:
                 raise FailedPrecondition(f"version {version} has no vectors")
+            if self.capacity is not None and stats.count > self.capacity.max_vectors:
+                raise self.capacity.refusal(collection, stats.count, "ActivateVersion of")
             if not stats.index_ready:
                 raise FailedPrecondition(f"version {version} is still being indexed")
             alias = self.alias_name(space)

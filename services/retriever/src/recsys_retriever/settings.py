@@ -61,7 +61,25 @@ class RetrieverSettings(DependencySettings):
     #: most items one Upsert call may carry (it is buffered whole before writing; a long call is
     #: also cut by the server's max_connection_age_s, so load large sets in several calls)
     upsert_max_items: int = Field(default=50_000, ge=1)
+    #: Milvus Lite only: most vectors one collection may hold. Upsert past it and ActivateVersion of
+    #: a larger collection fail FAILED_PRECONDITION (Lite searches in Python: ~2 s a query at 100k
+    #: FLAT, ~13 s at 1M HNSW on 2 cores, services/retriever/README.md); use a Milvus server
+    #: (``milvus_uri``) for more. Ignored with a server.
+    lite_max_vectors: int = Field(default=200_000, ge=1)
     # connect_retry_initial_s, connect_retry_max_s, health_check_interval_s: DependencySettings
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable of a field (``RECSYS_RETRIEVER_<FIELD>``)."""
+        return f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
+
+    @property
+    def lite_capacity_advice(self) -> str:
+        return (
+            f"set {self.env_name('milvus_uri')} to a Milvus server (http://host:19530) for a catalog "
+            f"this large, or raise {self.env_name('lite_max_vectors')} (currently {self.lite_max_vectors}) "
+            "and accept seconds per search"
+        )
 
     @property
     def resolved_uri(self) -> str:
