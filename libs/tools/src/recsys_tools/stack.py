@@ -98,6 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrain", action="store_true", help="train a new artifact even if one exists")
     p.add_argument("--train-args", default="", help="extra arguments for `recsys train` (quoted)")
     p.add_argument(
+        "--yes",
+        action="store_true",
+        help="train without asking when the estimated training time is long (a terminal asks; "
+        "without one the estimate is printed and training goes on)",
+    )
+    p.add_argument(
         "--detach",
         action="store_true",
         help="return once serving; a detached supervisor restarts crashed services (stop with `recsys down`)",
@@ -189,6 +195,41 @@ def data_content_sha256(data: Path) -> str:
     from recsys_data import content_sha256, load_dataset
 
     return content_sha256(load_dataset(data))
+
+
+#: estimated training longer than this asks before it starts (on a terminal, without --yes)
+ASK_ABOVE_S = 30 * 60
+
+
+def training_cost(n_ratings: int, n_movies: int, train_args: str) -> Any:
+    """``recsys_embedder.training.cost.estimate`` for the loss ``train_args`` asks for."""
+    from recsys_embedder.training.cost import estimate
+
+    words = train_args.split()
+    loss = "full"
+    for i, w in enumerate(words):
+        if w == "--loss" and i + 1 < len(words):
+            loss = words[i + 1]
+        elif w.startswith("--loss="):
+            loss = w.split("=", 1)[1]
+    return estimate(n_ratings, n_movies, loss if loss in ("full", "sampled") else "full")
+
+
+def confirm_training(cost: Any, *, yes: bool, interactive: bool, ask: Any = input) -> bool:
+    """Print what training will cost; on a terminal, ask when it is long (unless ``yes``)."""
+    _say(f"model: training will cost {cost.summary()}")
+    if cost.total_s <= ASK_ABOVE_S or yes:
+        return True
+    hint = (
+        ""
+        if cost.loss == "sampled"
+        else " (--train-args '--loss sampled' makes a step independent of the catalog)"
+    )
+    if not interactive:
+        _say(f"model: long training{hint}; not a terminal, so going on (pass --yes to skip this note)")
+        return True
+    answer = str(ask(f"train now{hint}? [y/N] "))
+    return answer.strip().lower() in ("y", "yes")
 
 
 def artifact_data_sha256(artifact: Path) -> str | None:
@@ -436,7 +477,10 @@ async def _up(args: argparse.Namespace) -> int:
             )
 
     data = _resolve_data(args.data, workdir, args.synthetic_size)
-    content = data_content_sha256(data)
+    from recsys_data import content_sha256, load_dataset
+
+    dataset = load_dataset(data)
+    content = content_sha256(dataset)
     _check_workdir_data(workdir, data, content)
 
     artifact = None if args.retrain else _latest_artifact(artifacts)
@@ -447,6 +491,10 @@ async def _up(args: argparse.Namespace) -> int:
             _say(f"model: {artifact.name} was trained on other data than {data}: training a new one")
             artifact, reason = None, "the artifact's data differs"
     if artifact is None:
+        cost = training_cost(len(dataset.interactions.user_ids), len(dataset.movies), args.train_args)
+        if not confirm_training(cost, yes=args.yes, interactive=sys.stdin.isatty()):
+            raise SystemExit("not training: nothing started (pass --yes to train without asking)")
+        del dataset
         cmd = [*_recsys(), "train", "--data", str(data), "--out", str(artifacts), *args.train_args.split()]
         _run_step(f"model: {reason}, training (progress below)", cmd)
         artifact = _latest_artifact(artifacts)
