@@ -79,7 +79,11 @@ def main() -> None:
     if args.max_steps_per_epoch:
         events = min(events, args.max_steps_per_epoch * cfg.batch_size)
     per_epoch = loop_s / max(epochs, 1)
-    print(f"  {per_epoch:.1f}s per epoch (incl. validation), {events / per_epoch:.0f} next-item events/s")
+    steps = sum(res.step_seconds) / max(len(res.step_seconds), 1)
+    print(
+        f"  {per_epoch:.1f}s per epoch with validation, {events / per_epoch:.0f} next-item events/s; "
+        f"step loop alone {steps:.1f}s, {events / max(steps, 1e-9):.0f} events/s"
+    )
     if args.no_eval:
         return
     t0 = time.perf_counter()

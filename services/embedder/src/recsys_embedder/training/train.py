@@ -85,6 +85,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     training_time_s: float = 0.0
     training_cpu_s: float = 0.0
+    #: seconds of each epoch's step loop (no validation) run by this call (not by a resumed one)
+    step_seconds: list[float] = field(default_factory=list)
 
 
 def item_inputs(p: Prepared, title_buckets: int = 4096) -> tuple[FeatureSpec, np.ndarray, np.ndarray]:
@@ -195,6 +197,7 @@ def train(
     start_epoch, best, best_epoch, bad = 1, -1.0, 0, 0
     best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history: list[dict[str, float]] = []
+    step_seconds: list[float] = []
     if checkpoint is not None and checkpoint.exists():
         ck = torch.load(checkpoint, weights_only=True, map_location=dev)
         model.load_state_dict(ck["model"])
@@ -273,6 +276,7 @@ def train(
                     loss_u=f"{tot_u / (step + 1):.3f}", loss_i=f"{tot_i / (step + 1):.3f}", ev_s=f"{rate:.0f}"
                 )
         bar.close()
+        step_seconds.append(time.perf_counter() - t0)
         val = _validate(model, tensors, p, val_phase) if validate else {"hr@10": 0.0, "ndcg@10": 0.0}
         row = {
             "epoch": float(epoch),
@@ -327,4 +331,5 @@ def train(
         history=history,
         training_time_s=time.perf_counter() - t_start,
         training_cpu_s=time.process_time() - cpu_start,
+        step_seconds=step_seconds,
     )
