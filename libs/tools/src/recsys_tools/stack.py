@@ -223,7 +223,8 @@ def confirm_training(cost: Any, *, yes: bool, interactive: bool, ask: Any = inpu
     hint = (
         ""
         if cost.loss == "sampled"
-        else " (--train-args '--loss sampled' makes a step independent of the catalog)"
+        else " (--train-args '--loss sampled' encodes only the movies a step touches: "
+        "4.8x the events/s measured at 60k movies)"
     )
     if not interactive:
         _say(f"model: long training{hint}; not a terminal, so going on (pass --yes to skip this note)")

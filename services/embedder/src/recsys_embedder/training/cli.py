@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
         choices=S.LOSSES,
         default=d.loss,
         help="next-item loss: full softmax over the catalog (default) or sampled softmax with the "
-        "logQ correction (a step encodes only the movies it touches; cost independent of the catalog)",
+        "logQ correction (a step encodes only the movies it touches)",
     )
     p.add_argument(
         "--negatives",

@@ -4,8 +4,11 @@ A step of the full softmax scores every movie for every event, so its time per e
 the catalog: ``seconds/event = A + B * movies``, fitted to two measurements on this project's
 2-core reference machine (OMP_NUM_THREADS=1): ml-100k (1,682 movies) 9,134 events/s
 (bench/train_bench.py, docs/scale.md) and the generated 60,000-movie, 2M-rating set of issue #19,
-494 events/s. The sampled softmax encodes and scores only the movies a step touches: its rate is
-taken as the measured ml-100k one, 6,950 events/s (1,024 negatives), for every catalog size.
+494 events/s. The sampled softmax (1,024 negatives) encodes and scores only the movies a step
+touches, a set bounded by the batch (histories, negatives, their 2-hop neighbours) but not by the
+catalog: its seconds per event are interpolated between the measured step-loop rates (ml-100k
+6,950, a 20k-movie set 3,958, a 60k-movie set 2,250 events/s) and held at the last one beyond
+60k movies (the assumption that the touched set has saturated; docs/scale.md).
 Memory: ``GiB = C + D * ratings`` through the measured ml-100k peak (0.61 GiB at 100k ratings)
 and issue #19's 6.9 GB at 2M; both estimates are extrapolations outside those points.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 FULL_POINTS = ((1_682, 9_134.0), (60_000, 494.0))  # (movies, events/s) measured, full softmax
-SAMPLED_EVENTS_S = 6_950.0  # measured on ml-100k, --loss sampled --negatives 1024
+SAMPLED_POINTS = ((1_682, 6_950.0), (20_000, 3_958.0), (60_000, 2_250.0))  # measured, 1024 negatives
 RSS_POINTS = ((100_000, 0.61), (2_000_000, 6.9 / 1.074))  # (ratings, GiB) measured (6.9 GB = 6.4 GiB)
 EPOCHS = 15  # TrainConfig().epochs; the refit on every event trains up to as many again
 
@@ -54,6 +59,12 @@ def full_events_per_s(movies: int) -> float:
     return 1.0 / max(a + b * movies, 1e-9)
 
 
+def sampled_events_per_s(movies: int) -> float:
+    ms = [m for m, _ in SAMPLED_POINTS]
+    spe = [1 / r for _, r in SAMPLED_POINTS]
+    return 1.0 / float(np.interp(movies, ms, spe))
+
+
 def peak_gib(ratings: int) -> float:
     (n0, g0), (n1, g1) = RSS_POINTS
     d = (g1 - g0) / (n1 - n0)
@@ -65,6 +76,6 @@ def estimate(ratings: int, movies: int, loss: str = "full") -> TrainingCost:
         raise ValueError(f"need ratings >= 0 and movies >= 1, got {ratings}, {movies}")
     if loss not in ("full", "sampled"):
         raise ValueError(f"unknown loss {loss!r}")
-    rate = full_events_per_s(movies) if loss == "full" else SAMPLED_EVENTS_S
+    rate = full_events_per_s(movies) if loss == "full" else sampled_events_per_s(movies)
     epoch_s = ratings / rate
     return TrainingCost(ratings, movies, loss, rate, epoch_s, 2 * EPOCHS * epoch_s, peak_gib(ratings))
