@@ -1,7 +1,8 @@
 """issue #20 end to end: a movie added to the running stack (`recsys up`: a trained model, the
 four services as processes) is recommendable within a bounded time, without a retrain; with the
 retriever down the add fails with a clear status and leaves nothing visible; the retry
-completes it once the retriever is back."""
+completes it once the retriever is back. SimilarMovies of the new movie itself answers the
+trained movies nearest its stored vector."""
 
 from __future__ import annotations
 
@@ -160,6 +161,21 @@ async def test_added_movie_is_recommendable_and_a_failed_add_leaves_nothing_visi
         found = await gw.SearchMovies(gateway_pb2.SearchMoviesRequest(query="quasar harbour"), timeout=10)
         assert new_id in [h.movie.movie_id for h in found.hits]
 
+        # SimilarMovies OF the new movie: the embedder does not know it, the gateway takes its
+        # vector from the retriever; the answer is the trained movies nearest that vector.
+        k = 10
+        own = await gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id, k=k), timeout=20)
+        got = [r.movie.movie_id for r in own.movies]
+        scores = {m: float(v @ vec) for m, v in by_id.items()}
+        best = sorted(scores.values(), reverse=True)
+        assert len(got) == k and new_id not in got and len(set(got)) == k, got
+        assert all(r.because_movie_id == new_id for r in own.movies)
+        assert all(scores[m] >= best[k - 1] - 1e-4 for m in got), (got, best[:k])  # the top k, ties aside
+        assert [scores[m] for m in got] == sorted((scores[m] for m in got), reverse=True)
+        print(
+            f"SimilarMovies(new movie): {got}; its neighbours among them: {sorted(set(got) & set(neighbours))}"
+        )
+
         # 2. retriever down: the add fails naming it, and the movie is nowhere
         other = gateway_pb2.GetMoviesRequest(movie_ids=[new_id + 1])
         request = catalog_pb2.AddMoviesRequest(
@@ -182,6 +198,9 @@ async def test_added_movie_is_recommendable_and_a_failed_add_leaves_nothing_visi
                 gateway_pb2.SearchMoviesRequest(query="quasar harbour two"), timeout=10
             )
             assert new_id + 1 not in [h.movie.movie_id for h in found.hits]
+            with pytest.raises(grpc.aio.AioRpcError) as err:  # a pending movie has no neighbours either
+                await gw.SimilarMovies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id + 1), timeout=10)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
         stack.wait_restarted("retriever", old_pid)
         await _serving(stack.target("retriever"), "recsys.retriever.v1.Retriever")
 

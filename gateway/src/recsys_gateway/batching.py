@@ -156,6 +156,9 @@ class BatchingUpstreams:
     async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse:
         return await self._in.embed_items(req)
 
+    async def get_vectors(self, req: retriever_pb2.GetVectorsRequest) -> retriever_pb2.GetVectorsResponse:
+        return await self._in.get_vectors(req)
+
     async def _submit(self, upstream: str, batcher: Batcher, key: object, item: object) -> object:
         started = time.monotonic()
         try:

@@ -55,6 +55,11 @@ def is_down(exc: BaseException) -> bool:
     return isinstance(exc, UpstreamError) and exc.upstream_code in DOWN_CODES
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """An upstream's NOT_FOUND (e.g. the retriever has no such version)."""
+    return isinstance(exc, UpstreamError) and exc.upstream_code == grpc.StatusCode.NOT_FOUND
+
+
 def count_degraded(rpc: str, reasons: Iterable[str]) -> None:
     for reason in reasons:
         DEGRADED.labels(rpc=rpc, reason=reason).inc()

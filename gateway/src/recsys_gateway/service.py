@@ -84,6 +84,7 @@ class Upstreams(Protocol):
     async def embed_query(self, req: embedder_pb2.EmbedQueryRequest) -> embedder_pb2.EmbedQueryResponse: ...
     async def embed_items(self, req: embedder_pb2.EmbedItemsRequest) -> embedder_pb2.EmbedItemsResponse: ...
     async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse: ...
+    async def get_vectors(self, req: retriever_pb2.GetVectorsRequest) -> retriever_pb2.GetVectorsResponse: ...
 
 
 @dataclass(frozen=True)
@@ -523,13 +524,12 @@ class GatewayService:
             if not self._falls_back(exc):
                 raise
             return await self._similar_popular(exc, resilience.EMBEDDER_POPULAR, req, k)
-        if not items.vectors:
-            raise NotFound(f"movie {req.movie_id} is not known to the model", field="movie_id")
         try:
+            vector = items.vectors[0] if items.vectors else await self._added_vector(req.movie_id, items)
             result = await self._up.search(
                 retriever_pb2.SearchRequest(
                     space=common_pb2.VECTOR_SPACE_PINSAGE,
-                    queries=[retriever_pb2.SearchQuery(vector=items.vectors[0], exclude_ids=[req.movie_id])],
+                    queries=[retriever_pb2.SearchQuery(vector=vector, exclude_ids=[req.movie_id])],
                     k=k,
                     filter=req.filter,
                     version=_vectors_of(items.model_version),
@@ -547,6 +547,32 @@ class GatewayService:
         return gateway_pb2.SimilarMoviesResponse(
             movies=recs, model_version=items.model_version, degraded=_flagged("SimilarMovies", notes)
         )
+
+    async def _added_vector(self, movie_id: int, items: embedder_pb2.EmbedItemsResponse) -> common_pb2.Vector:
+        """The vector of a movie the model was not trained on but that was added since (catalog
+        AddMovies, issue #20): EmbedItems does not know it, the retriever's version of the same
+        model holds its inductive vector. Neither has it, or the catalog does not list the movie
+        (still pending: a vector in the retriever is never shown without its metadata): NOT_FOUND.
+        The retriever unavailable raises its UpstreamError (the caller's fallback applies)."""
+        listed = await self._up.get_movies(catalog_pb2.GetMoviesRequest(movie_ids=[movie_id]))
+        if not any(m.movie_id == movie_id for m in listed.movies):
+            raise NotFound(f"movie {movie_id} is not known to the model nor in the catalog", field="movie_id")
+        try:
+            got = await self._up.get_vectors(
+                retriever_pb2.GetVectorsRequest(
+                    space=common_pb2.VECTOR_SPACE_PINSAGE,
+                    version=_vectors_of(items.model_version),
+                    movie_ids=[movie_id],
+                )
+            )
+        except UpstreamError as exc:
+            if not resilience.is_not_found(exc):  # NOT_FOUND: the retriever has no such version
+                raise
+            got = retriever_pb2.GetVectorsResponse(missing_ids=[movie_id])
+        for item in got.items:
+            if item.movie_id == movie_id and item.vector.values:
+                return item.vector
+        raise NotFound(f"movie {movie_id} is not known to the model nor added since", field="movie_id")
 
     async def _similar_popular(
         self, cause: UpstreamError, note: str, req: gateway_pb2.SimilarMoviesRequest, k: int

@@ -254,3 +254,6 @@ class GrpcUpstreams:
     # retriever
     async def search(self, req: retriever_pb2.SearchRequest) -> retriever_pb2.SearchResponse:
         return await self._retriever.call(self.retriever.Search, req)
+
+    async def get_vectors(self, req: retriever_pb2.GetVectorsRequest) -> retriever_pb2.GetVectorsResponse:
+        return await self._retriever.call(self.retriever.GetVectors, req)

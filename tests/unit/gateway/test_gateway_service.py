@@ -37,6 +37,8 @@ class FakeUpstreams:
         self.columns = False  # answers GetUserHistory(columns=true) in columns (a catalog that can)
         self.last: dict[str, object] = {}  # the last request of each call
         self.fail: dict[str, grpc.StatusCode] = {}
+        # Movies added since training (catalog AddMovies): in the retriever, unknown to EmbedItems.
+        self.added: dict[int, np.ndarray] = {}
         # Describe's vocabulary, deliberately unsorted with a duplicate (the gateway sorts it).
         self.genres = ["Western", "Action", "Film-Noir", "Action", "Comedy"]
 
@@ -168,12 +170,26 @@ class FakeUpstreams:
     async def embed_items(self, req):  # type: ignore[no-untyped-def]
         self._hit("embedder.EmbedItems")
         self.items_asked.append(list(req.movie_ids))
-        found = [m for m in req.movie_ids if m in self.known]
+        trained = {m for m in self.known if m <= N_MOVIES}  # the model knows no movie added since
+        found = [m for m in req.movie_ids if m in trained]
         return embedder_pb2.EmbedItemsResponse(
             found_ids=found,
             vectors=[common_pb2.Vector(values=self.vectors[m]) for m in found],
-            missing_ids=[m for m in req.movie_ids if m not in self.known],
+            missing_ids=[m for m in req.movie_ids if m not in trained],
             model_version=self.items_version or self.model_version,
+        )
+
+    async def get_vectors(self, req):  # type: ignore[no-untyped-def]
+        self._hit("retriever.GetVectors")
+        self.last["retriever.GetVectors"] = req
+        held = {m: self.vectors[m] for m in self.known if m <= N_MOVIES} | self.added
+        return retriever_pb2.GetVectorsResponse(
+            items=[
+                retriever_pb2.VectorItem(movie_id=m, vector=common_pb2.Vector(values=held[m]))
+                for m in req.movie_ids
+                if m in held
+            ],
+            missing_ids=[m for m in req.movie_ids if m not in held],
         )
 
     async def search(self, req):  # type: ignore[no-untyped-def]
@@ -355,6 +371,33 @@ async def test_similar_movies(svc: GatewayService) -> None:
     assert len(ids) == 7 and 3 not in ids and len(set(ids)) == 7
     with pytest.raises(NotFound):
         await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=5000))
+
+
+async def test_similar_movies_of_a_movie_added_since_training(
+    svc: GatewayService, fake: FakeUpstreams
+) -> None:
+    """issue #20: EmbedItems does not know a movie added by AddMovies; its vector comes from the
+    retriever's version of the same model, and the neighbours are those of that vector."""
+    new_id = N_MOVIES + 1
+    fake.added[new_id] = fake.vectors[9].copy()  # its inductive vector: that of movie 9
+    # Listed in the catalog only once promoted: before that, NOT_FOUND (never a pending movie).
+    with pytest.raises(NotFound):
+        await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id, k=5))
+    fake.known.add(new_id)  # promoted: the catalog lists it ...
+    fake.items_asked.clear()
+    resp = await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id, k=5))
+    ids = [r.movie.movie_id for r in resp.movies]
+    scores = fake.vectors[1 : N_MOVIES + 1] @ fake.vectors[9]
+    expected = [int(i + 1) for i in np.argsort(-scores)][:5]  # movie 9 first: same vector
+    assert ids == expected and new_id not in ids
+    assert all(r.because_movie_id == new_id for r in resp.movies)
+    got = fake.last["retriever.GetVectors"]
+    assert list(got.movie_ids) == [new_id] and got.version == "v_test"  # the model's version
+    assert fake.last["retriever.Search"].version == "v_test"
+    # A listed movie neither the model nor the retriever holds stays NOT_FOUND.
+    fake.known.add(new_id + 1)
+    with pytest.raises(NotFound):
+        await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id + 1, k=5))
 
 
 async def test_catalog_passthrough_validation(svc: GatewayService) -> None:
