@@ -1,7 +1,9 @@
 """AddMovies over the wire against a real PostgreSQL and a real retriever (Milvus Lite), with an
 embedder that answers like one (trained vectors for the catalog's movies, a new movie's vector
 from its similar movies): the movie is invisible until its vector is in the retriever, a
-retriever outage is UNAVAILABLE and leaves it pending, and the retry completes it."""
+retriever outage is UNAVAILABLE and leaves it pending, and the retry completes it. Once the
+added movie has ratings, RefreshAddedMovies (and `recsys movies refresh`) re-embeds it from the
+movies its raters rated."""
 
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ class Embedder(embedder_pb2_grpc.EmbedderServicer):
             missing_ids=[m for m in request.movie_ids if m not in self.vectors],
             model_version=MODEL,
         )
+
+    async def ModelInfo(self, request: embedder_pb2.ModelInfoRequest, context: Any) -> Any:
+        return embedder_pb2.ModelInfoResponse(version=MODEL, dimension=DIM, metric="IP")
 
     async def EmbedNewMovie(self, request: embedder_pb2.EmbedNewMovieRequest, context: Any) -> Any:
         self.new_calls += 1
@@ -350,3 +355,86 @@ async def test_cli_add_and_retry_pending(
     assert await asyncio.to_thread(main, cmd) == 0  # the same file again: updates
     out = capsys.readouterr().out
     assert f"updated movie {ids[0]}" in out and f"updated movie {ids[1]}" in out
+
+
+async def _expected_neighbours(
+    stub: catalog_pb2_grpc.CatalogStub, movie_id: int, raters: list[int]
+) -> list[int]:
+    """RefreshAddedMovies' neighbours computed here from the catalog's own state: the movies the
+    raters rated, by common raters desc, rating count desc, id; at most 50."""
+    co: dict[int, int] = {}
+    for u in raters:
+        hist = await stub.GetUserHistory(pb.GetUserHistoryRequest(user_id=u, limit=10_000), timeout=10)
+        for r in hist.ratings:
+            if r.movie_id != movie_id:
+                co[r.movie_id] = co.get(r.movie_id, 0) + 1
+    got = await stub.GetMovies(pb.GetMoviesRequest(movie_ids=sorted(co)), timeout=10)
+    counts = {m.movie_id: m.rating_count for m in got.movies if not m.added_since_training}
+    return sorted(counts, key=lambda m: (-co[m], -counts[m], m))[:50]
+
+
+async def test_refresh_added_movies_after_ratings(
+    stack: tuple[catalog_pb2_grpc.CatalogStub, Embedder, Retriever],
+    dataset: Dataset,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stub, embedder, retriever = stack
+    mid = NEW_ID + 20
+    similar = [dataset.movies[5].movie_id]
+    await stub.AddMovies(pb.AddMoviesRequest(movies=[_new_movie("Refresh Me", similar, [], mid)]), timeout=30)
+    got = await stub.GetMovies(pb.GetMoviesRequest(movie_ids=[mid, similar[0]]), timeout=10)
+    assert [m.added_since_training for m in got.movies] == [True, False]
+    # no ratings since it was added: nothing to do (idempotent)
+    first = await stub.RefreshAddedMovies(pb.RefreshAddedMoviesRequest(), timeout=30)
+    assert [m.movie_id for m in first.movies if m.movie_id == mid] == []
+
+    raters = sorted({int(u) for u in dataset.interactions.user_ids})[:2]
+    await stub.RecordRatings(
+        pb.RecordRatingsRequest(
+            ratings=[common_pb2.Rating(user_id=u, movie_id=mid, rating=4.0) for u in raters]
+        ),
+        timeout=10,
+    )
+    expected = await _expected_neighbours(stub, mid, raters)
+    assert len(expected) >= 10  # a real neighbourhood, not just the similar id
+    done = await stub.RefreshAddedMovies(pb.RefreshAddedMoviesRequest(), timeout=30)
+    mine = [m for m in done.movies if m.movie_id == mid]
+    assert len(mine) == 1 and mine[0].inductive and mine[0].rating_count == 2
+    neighbours = list(mine[0].neighbour_movie_ids)
+    fill = [i for i in similar if i not in expected]
+    assert neighbours == (expected + fill)[:50]
+    assert (
+        done.model_version == MODEL and done.vector_version == vector_version(MODEL) and done.remaining == 0
+    )
+    async with grpc.aio.insecure_channel(retriever.target) as rch:
+        vec = await retriever_pb2_grpc.RetrieverStub(rch).GetVectors(
+            retriever_pb2.GetVectorsRequest(version=vector_version(MODEL), movie_ids=[mid]), timeout=10
+        )
+    want = _unit(np.mean([embedder.vectors[m] for m in neighbours], axis=0))
+    np.testing.assert_allclose(np.asarray(vec.items[0].vector.values), want, atol=1e-5)
+    calls = embedder.new_calls
+    again = await stub.RefreshAddedMovies(pb.RefreshAddedMoviesRequest(), timeout=30)
+    assert again.movies == [] and again.remaining == 0 and embedder.new_calls == calls
+
+    # one more rating with the retriever down: UNAVAILABLE naming it, nothing recorded
+    third = sorted({int(u) for u in dataset.interactions.user_ids})[2]
+    await stub.RecordRatings(
+        pb.RecordRatingsRequest(ratings=[common_pb2.Rating(user_id=third, movie_id=mid, rating=3.0)]),
+        timeout=10,
+    )
+    await retriever.stop()
+    cmd = ["movies", "refresh", "--catalog", retriever.catalog_target]
+    assert await asyncio.to_thread(main, cmd) == 1
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err and "retriever" in err and "recsys movies refresh" in err
+    await retriever.start()
+    for _ in range(40):  # the catalog's channel reconnects after its backoff
+        code = await asyncio.to_thread(main, cmd)
+        if code == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"refreshed movie {mid}: 3 rating(s)" in out and "0 still stale" in out
+    assert await asyncio.to_thread(main, cmd) == 0
+    assert "0 movie(s) refreshed" in capsys.readouterr().out

@@ -24,7 +24,7 @@ def test_migrate_load_describe(
     assert main(["describe"]) == 1  # no schema yet: a clear error, not a traceback
     assert "recsys catalog migrate" in capsys.readouterr().err
     assert main(["migrate"]) == 0
-    assert "applied [1, 2, 3, 4]" in capsys.readouterr().out
+    assert "applied [1, 2, 3, 4, 5]" in capsys.readouterr().out
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     for _ in range(2):  # re-runnable
@@ -33,7 +33,7 @@ def test_migrate_load_describe(
     assert main(["describe"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["movies"] == len(dataset.movies) and info["ratings"] == len(dataset.interactions)
-    assert info["schema_version"] == REQUIRED_SCHEMA_VERSION == 4
+    assert info["schema_version"] == REQUIRED_SCHEMA_VERSION == 5
 
 
 def test_bad_settings_exit_cleanly(

@@ -3,7 +3,7 @@ checks, staging before the vectors, promotion only after them, failures leave mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import grpc
 import pytest
@@ -19,6 +19,7 @@ class Store:
         self.movies = {i: Movie(i, f"Movie {i}", 2000, ("Drama",)) for i in range(1, 11)}
         self.pending: dict[int, PendingMovie] = {}
         self.failures: list[tuple[list[int], str]] = []
+        self.added: dict[int, str] = {}  # movie id -> the model of its inductive vector
 
     async def genres(self) -> tuple[str, ...]:
         return ("Comedy", "Drama")
@@ -38,13 +39,19 @@ class Store:
     async def pending_movies(self, limit: int) -> list[PendingMovie]:
         return list(self.pending.values())[:limit]
 
-    async def promote_movies(self, staged: Sequence[PendingMovie]) -> dict[int, bool]:
+    async def promote_movies(
+        self, staged: Sequence[PendingMovie], model_version: str, inductive_ids: Collection[int]
+    ) -> dict[int, bool]:
         done = {}
         for p in staged:
             if self.pending.get(p.movie.movie_id) == p:
                 del self.pending[p.movie.movie_id]
                 done[p.movie.movie_id] = p.movie.movie_id not in self.movies
                 self.movies[p.movie.movie_id] = p.movie
+                if p.movie.movie_id in inductive_ids:
+                    self.added[p.movie.movie_id] = model_version
+                else:
+                    self.added.pop(p.movie.movie_id, None)
         return done
 
     async def pending_failed(self, movie_ids: Sequence[int], error: str) -> None:
@@ -105,6 +112,7 @@ async def test_add_lists_the_movie_after_its_vector(parts: tuple[CatalogService,
     assert store.movies[11].title == "Brand New" and store.movies[3].title == "Retitled"
     assert set(pipeline.index) == {11, 3}
     assert not store.pending
+    assert store.added == {11: "m-1"}  # an added movie (refresh re-embeds it); 3 is a trained one
 
 
 async def test_add_again_is_idempotent(parts: tuple[CatalogService, Store, Pipeline]) -> None:

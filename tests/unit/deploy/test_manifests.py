@@ -54,7 +54,7 @@ MONITORING_NS = "ns:{'kubernetes.io/metadata.name': 'monitoring'}"
 CALLERS: dict[str, set[str]] = {
     "gateway": {EDGE_NS, "web"},
     "web": {EDGE_NS, MONITORING_NS},
-    "catalog": {"gateway", "stack-load"},
+    "catalog": {"gateway", "stack-load", "catalog-refresh"},
     "retriever": {"gateway", "catalog", "stack-load", "embedder-switch", "stack-activate"},
     "embedder": {"gateway", "catalog", "embedder-switch"},
     "triton": {"embedder"},  # gRPC 8001; HTTP 8000 below
@@ -488,6 +488,32 @@ def test_internal_services_are_headless_for_client_side_balancing(
     )
     for name in ("catalog", "retriever", "embedder"):
         assert gateway_env[f"RECSYS_GATEWAY_{name.upper()}_TARGET"] == f"dns:///{name}:{GRPC_PORT}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_catalog_refresh_cronjob(rendered: dict[str, list[Manifest]], overlay: str) -> None:
+    """issue #20: the suspended CronJob that re-embeds added movies runs a command the catalog
+    image knows (parsed by its own CLI), against the catalog's in-cluster address."""
+    import argparse
+
+    from recsys_catalog.cli import register
+
+    objs = rendered[overlay]
+    cron = find(objs, "CronJob", "catalog-refresh")
+    assert cron["spec"]["suspend"] is True and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["app"] == "catalog-refresh"  # what the catalog's policy admits
+    container = pod["spec"]["containers"][0]
+    assert (
+        container["image"]
+        == server_deployment(objs, "catalog")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    argv = container["command"]
+    assert argv[:4] == ["python", "-m", "recsys_catalog", "refresh-added"]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args(["catalog", *argv[3:]])
+    assert ns.catalog == f"dns:///catalog:{GRPC_PORT}" and ns.func.__name__ == "_refresh_added"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

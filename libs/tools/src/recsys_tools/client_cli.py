@@ -78,18 +78,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "movies",
         help="show movies by id (recsys movies 1,2); add movies (recsys movies add FILE); "
-        "complete pending ones (recsys movies retry-pending)",
-        usage="recsys movies IDS | movies add FILE | movies retry-pending [options]",
+        "complete pending ones (recsys movies retry-pending); re-embed added movies that got ratings "
+        "(recsys movies refresh)",
+        usage="recsys movies IDS | movies add FILE | movies retry-pending | movies refresh [options]",
     )
     _common(p)
-    p.add_argument("words", nargs="+", metavar="IDS | add FILE | retry-pending")
+    p.add_argument("words", nargs="+", metavar="IDS | add FILE | retry-pending | refresh")
     p.add_argument(
         "--catalog",
         default=movies_cli.DEFAULT_CATALOG,
-        help=f"add / retry-pending: the catalog's address (default {movies_cli.DEFAULT_CATALOG})",
+        help=f"add / retry-pending / refresh: the catalog's address (default {movies_cli.DEFAULT_CATALOG})",
     )
     p.add_argument("--batch", type=int, default=movies_cli.MAX_BATCH, help="add: movies per call (1..100)")
-    p.add_argument("--limit", type=int, default=0, help="retry-pending: at most this many (0 = 100)")
+    p.add_argument(
+        "--limit", type=int, default=0, help="retry-pending / refresh: at most this many per call (0 = 100)"
+    )
     p.set_defaults(func=_movies_command)
 
     p = sub.add_parser("quiz", help="sample movies to rate (the 16-movie quiz)")
@@ -111,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _movies_command(args: argparse.Namespace) -> int:
-    if args.words[0] in ("add", "retry-pending"):
+    if args.words[0] in ("add", "retry-pending", "refresh"):
         return movies_cli.run(args, args.words)
     try:
         args.ids = [i for w in args.words for i in _ids(w)]

@@ -1,4 +1,6 @@
-"""`recsys movies add FILE` and `recsys movies retry-pending`: the catalog's AddMovies path.
+"""`recsys movies add FILE`, `recsys movies retry-pending` and `recsys movies refresh`: the
+catalog's AddMovies path (refresh: RefreshAddedMovies, re-embedding added movies that got
+ratings since; see recsys_catalog.refresh).
 
 FILE is CSV (a header row; ``genres`` and ``similar_movie_ids`` separated by ``|``, as
 MovieLens writes genres) or JSON (a list of objects, or ``{"movies": [...]}``; lists or
@@ -163,7 +165,7 @@ async def retry_pending(target: str, *, limit: int, call_timeout_s: float, as_js
 
 
 def run(args: argparse.Namespace, words: Sequence[str]) -> int:
-    """``recsys movies add FILE`` / ``recsys movies retry-pending`` (``words`` after "movies")."""
+    """``recsys movies add FILE`` / ``retry-pending`` / ``refresh`` (``words`` after "movies")."""
     verb, rest = words[0], list(words[1:])
     timeout = args.timeout if args.timeout != 10.0 else 60.0  # embedding many movies takes a while
     if verb == "add":
@@ -180,6 +182,15 @@ def run(args: argparse.Namespace, words: Sequence[str]) -> int:
             return 2
         return asyncio.run(
             add(args.catalog, movies, batch=args.batch, call_timeout_s=timeout, as_json=args.json)
+        )
+    if verb == "refresh":
+        if rest:
+            print("usage: recsys movies refresh [--limit N]", file=sys.stderr)
+            return 2
+        from recsys_catalog.refresh import refresh_added
+
+        return asyncio.run(
+            refresh_added(args.catalog, limit=args.limit, call_timeout_s=timeout, as_json=args.json)
         )
     if rest:
         print("usage: recsys movies retry-pending [--limit N]", file=sys.stderr)

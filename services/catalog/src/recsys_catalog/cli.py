@@ -1,4 +1,4 @@
-"""``recsys catalog migrate | load | describe | serve`` (settings from RECSYS_CATALOG_*).
+"""``recsys catalog migrate | load | describe | refresh-added | serve`` (settings from RECSYS_CATALOG_*).
 
 Without ``RECSYS_CATALOG_DSN`` every command uses the embedded PostgreSQL under
 ``RECSYS_CATALOG_DATA_DIR`` (started for the command and stopped after it, unless a running
@@ -42,6 +42,16 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("describe", help="counts, schema version, genres, last load (JSON)")
     p.set_defaults(func=_sync(_describe))
+
+    p = sub.add_parser(
+        "refresh-added",
+        help="re-embed added movies that got ratings since (RefreshAddedMovies of a running catalog)",
+    )
+    p.add_argument("--catalog", default="127.0.0.1:50052", help="the catalog server's address")
+    p.add_argument("--limit", type=int, default=0, help="movies per call (1..100; 0 = 100)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    p.add_argument("--json", action="store_true", help="print each response as JSON")
+    p.set_defaults(func=_refresh_added)
 
     p = sub.add_parser("serve", help="run the gRPC server until SIGTERM")
     p.set_defaults(func=_serve)
@@ -135,6 +145,14 @@ async def _describe(args: argparse.Namespace, store: Any, settings: CatalogSetti
         )
     )
     return 0
+
+
+def _refresh_added(args: argparse.Namespace) -> int:
+    from recsys_catalog.refresh import refresh_added
+
+    return asyncio.run(
+        refresh_added(args.catalog, limit=args.limit, call_timeout_s=args.timeout, as_json=args.json)
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -18,6 +18,8 @@ class Movie:
     info_url: str | None = None
     rating_count: int = 0
     rating_mean: float = 0.0
+    # Listed by AddMovies with an inductive vector (the model was trained without it).
+    added_since_training: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +154,28 @@ class AddResult:
     model_version: str
     vector_version: str
     pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddedToRefresh:
+    """An added movie whose vector is stale (RefreshAddedMovies): the movie (its rating count
+    as read) and the similar ids it was added with."""
+
+    movie: Movie
+    similar_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshedMovie:
+    movie_id: int
+    inductive: bool
+    rating_count: int
+    neighbour_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    movies: list[RefreshedMovie]
+    model_version: str
+    vector_version: str
+    remaining: int

@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import urlparse
@@ -36,10 +36,12 @@ from recsys_core.validation import (
     check_year_range,
     is_rating,
     normalize_query,
+    vector_version,
 )
 
 from recsys_catalog.model import (
     AddedMovie,
+    AddedToRefresh,
     AddResult,
     CatalogInfo,
     ColumnHistory,
@@ -49,6 +51,8 @@ from recsys_catalog.model import (
     PendingMovie,
     Rating,
     RecordResult,
+    RefreshedMovie,
+    RefreshResult,
     SearchHit,
     UnknownMovies,
     UnknownUsers,
@@ -78,6 +82,8 @@ MAX_TITLE_CHARS = 500
 MAX_ADD = 100
 #: what a failed AddMovies tells the caller to do
 RETRY_HINT = "call AddMovies again with the same movies, or run `recsys movies retry-pending`"
+#: what a failed RefreshAddedMovies tells the caller
+REFRESH_HINT = "no movie was refreshed (their old vectors still serve): run `recsys movies refresh` again"
 FUTURE_SLACK = dt.timedelta(minutes=5)
 CACHE_TTL_S = 30.0
 #: Half-lives whose RECENT scores are cached at once (requests may name any).
@@ -126,9 +132,18 @@ class CatalogStore(Protocol):
     async def listed_movie_ids(self, movie_ids: Sequence[int]) -> set[int]: ...
     async def stage_movies(self, pending: Sequence[PendingMovie]) -> list[PendingMovie]: ...
     async def pending_movies(self, limit: int) -> list[PendingMovie]: ...
-    async def promote_movies(self, staged: Sequence[PendingMovie]) -> dict[int, bool]: ...
+    async def promote_movies(
+        self, staged: Sequence[PendingMovie], model_version: str, inductive_ids: Collection[int]
+    ) -> dict[int, bool]: ...
     async def pending_failed(self, movie_ids: Sequence[int], error: str) -> None: ...
     async def count_pending(self) -> int: ...
+    # RefreshAddedMovies (the added_* columns of migrations/0005_added_movies.sql)
+    async def added_to_refresh(self, model_version: str, limit: int) -> list[AddedToRefresh]: ...
+    async def count_to_refresh(self, model_version: str) -> int: ...
+    async def co_rated_neighbours(
+        self, movie_ids: Sequence[int], limit: int
+    ) -> dict[int, tuple[int, ...]]: ...
+    async def mark_refreshed(self, model_version: str, refreshed: Sequence[RefreshedMovie]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +161,10 @@ class VectorPipeline(Protocol):
     """The embedder and the retriever as AddMovies needs them (``vectors.GrpcVectorPipeline``
     in production, a fake in unit tests). Failures are domain errors: DependencyUnavailable
     (down, timed out), FailedPrecondition (no retriever version for the model, ...)."""
+
+    async def model_version(self) -> str:
+        """The version of the model the embedder serves."""
+        ...
 
     async def embed(self, movies: Sequence[PendingMovie]) -> tuple[str, list[MovieVector]]:
         """The model version and one vector per movie, in order."""
@@ -248,6 +267,16 @@ def _clean_movie(m: Movie, f: str, seen: set[int]) -> Movie:
 def _with_retry_hint(exc: RecsysError, n: int) -> RecsysError:
     """``exc`` (same code) saying that the ``n`` movies stay pending and how to complete them."""
     hint = f"; {n} movie(s) stay pending (not listed, not searchable): {RETRY_HINT}"
+    if isinstance(exc, DependencyUnavailable):
+        return DependencyUnavailable(exc.dependency, exc.detail + hint)
+    if isinstance(exc, UpstreamError):
+        return UpstreamError(exc.upstream, exc.upstream_code, exc.detail + hint, field=exc.field)
+    return type(exc)(exc.message + hint, field=exc.field)
+
+
+def _with_refresh_hint(exc: RecsysError) -> RecsysError:
+    """``exc`` (same code) saying that nothing was recorded and what to do."""
+    hint = f"; {REFRESH_HINT}"
     if isinstance(exc, DependencyUnavailable):
         return DependencyUnavailable(exc.dependency, exc.detail + hint)
     if isinstance(exc, UpstreamError):
@@ -428,7 +457,8 @@ class CatalogService:
         try:
             model_version, vecs = await pipeline.embed(staged)
             version = await pipeline.upsert(model_version, staged, vecs)
-            promoted = await self._store.promote_movies(staged)
+            inductive = {v.movie_id for v in vecs if v.inductive}
+            promoted = await self._store.promote_movies(staged, model_version, inductive)
         except (DependencyUnavailable, DeadlineExceeded, FailedPrecondition, UpstreamError) as exc:
             await self._note_failure(staged, exc)
             raise _with_retry_hint(exc, len(staged)) from exc
@@ -439,6 +469,42 @@ class CatalogService:
             if v.movie_id in promoted
         ]
         return AddResult(added, model_version, version, await self._store.count_pending())
+
+    async def refresh_added_movies(self, limit: int) -> RefreshResult:
+        """RefreshAddedMovies: re-embed up to ``limit`` added movies whose vector is stale (they
+        got ratings since it was made, or the embedder serves another model). Neighbours: the
+        movies their raters rated most, then the similar ids they were added with, at most
+        MAX_NEIGHBOURS. A movie the embedder's model now knows gets its trained vector and is an
+        added movie no more. Upstream failures are raised and nothing is recorded (call again)."""
+        pipeline = self._pipeline()
+        n = _limit(limit, "limit", MAX_ADD, MAX_ADD)
+        try:
+            model = await pipeline.model_version()
+            stale = await self._store.added_to_refresh(model, n)
+            if not stale:
+                return RefreshResult([], model, vector_version(model), 0)
+            co = await self._store.co_rated_neighbours([a.movie.movie_id for a in stale], MAX_NEIGHBOURS)
+            pending = [
+                PendingMovie(
+                    a.movie, tuple(_dedup([*co.get(a.movie.movie_id, ()), *a.similar_ids]))[:MAX_NEIGHBOURS]
+                )
+                for a in stale
+            ]
+            got_model, vecs = await pipeline.embed(pending)
+            if got_model != model:
+                raise DependencyUnavailable(
+                    "embedder", f"the model changed during the call ({model} -> {got_model}): repeat it"
+                )
+            version = await pipeline.upsert(model, pending, vecs)
+        except (DependencyUnavailable, DeadlineExceeded, FailedPrecondition, UpstreamError) as exc:
+            raise _with_refresh_hint(exc) from exc
+        done = []
+        for p, v in zip(pending, vecs, strict=True):
+            unknown = set(v.unknown_similar_ids)
+            used = tuple(i for i in p.similar_ids if i not in unknown) if v.inductive else ()
+            done.append(RefreshedMovie(p.movie.movie_id, v.inductive, p.movie.rating_count, used))
+        await self._store.mark_refreshed(model, done)
+        return RefreshResult(done, model, version, await self._store.count_to_refresh(model))
 
     async def _note_failure(self, staged: Sequence[PendingMovie], exc: RecsysError) -> None:
         """Keep why the attempt failed on the staged rows (best effort: the database may be

@@ -16,7 +16,16 @@ from recsys.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from recsys.common.v1 import common_pb2
 from recsys_core.validation import timestamp_to_datetime
 
-from recsys_catalog.model import AddResult, ColumnHistory, History, Movie, MovieFilter, Rating, User
+from recsys_catalog.model import (
+    AddResult,
+    ColumnHistory,
+    History,
+    Movie,
+    MovieFilter,
+    Rating,
+    RefreshResult,
+    User,
+)
 from recsys_catalog.service import CatalogService
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["Catalog"].full_name
@@ -65,6 +74,7 @@ def movie_to_pb(m: Movie) -> common_pb2.Movie:
         info_url=m.info_url or "",
         rating_count=m.rating_count,
         rating_mean=m.rating_mean,
+        added_since_training=m.added_since_training,
     )
 
 
@@ -95,6 +105,23 @@ def add_result_to_pb(r: AddResult) -> catalog_pb2.AddMoviesResponse:
         model_version=r.model_version,
         vector_version=r.vector_version,
         pending=r.pending,
+    )
+
+
+def refresh_result_to_pb(r: RefreshResult) -> catalog_pb2.RefreshAddedMoviesResponse:
+    return catalog_pb2.RefreshAddedMoviesResponse(
+        movies=[
+            catalog_pb2.RefreshedMovie(
+                movie_id=m.movie_id,
+                inductive=m.inductive,
+                rating_count=m.rating_count,
+                neighbour_movie_ids=m.neighbour_ids,
+            )
+            for m in r.movies
+        ],
+        model_version=r.model_version,
+        vector_version=r.vector_version,
+        remaining=r.remaining,
     )
 
 
@@ -280,6 +307,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
         self, request: catalog_pb2.RetryPendingMoviesRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.AddMoviesResponse:
         return add_result_to_pb(await self._service.retry_pending(request.limit))
+
+    async def RefreshAddedMovies(
+        self, request: catalog_pb2.RefreshAddedMoviesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.RefreshAddedMoviesResponse:
+        return refresh_result_to_pb(await self._service.refresh_added_movies(request.limit))
 
     async def ListMovies(
         self, request: catalog_pb2.ListMoviesRequest, context: grpc.aio.ServicerContext

@@ -72,6 +72,15 @@ class GrpcVectorPipeline:
             raise DependencyUnavailable("embedder", "no time left in the call's deadline")
         return t
 
+    async def model_version(self) -> str:
+        """The embedder's ModelInfo version."""
+        info = await _call(
+            "embedder",
+            self._targets["embedder"],
+            self._embedder.ModelInfo(embedder_pb2.ModelInfoRequest(), timeout=self._timeout_s()),
+        )
+        return info.version
+
     async def embed(self, movies: Sequence[PendingMovie]) -> tuple[str, list[MovieVector]]:
         """Trained vectors for the movies the model knows (one EmbedItems), EmbedNewMovie for
         the others; every answer from the same model version, else UNAVAILABLE (a reload

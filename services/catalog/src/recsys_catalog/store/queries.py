@@ -7,13 +7,14 @@ batch reads with ``= ANY($1::bigint[])``; writes inside one transaction (``PgPoo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import asyncpg
 from recsys_core.validation import GENRE_SEP, RATING_MAX
 
 from recsys_catalog.model import (
+    AddedToRefresh,
     CatalogInfo,
     ColumnHistory,
     History,
@@ -21,6 +22,7 @@ from recsys_catalog.model import (
     MovieFilter,
     PendingMovie,
     Rating,
+    RefreshedMovie,
     SearchHit,
     UnknownMovies,
     UnknownUsers,
@@ -52,6 +54,12 @@ SQL_PROMOTE_MOVIES = statement("promote_movies")
 SQL_PENDING_FAILED = statement("pending_failed")
 SQL_COUNT_PENDING = statement("count_pending")
 SQL_LISTED_MOVIE_IDS = statement("listed_movie_ids")
+SQL_MARK_ADDED = statement("mark_added_movies")
+# RefreshAddedMovies (movies.added_*, migrations/0005_added_movies.sql)
+SQL_ADDED_TO_REFRESH = statement("added_to_refresh")
+SQL_COUNT_TO_REFRESH = statement("count_to_refresh")
+SQL_CO_RATED = statement("co_rated_neighbours")
+SQL_MARK_REFRESHED = statement("mark_refreshed")
 # users and ratings
 SQL_GET_USERS = statement("get_users")
 SQL_EXISTING_USERS = statement("existing_users")
@@ -81,7 +89,12 @@ def _movie(row: Any) -> Movie:
         info_url=row["info_url"],
         rating_count=count,
         rating_mean=float(row["rating_sum"]) / count if count else 0.0,
+        added_since_training=bool(row["added_since_training"]),
     )
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    return ",".join(str(int(i)) for i in ids)
 
 
 def _user(row: Any) -> User:
@@ -295,10 +308,14 @@ class RpcQueries(PgPool):
 
         return await self._read(op)
 
-    async def promote_movies(self, staged: Sequence[PendingMovie]) -> dict[int, bool]:
+    async def promote_movies(
+        self, staged: Sequence[PendingMovie], model_version: str, inductive_ids: Collection[int]
+    ) -> dict[int, bool]:
         """List the staged movies whose revision is still the one given (one transaction:
-        pending row deleted, movie written, its genres in the vocabulary); ``{movie_id:
-        inserted}`` of those promoted (a movie staged again meanwhile is left to that call)."""
+        pending row deleted, movie written, its genres in the vocabulary, those of
+        ``inductive_ids`` marked as added movies of ``model_version``, the others not);
+        ``{movie_id: inserted}`` of those promoted (a movie staged again meanwhile is left to
+        that call)."""
         genres = sorted({g for p in staged for g in p.movie.genres})
 
         async def op(conn: asyncpg.Connection) -> dict[int, bool]:
@@ -307,9 +324,56 @@ class RpcQueries(PgPool):
             )
             if genres:
                 await conn.execute(SQL_ADD_GENRES, genres)
-            return {int(r["movie_id"]): bool(r["inserted"]) for r in rows}
+            promoted = {int(r["movie_id"]): bool(r["inserted"]) for r in rows}
+            done = [p for p in staged if p.movie.movie_id in promoted]
+            if done:
+                await conn.execute(
+                    SQL_MARK_ADDED,
+                    [p.movie.movie_id for p in done],
+                    [p.movie.movie_id in inductive_ids for p in done],
+                    [_ids_text(p.similar_ids) for p in done],
+                    model_version,
+                )
+            return promoted
 
         return await self._write(op)
+
+    # --- RefreshAddedMovies: added movies whose neighbourhood changed --------------------
+
+    async def added_to_refresh(self, model_version: str, limit: int) -> list[AddedToRefresh]:
+        async def op(conn: asyncpg.Connection) -> list[AddedToRefresh]:
+            rows = await conn.fetch(SQL_ADDED_TO_REFRESH, model_version, limit)
+            return [
+                AddedToRefresh(_movie(r), tuple(int(i) for i in r["added_similar_ids"] or ())) for r in rows
+            ]
+
+        return await self._read(op)
+
+    async def count_to_refresh(self, model_version: str) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(SQL_COUNT_TO_REFRESH, model_version))
+
+        return await self._read(op)
+
+    async def co_rated_neighbours(self, movie_ids: Sequence[int], limit: int) -> dict[int, tuple[int, ...]]:
+        async def op(conn: asyncpg.Connection) -> dict[int, tuple[int, ...]]:
+            rows = await conn.fetch(SQL_CO_RATED, list(movie_ids), limit)
+            return {int(r["movie_id"]): tuple(int(i) for i in r["neighbour_ids"]) for r in rows}
+
+        return await self._read(op)
+
+    async def mark_refreshed(self, model_version: str, refreshed: Sequence[RefreshedMovie]) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                SQL_MARK_REFRESHED,
+                [r.movie_id for r in refreshed],
+                [r.inductive for r in refreshed],
+                [r.rating_count for r in refreshed],
+                [_ids_text(r.neighbour_ids) for r in refreshed],
+                model_version,
+            )
+
+        await self._write(op)
 
     async def pending_failed(self, movie_ids: Sequence[int], error: str) -> None:
         async def op(conn: asyncpg.Connection) -> None:

@@ -250,6 +250,36 @@ class RetryPendingMoviesRequest(_message.Message):
     limit: int
     def __init__(self, limit: _Optional[int] = ...) -> None: ...
 
+class RefreshAddedMoviesRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class RefreshedMovie(_message.Message):
+    __slots__ = ("movie_id", "inductive", "rating_count", "neighbour_movie_ids")
+    MOVIE_ID_FIELD_NUMBER: _ClassVar[int]
+    INDUCTIVE_FIELD_NUMBER: _ClassVar[int]
+    RATING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOUR_MOVIE_IDS_FIELD_NUMBER: _ClassVar[int]
+    movie_id: int
+    inductive: bool
+    rating_count: int
+    neighbour_movie_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, movie_id: _Optional[int] = ..., inductive: _Optional[bool] = ..., rating_count: _Optional[int] = ..., neighbour_movie_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RefreshAddedMoviesResponse(_message.Message):
+    __slots__ = ("movies", "model_version", "vector_version", "remaining")
+    MOVIES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    movies: _containers.RepeatedCompositeFieldContainer[RefreshedMovie]
+    model_version: str
+    vector_version: str
+    remaining: int
+    def __init__(self, movies: _Optional[_Iterable[_Union[RefreshedMovie, _Mapping]]] = ..., model_version: _Optional[str] = ..., vector_version: _Optional[str] = ..., remaining: _Optional[int] = ...) -> None: ...
+
 class ListMoviesRequest(_message.Message):
     __slots__ = ("after_id", "page_size")
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]

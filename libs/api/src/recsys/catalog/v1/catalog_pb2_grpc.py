@@ -89,6 +89,11 @@ class CatalogStub:
                 request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.SerializeToString,
                 response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
                 _registered_method=True)
+        self.RefreshAddedMovies = channel.unary_unary(
+                '/recsys.catalog.v1.Catalog/RefreshAddedMovies',
+                request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesRequest.SerializeToString,
+                response_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesResponse.FromString,
+                _registered_method=True)
         self.ListMovies = channel.unary_unary(
                 '/recsys.catalog.v1.Catalog/ListMovies',
                 request_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.ListMoviesRequest.SerializeToString,
@@ -198,6 +203,18 @@ class CatalogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshAddedMovies(self, request, context):
+        """Re-embed movies AddMovies listed with an inductive vector whose neighbourhood changed:
+        they got ratings since they were last embedded (their neighbours become the movies
+        their raters rated most, then the similar ids they were added with), or the embedder
+        serves another model. Upserts the vectors into the retriever's version of the
+        embedder's model. Idempotent: nothing changed, nothing done. Embedder or retriever
+        down: UNAVAILABLE naming it (nothing recorded; call again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListMovies(self, request, context):
         """Movies in id order, a page at a time (offline jobs that scan the catalog).
         """
@@ -269,6 +286,11 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.RetryPendingMovies,
                     request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.FromString,
                     response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.SerializeToString,
+            ),
+            'RefreshAddedMovies': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshAddedMovies,
+                    request_deserializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesRequest.FromString,
+                    response_serializer=recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesResponse.SerializeToString,
             ),
             'ListMovies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMovies,
@@ -578,6 +600,33 @@ class Catalog:
             '/recsys.catalog.v1.Catalog/RetryPendingMovies',
             recsys_dot_catalog_dot_v1_dot_catalog__pb2.RetryPendingMoviesRequest.SerializeToString,
             recsys_dot_catalog_dot_v1_dot_catalog__pb2.AddMoviesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshAddedMovies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.catalog.v1.Catalog/RefreshAddedMovies',
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesRequest.SerializeToString,
+            recsys_dot_catalog_dot_v1_dot_catalog__pb2.RefreshAddedMoviesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1drecsys/common/v1/common.proto\x12\x10recsys.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\x05Movie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x0f\n\x07imdb_id\x18\x05 \x01(\t\x12\x0f\n\x07tmdb_id\x18\x06 \x01(\x03\x12\x12\n\nposter_url\x18\x07 \x01(\t\x12\x10\n\x08info_url\x18\x08 \x01(\t\x12\x14\n\x0crating_count\x18\t \x01(\x03\x12\x13\n\x0brating_mean\x18\n \x01(\x01\"k\n\x0c\x44\x65mographics\x12(\n\x06gender\x18\x01 \x01(\x0e\x32\x18.recsys.common.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\x05\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"M\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x02 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\"i\n\x06Rating\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08movie_id\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\x12,\n\x08rated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x0eHistoryColumns\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\x12\x0f\n\x07ratings\x18\x02 \x03(\x02\x12\x13\n\x0brated_at_us\x18\x03 \x03(\x03\"\\\n\nRatedMovie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\x0e\n\x06rating\x18\x02 \x01(\x02\x12,\n\x08rated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x0bMovieFilter\x12\x12\n\ngenres_any\x18\x01 \x03(\t\x12\x12\n\ngenres_all\x18\x02 \x03(\t\x12\x10\n\x08year_min\x18\x03 \x01(\x05\x12\x10\n\x08year_max\x18\x04 \x01(\x05\".\n\x0bScoredMovie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02*a\n\x0bVectorSpace\x12\x1c\n\x18VECTOR_SPACE_UNSPECIFIED\x10\x00\x12\x18\n\x14VECTOR_SPACE_PINSAGE\x10\x01\x12\x1a\n\x16VECTOR_SPACE_TWO_TOWER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1drecsys/common/v1/common.proto\x12\x10recsys.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x05Movie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x0f\n\x07imdb_id\x18\x05 \x01(\t\x12\x0f\n\x07tmdb_id\x18\x06 \x01(\x03\x12\x12\n\nposter_url\x18\x07 \x01(\t\x12\x10\n\x08info_url\x18\x08 \x01(\t\x12\x14\n\x0crating_count\x18\t \x01(\x03\x12\x13\n\x0brating_mean\x18\n \x01(\x01\x12\x1c\n\x14\x61\x64\x64\x65\x64_since_training\x18\x0b \x01(\x08\"k\n\x0c\x44\x65mographics\x12(\n\x06gender\x18\x01 \x01(\x0e\x32\x18.recsys.common.v1.Gender\x12\x0b\n\x03\x61ge\x18\x02 \x01(\x05\x12\x12\n\noccupation\x18\x03 \x01(\t\x12\x10\n\x08zip_code\x18\x04 \x01(\t\"M\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x34\n\x0c\x64\x65mographics\x18\x02 \x01(\x0b\x32\x1e.recsys.common.v1.Demographics\"i\n\x06Rating\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08movie_id\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\x12,\n\x08rated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x0eHistoryColumns\x12\x11\n\tmovie_ids\x18\x01 \x03(\x03\x12\x0f\n\x07ratings\x18\x02 \x03(\x02\x12\x13\n\x0brated_at_us\x18\x03 \x03(\x03\"\\\n\nRatedMovie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\x0e\n\x06rating\x18\x02 \x01(\x02\x12,\n\x08rated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x0bMovieFilter\x12\x12\n\ngenres_any\x18\x01 \x03(\t\x12\x12\n\ngenres_all\x18\x02 \x03(\t\x12\x10\n\x08year_min\x18\x03 \x01(\x05\x12\x10\n\x08year_max\x18\x04 \x01(\x05\".\n\x0bScoredMovie\x12\x10\n\x08movie_id\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01*D\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x11\n\rGENDER_FEMALE\x10\x01\x12\x0f\n\x0bGENDER_MALE\x10\x02*a\n\x0bVectorSpace\x12\x1c\n\x18VECTOR_SPACE_UNSPECIFIED\x10\x00\x12\x18\n\x14VECTOR_SPACE_PINSAGE\x10\x01\x12\x1a\n\x16VECTOR_SPACE_TWO_TOWER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VECTOR'].fields_by_name['values']._loaded_options = None
   _globals['_VECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_GENDER']._serialized_start=905
-  _globals['_GENDER']._serialized_end=973
-  _globals['_VECTORSPACE']._serialized_start=975
-  _globals['_VECTORSPACE']._serialized_end=1072
+  _globals['_GENDER']._serialized_start=935
+  _globals['_GENDER']._serialized_end=1003
+  _globals['_VECTORSPACE']._serialized_start=1005
+  _globals['_VECTORSPACE']._serialized_end=1102
   _globals['_MOVIE']._serialized_start=85
-  _globals['_MOVIE']._serialized_end=270
-  _globals['_DEMOGRAPHICS']._serialized_start=272
-  _globals['_DEMOGRAPHICS']._serialized_end=379
-  _globals['_USER']._serialized_start=381
-  _globals['_USER']._serialized_end=458
-  _globals['_RATING']._serialized_start=460
-  _globals['_RATING']._serialized_end=565
-  _globals['_HISTORYCOLUMNS']._serialized_start=567
-  _globals['_HISTORYCOLUMNS']._serialized_end=640
-  _globals['_RATEDMOVIE']._serialized_start=642
-  _globals['_RATEDMOVIE']._serialized_end=734
-  _globals['_MOVIEFILTER']._serialized_start=736
-  _globals['_MOVIEFILTER']._serialized_end=825
-  _globals['_SCOREDMOVIE']._serialized_start=827
-  _globals['_SCOREDMOVIE']._serialized_end=873
-  _globals['_VECTOR']._serialized_start=875
-  _globals['_VECTOR']._serialized_end=903
+  _globals['_MOVIE']._serialized_end=300
+  _globals['_DEMOGRAPHICS']._serialized_start=302
+  _globals['_DEMOGRAPHICS']._serialized_end=409
+  _globals['_USER']._serialized_start=411
+  _globals['_USER']._serialized_end=488
+  _globals['_RATING']._serialized_start=490
+  _globals['_RATING']._serialized_end=595
+  _globals['_HISTORYCOLUMNS']._serialized_start=597
+  _globals['_HISTORYCOLUMNS']._serialized_end=670
+  _globals['_RATEDMOVIE']._serialized_start=672
+  _globals['_RATEDMOVIE']._serialized_end=764
+  _globals['_MOVIEFILTER']._serialized_start=766
+  _globals['_MOVIEFILTER']._serialized_end=855
+  _globals['_SCOREDMOVIE']._serialized_start=857
+  _globals['_SCOREDMOVIE']._serialized_end=903
+  _globals['_VECTOR']._serialized_start=905
+  _globals['_VECTOR']._serialized_end=933
 # @@protoc_insertion_point(module_scope)

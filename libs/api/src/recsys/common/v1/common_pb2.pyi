@@ -29,7 +29,7 @@ VECTOR_SPACE_PINSAGE: VectorSpace
 VECTOR_SPACE_TWO_TOWER: VectorSpace
 
 class Movie(_message.Message):
-    __slots__ = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id", "poster_url", "info_url", "rating_count", "rating_mean")
+    __slots__ = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id", "poster_url", "info_url", "rating_count", "rating_mean", "added_since_training")
     MOVIE_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     YEAR_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Movie(_message.Message):
     INFO_URL_FIELD_NUMBER: _ClassVar[int]
     RATING_COUNT_FIELD_NUMBER: _ClassVar[int]
     RATING_MEAN_FIELD_NUMBER: _ClassVar[int]
+    ADDED_SINCE_TRAINING_FIELD_NUMBER: _ClassVar[int]
     movie_id: int
     title: str
     year: int
@@ -50,7 +51,8 @@ class Movie(_message.Message):
     info_url: str
     rating_count: int
     rating_mean: float
-    def __init__(self, movie_id: _Optional[int] = ..., title: _Optional[str] = ..., year: _Optional[int] = ..., genres: _Optional[_Iterable[str]] = ..., imdb_id: _Optional[str] = ..., tmdb_id: _Optional[int] = ..., poster_url: _Optional[str] = ..., info_url: _Optional[str] = ..., rating_count: _Optional[int] = ..., rating_mean: _Optional[float] = ...) -> None: ...
+    added_since_training: bool
+    def __init__(self, movie_id: _Optional[int] = ..., title: _Optional[str] = ..., year: _Optional[int] = ..., genres: _Optional[_Iterable[str]] = ..., imdb_id: _Optional[str] = ..., tmdb_id: _Optional[int] = ..., poster_url: _Optional[str] = ..., info_url: _Optional[str] = ..., rating_count: _Optional[int] = ..., rating_mean: _Optional[float] = ..., added_since_training: _Optional[bool] = ...) -> None: ...
 
 class Demographics(_message.Message):
     __slots__ = ("gender", "age", "occupation", "zip_code")
