@@ -236,6 +236,23 @@ async def test_me_redirects_when_signed_out(web):
     assert status == 200 and "has no ratings yet" in html
 
 
+async def test_movies_added_since_training_show_new(web):
+    """A movie the catalog added after the model was trained (Movie.added_since_training) has a
+    "new" badge on its page, in search results and on cards; the others have none."""
+    added = web.fake.by_id[12]
+    added.added_since_training = True
+    badge = re.compile(r'<span class="badge-new"[^>]*>new</span>')
+    _, page = await web.get("/movies/12")
+    assert badge.search(page)
+    _, other = await web.get("/movies/13")
+    assert not badge.search(other)
+    _, html = await web.get("/search", params={"q": added.title.split()[1]})
+    cards = re.findall(r'<li class="card" data-movie-id="(\d+)".*?</li>', html, re.S)
+    assert "12" in cards
+    for card in re.finditer(r'<li class="card" data-movie-id="(\d+)"(.*?)</li>', html, re.S):
+        assert bool(badge.search(card.group(2))) == (card.group(1) == "12"), card.group(1)
+
+
 async def test_search_box_on_every_page_and_results(web):
     for path in ["/", "/recommendations?liked=1", "/movies/3", "/search", "/signin", "/nope"]:
         _, html = await web.get(path)
