@@ -68,11 +68,6 @@ class RetrieverSettings(DependencySettings):
     lite_max_vectors: int = Field(default=200_000, ge=1)
     # connect_retry_initial_s, connect_retry_max_s, health_check_interval_s: DependencySettings
 
-    @classmethod
-    def env_name(cls, field_name: str) -> str:
-        """The environment variable of a field (``RECSYS_RETRIEVER_<FIELD>``)."""
-        return f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
-
     @property
     def lite_capacity_advice(self) -> str:
         return (
