@@ -173,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if not args.measure:
-        asyncio.run(serve(args.host, args.port))
+        # The event loop the recsys servers run on (RECSYS_ECHO_EVENT_LOOP, default auto: uvloop
+        # when installed), so the floor and the services are compared on the same loop.
+        from recsys_core.server import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory("echo")) as runner:
+            runner.run(serve(args.host, args.port))
         return 0
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     started = time.monotonic()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from recsys_core.app import DependencyRetry
-from recsys_core.settings import LogSettings, TracingSettings
+from recsys_core.settings import LogSettings, LoopSettings, TracingSettings
 
 
-class RecsysWebSettings(DependencyRetry, LogSettings, TracingSettings):
+class RecsysWebSettings(DependencyRetry, LogSettings, TracingSettings, LoopSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_WEB_", extra="forbid")
 
     #: HTTP listen address; the cluster sets 0.0.0.0

@@ -27,13 +27,14 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as _AsyncHealthServicer
+from pydantic_settings import SettingsConfigDict
 
 from . import logs, tracing
 from .interceptors import HEALTH_SERVICE, KitServerInterceptor
 from .memory import MemoryReturner
 from .metrics import MetricsEndpoint
 from .reflection import enable_reflection
-from .settings import ServerSettings, SettingsError
+from .settings import LoopSettings, ServerSettings, SettingsError, load_settings
 
 log = logging.getLogger("recsys.server")
 
@@ -347,8 +348,35 @@ async def wait_for_signal(stop: Callable[[], Awaitable[None]], stopped: asyncio.
 _managed_logging = False
 
 
+def loop_factory(service: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``RECSYS_<SERVICE>_EVENT_LOOP`` names (settings.LoopSettings): uvloop's
+    ``new_event_loop``, or None for asyncio's own. "auto" takes uvloop when it imports; "uvloop"
+    without it installed is a :class:`SettingsError`."""
+    cls = type(
+        f"{service.title()}LoopSettings",
+        (LoopSettings,),
+        {"model_config": SettingsConfigDict(env_prefix=f"RECSYS_{service.upper()}_", extra="ignore")},
+    )
+    choice = load_settings(cls).event_loop
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SettingsError(
+                f"RECSYS_{service.upper()}_EVENT_LOOP=uvloop but uvloop is not installed "
+                "(pip install uvloop, or set it to auto or asyncio)",
+                [f"RECSYS_{service.upper()}_EVENT_LOOP"],
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run(main: Callable[[], Awaitable[None]], *, service: str = "recsys") -> None:
-    """Entry point for ``__main__``: JSON logging, ``asyncio.run(main())``, clean exit codes.
+    """Entry point for ``__main__``: JSON logging, ``main()`` on the event loop the settings name
+    (:func:`loop_factory`), clean exit codes.
 
     ``Server.start`` then re-applies logging with the server's name, level and format from its
     settings. A :class:`SettingsError` exits with status 2 and the message (no traceback).
@@ -357,7 +385,8 @@ def run(main: Callable[[], Awaitable[None]], *, service: str = "recsys") -> None
     _managed_logging = True
     logs.setup_logging(service)
     try:
-        asyncio.run(main())  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=loop_factory(service)) as runner:
+            runner.run(main())  # type: ignore[arg-type]
     except SettingsError as exc:
         logging.getLogger("recsys.settings").critical(str(exc))
         raise SystemExit(2) from None

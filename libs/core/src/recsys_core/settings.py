@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretBytes, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,19 @@ class TracingSettings(BaseSettings):
     trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
 
 
+#: recsys_core.server.run's event loops: "auto" = uvloop when it can be imported (a dependency of
+#: recsys-core; libuv's loop costs less per callback and per task than asyncio's own), else asyncio's.
+EventLoop = Literal["auto", "uvloop", "asyncio"]
+
+
+class LoopSettings(BaseSettings):
+    """The event loop of a process started by recsys_core.server.run: every gRPC server through
+    :class:`ServerSettings`, the web directly."""
+
+    #: auto, uvloop (fails at start when uvloop is not installed) or asyncio
+    event_loop: EventLoop = "auto"
+
+
 class LogSettings(BaseSettings):
     """Logging (recsys_core.logs) of a process: every gRPC server through
     :class:`ServerSettings`, the web directly."""
@@ -61,7 +74,7 @@ class LogSettings(BaseSettings):
         return level
 
 
-class ServerSettings(LogSettings, TracingSettings):
+class ServerSettings(LogSettings, TracingSettings, LoopSettings):
     """Settings every gRPC server has (env prefix ``RECSYS_`` here, ``RECSYS_<SVC>_`` in services)."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="forbid")
