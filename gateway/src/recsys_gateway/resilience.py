@@ -34,6 +34,8 @@ CATALOG_GENRES = "catalog: genre list may be stale"
 RETRIEVER_POPULAR = "retriever: popular list served"
 EMBEDDER_POPULAR = "embedder: popular list served"
 EMBEDDER_BECAUSE = "embedder: because you liked"
+#: The retriever down: movies added since training (issue #20) take no part in "because you liked".
+RETRIEVER_BECAUSE = "retriever: because you liked"
 
 #: Status codes of an upstream that is down (a fallback may answer instead).
 DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -207,6 +209,7 @@ __all__ = [
     "DOWN_CODES",
     "EMBEDDER_BECAUSE",
     "EMBEDDER_POPULAR",
+    "RETRIEVER_BECAUSE",
     "RETRIEVER_POPULAR",
     "BreakerState",
     "CircuitBreaker",

@@ -341,16 +341,13 @@ class GatewayService:
             strategy = gateway_pb2.STRATEGY_PERSONALIZED
         because_pool: list[int] = []
         if space == common_pb2.VECTOR_SPACE_PINSAGE:
-            unknown_set = set(unknown)
+            # Liked movies the model does not know (added since training, issue #20) stay
+            # candidates: their vectors come from the retriever (_decorate).
             because_pool = _dedupe(
-                [
-                    mid
-                    for mid, rating in recent_first
-                    if (rating == 0 or rating >= LIKED_THRESHOLD) and mid not in unknown_set
-                ]
+                [mid for mid, rating in recent_first if rating == 0 or rating >= LIKED_THRESHOLD]
             )[:BECAUSE_CANDIDATES]
         notes: list[str] = []
-        recs = await self._decorate(hits, because_pool, embedded.model_version, notes)
+        recs = await self._decorate(hits, because_pool, embedded.model_version, notes, unknown)
         return gateway_pb2.RecommendResponse(
             recommendations=recs,
             strategy=strategy,
@@ -410,13 +407,17 @@ class GatewayService:
         because_pool: Sequence[int],
         model_version: str = "",
         notes: list[str] | None = None,
+        unknown: Sequence[int] = (),
     ) -> list[gateway_pb2.Recommendation]:
         """Metadata for hits and the closest liked movie ("because you liked ...").
 
         Item vectors of ``model_version`` come from the gateway's cache. When all are cached the
         pick is made first and one catalog batch fetches the hits and the picked movies only;
         otherwise the missing vectors (one embedder batch) and the metadata of hits and the
-        whole pool (one catalog batch) are fetched concurrently.
+        whole pool (one catalog batch) are fetched concurrently. Pool movies in ``unknown`` (the
+        model does not know them: added since training, issue #20) take their vectors from the
+        retriever's version of ``model_version`` (GetVectors, concurrently, never cached: a refresh
+        re-embeds them), and are named only when the catalog lists them.
 
         Degraded (fallbacks on, the upstream down; what was skipped is added to ``notes``): no
         catalog, cards from the cache whatever their age, else the id alone; no embedder, only
@@ -431,18 +432,25 @@ class GatewayService:
         because: dict[int, int] = {}
         if pool:
             vec_ids = _dedupe(hit_ids + pool)[:MAX_GET_MOVIES]
-            vec, missing = self._vectors.lookup(model_version, vec_ids)
-            if missing:
-                by_id, items = await asyncio.gather(
-                    self._movie_cards(vec_ids, notes), self._item_vectors(missing, notes)
+            unknown_set = set(unknown)
+            added = [m for m in vec_ids if m in unknown_set] if model_version else []
+            trained = [m for m in vec_ids if m not in unknown_set]
+            vec, missing = self._vectors.lookup(model_version, trained)
+            if missing or added:
+                by_id, items, from_retriever = await asyncio.gather(
+                    self._movie_cards(vec_ids, notes),
+                    self._item_vectors(missing, notes),
+                    self._added_vectors(added, model_version, notes),
                 )
                 if items is not None:
                     rows = np.asarray([v.values for v in items.vectors], dtype=np.float32)
                     got = self._vectors.store(items.model_version, missing, list(items.found_ids), rows)
                     if items.model_version == model_version:  # never compare two models' vectors
                         vec.update(got)
+                # A movie added since training is named only once the catalog lists it.
+                vec.update((m, v) for m, v in from_retriever.items() if m in by_id)
             because = _closest(hit_ids, pool, vec)
-            if not missing:
+            if not (missing or added):
                 by_id = await self._movie_cards(_dedupe(hit_ids + list(because.values())), notes)
         else:
             by_id = await self._movie_cards(hit_ids, notes)
@@ -462,8 +470,38 @@ class GatewayService:
             )
         return recs
 
+    async def _added_vectors(
+        self, ids: list[int], model_version: str, notes: list[str]
+    ) -> dict[int, np.ndarray]:
+        """Vectors of movies added since ``model_version`` was trained, from the retriever's
+        version of that model (none held: {}); {} (flagged) when the retriever is down and
+        fallbacks are on."""
+        if not ids:
+            return {}
+        try:
+            got = await self._up.get_vectors(
+                retriever_pb2.GetVectorsRequest(
+                    space=common_pb2.VECTOR_SPACE_PINSAGE, version=_vectors_of(model_version), movie_ids=ids
+                )
+            )
+        except UpstreamError as exc:
+            if resilience.is_not_found(exc):  # the retriever has no such version
+                return {}
+            if not self._falls_back(exc):
+                raise
+            notes.append(resilience.RETRIEVER_BECAUSE)
+            return {}
+        return {
+            item.movie_id: np.asarray(item.vector.values, dtype=np.float32)
+            for item in got.items
+            if item.vector.values
+        }
+
     async def _item_vectors(self, ids: list[int], notes: list[str]) -> embedder_pb2.EmbedItemsResponse | None:
-        """EmbedItems of ``ids``; None (flagged) when the embedder is down and fallbacks are on."""
+        """EmbedItems of ``ids`` (none: None); None (flagged) when the embedder is down and
+        fallbacks are on."""
+        if not ids:
+            return None
         try:
             return await self._up.embed_items(
                 embedder_pb2.EmbedItemsRequest(space=common_pb2.VECTOR_SPACE_PINSAGE, movie_ids=ids)

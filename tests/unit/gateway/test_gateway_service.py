@@ -13,6 +13,7 @@ from recsys.embedder.v1 import embedder_pb2
 from recsys.gateway.v1 import gateway_pb2
 from recsys.retriever.v1 import retriever_pb2
 from recsys_core.errors import InvalidArgument, NotFound, UpstreamError
+from recsys_gateway import resilience
 from recsys_gateway.service import GatewayOptions, GatewayService
 
 N_MOVIES = 60
@@ -141,8 +142,9 @@ class FakeUpstreams:
         out = []
         for s in req.signals:
             events = list(s.history_columns.movie_ids) or [m.movie_id for m in s.history]
-            ids = [m for m in events if m in self.known]
-            bad = [m for m in events if m not in self.known]
+            trained = {m for m in self.known if m <= N_MOVIES}  # the model knows no movie added since
+            ids = [m for m in events if m in trained]
+            bad = [m for m in events if m not in trained]
             if not ids and s.demographics.age:
                 vec = self.vectors[0]
                 out.append(
@@ -398,6 +400,55 @@ async def test_similar_movies_of_a_movie_added_since_training(
     fake.known.add(new_id + 1)
     with pytest.raises(NotFound):
         await svc.similar_movies(gateway_pb2.SimilarMoviesRequest(movie_id=new_id + 1, k=5))
+
+
+async def test_because_you_liked_names_a_movie_added_since_training(
+    svc: GatewayService, fake: FakeUpstreams
+) -> None:
+    """issue #20: a liked movie the model does not know (added by AddMovies) is a "because you
+    liked" candidate with its vector from the retriever's version of the model; never named
+    while the catalog does not list it; the same picks as if the model had its vector."""
+    new_id = N_MOVIES + 1
+    fake.added[new_id] = fake.vectors[9].copy()
+    req = gateway_pb2.RecommendRequest(
+        liked=[common_pb2.RatedMovie(movie_id=1), common_pb2.RatedMovie(movie_id=new_id)]
+    )
+    # Pending (in the retriever, not listed by the catalog): never named.
+    resp = await svc.recommend(req)
+    assert list(resp.unknown_movie_ids) == [new_id]
+    assert resp.recommendations and all(r.because_movie_id == 1 for r in resp.recommendations)
+    # Its inductive vector: that of the first hit (so it is that hit's closest liked movie).
+    first = resp.recommendations[0].movie.movie_id
+    fake.added[new_id] = fake.vectors[first].copy()
+    fake.known.add(new_id)  # promoted: the catalog lists it
+    resp = await svc.recommend(req)
+    hits = [r.movie.movie_id for r in resp.recommendations]
+    pool = {1: fake.vectors[1], new_id: fake.vectors[first]}
+    expected = {h: max(pool, key=lambda m: float(fake.vectors[h] @ pool[m])) for h in hits}
+    assert {r.movie.movie_id: r.because_movie_id for r in resp.recommendations} == expected
+    assert new_id in expected.values()  # the data makes the added movie the pick for some hit
+    named = [r for r in resp.recommendations if r.because_movie_id == new_id]
+    assert all(r.because_title == f"Movie {new_id}" for r in named)
+    got = fake.last["retriever.GetVectors"]
+    assert list(got.movie_ids) == [new_id] and got.version == "v_test"
+    # The retriever refusing GetVectors (no fallbacks here) is the caller's error, as for other hops.
+    fake.fail["retriever.GetVectors"] = grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(UpstreamError):
+        await svc.recommend(req)
+
+
+async def test_because_with_the_retriever_down_is_flagged_and_skips_added_movies(fake: FakeUpstreams) -> None:
+    new_id = N_MOVIES + 1
+    fake.added[new_id] = fake.vectors[9].copy()
+    fake.known.add(new_id)
+    svc = GatewayService(fake, GatewayOptions(fallbacks=True))
+    fake.fail["retriever.GetVectors"] = grpc.StatusCode.UNAVAILABLE
+    req = gateway_pb2.RecommendRequest(
+        liked=[common_pb2.RatedMovie(movie_id=1), common_pb2.RatedMovie(movie_id=new_id)]
+    )
+    resp = await svc.recommend(req)
+    assert resp.recommendations and all(r.because_movie_id == 1 for r in resp.recommendations)
+    assert list(resp.degraded) == [resilience.RETRIEVER_BECAUSE]
 
 
 async def test_catalog_passthrough_validation(svc: GatewayService) -> None:
