@@ -21,6 +21,7 @@ from recsys_embedder.evaluation import quiz as Q
 from recsys_embedder.evaluation.temporal import choose_popularity, popularity_summary
 from recsys_embedder.signals import HistoryRule
 from recsys_embedder.training import data as D
+from recsys_embedder.training import distributed as DP
 from recsys_embedder.training import sampled as S
 from recsys_embedder.training import two_tower_step as TT
 from recsys_embedder.training.train import TrainConfig, TrainResult, all_events, train
@@ -28,6 +29,10 @@ from recsys_embedder.training.train import TrainConfig, TrainResult, all_events,
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _quiet(msg: str) -> None:
+    """The log of ranks other than 0 (rank 0 says it for the job)."""
 
 
 def _positive_int(text: str) -> int:
@@ -104,6 +109,13 @@ def register(subparsers: Any) -> None:
         "reportable by `recsys evaluate` on this data set)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--dist-timeout",
+        type=_positive_int,
+        default=3600,
+        help="under torchrun: seconds any rank waits for the others (rank 0 evaluates and writes "
+        "the artifact meanwhile; default 3600)",
+    )
     p.add_argument(
         "--no-two-tower", action="store_true", help="skip the demographic two-tower model (issue #5)"
     )
@@ -232,17 +244,50 @@ def checkpoint_path(out: Path, p: D.Prepared, cfg: TrainConfig) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train and write the artifact. Under ``torchrun`` (``WORLD_SIZE`` set) every process joins
+    the process group and trains its slice of each batch (:mod:`.distributed`); rank 0 alone
+    evaluates, chooses and writes the artifact, the others wait for it at a barrier."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cfg = config_from_args(args)
+    ctx = DP.from_env(device=cfg.device)
+    if ctx is None:
+        return _run(args, cfg, None)
+    DP.init(ctx, timeout_s=float(args.dist_timeout))
+    try:
+        code = _run(args, cfg, ctx)
+        ctx.barrier()  # the others leave when rank 0 has written the artifact
+        return code
+    finally:
+        DP.close()
+
+
+def _run(args: argparse.Namespace, cfg: TrainConfig, ctx: DP.Distributed | None) -> int:
+    main = ctx is None or ctx.is_main
+    log = _log if main else _quiet
     p = D.load(args.data)
     out = Path(args.out)
     ck = checkpoint_path(out, p, cfg)
     ck.parent.mkdir(parents=True, exist_ok=True)
-    if args.no_resume and ck.exists():
+    if args.no_resume and ck.exists() and main:
         ck.unlink()
+    if ctx is not None:
+        ctx.barrier()  # nobody looks for the checkpoint before rank 0 has removed it
     refit = not args.no_refit
-    _log(f"training PinSage on {p.name} ({p.n_users} users, {p.n_items} movies), seed {cfg.seed}")
-    res = train(p, cfg, checkpoint=ck, log=_log, progress=not args.quiet)
+    where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
+    log(f"training PinSage on {p.name} ({p.n_users} users, {p.n_items} movies), seed {cfg.seed}{where}")
+    res = train(p, cfg, checkpoint=ck, log=log, progress=main and not args.quiet, dist=ctx)
+    if not main:  # the refit is the only other step that needs every process
+        if refit:
+            refit_cfg = dataclasses.replace(cfg, epochs=max(res.best_epoch, 1))
+            train(
+                all_events(p),
+                refit_cfg,
+                checkpoint=ck.with_name(ck.stem + "-refit.pt"),
+                log=log,
+                progress=False,
+                dist=ctx,
+            )
+        return 0
     phases = {n: E.make_phase(p, n) for n in E.PHASES}
     emb = torch.from_numpy(res.item_embeddings)
     forms = E.evaluate_pinsage(res.model, emb, p, phases)
@@ -266,9 +311,13 @@ def run(args: argparse.Namespace) -> int:
         _log(f"refitting on every event ({len(p.split)}) for {epochs} epochs (the served model)")
         refit_cfg = dataclasses.replace(cfg, epochs=epochs)
         refit_ck = ck.with_name(ck.stem + "-refit.pt")
-        served = train(all_events(p), refit_cfg, checkpoint=refit_ck, log=_log, progress=not args.quiet)
+        served = train(
+            all_events(p), refit_cfg, checkpoint=refit_ck, log=_log, progress=not args.quiet, dist=ctx
+        )
         refit_ck.unlink(missing_ok=True)
     manifest = build_manifest(p, cfg, res, forms, baselines, rules, rule, served, quiz, popularity)
+    if ctx is not None:
+        manifest["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
     out_res = served or res
     arrays = A.PinSageArrays(
         state_dict=out_res.model.state_dict(),

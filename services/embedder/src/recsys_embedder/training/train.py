@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from recsys_embedder.evaluation.evaluate import Phase, evaluate_scorer, make_phase, pinsage_scorer
@@ -30,6 +30,7 @@ from recsys_embedder.model.pinsage import ModelConfig, PinSageNet
 from recsys_embedder.training import graph as G
 from recsys_embedder.training import sampled as S
 from recsys_embedder.training.data import TRAIN, Prepared
+from recsys_embedder.training.distributed import Distributed
 
 Log = Callable[[str], None]
 
@@ -129,6 +130,71 @@ class _NextItem:
         return hist, rat, mask, target, torch.as_tensor(rows), torch.as_tensor(self.items[pos])
 
 
+class _StepLoss(nn.Module):
+    """One step's losses (next-item, item-item) as a module's ``forward``: the unit that
+    DistributedDataParallel wraps (its gradient hooks need the forward pass to run through it)."""
+
+    def __init__(self, model: PinSageNet, tensors: tuple[Tensor, ...], cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.tensors = tensors  # (dense, tokens, nbr_ids, nbr_w): inputs, not parameters
+        self.logit_scale = cfg.logit_scale
+        self.margin = cfg.margin
+
+    def forward(
+        self,
+        hist: Tensor,
+        rat: Tensor,
+        mask: Tensor,
+        target: Tensor,
+        ex_rows: Tensor,
+        ex_items: Tensor,
+        hh: Tensor,
+        tt: Tensor,
+        nn_: Tensor,
+        drawn: S.Negatives | None,
+    ) -> tuple[Tensor, Tensor]:
+        model, tensors = self.model, self.tensors
+        dev = target.device
+        if drawn is None:  # full softmax: every movie encoded and scored
+            emb = model.embed_items(*tensors)
+            if len(target):
+                u = model.embed_users(emb, hist, rat, mask, "pinsage")
+                loss_u = S.full_softmax_loss(u, emb, target, ex_rows, ex_items, self.logit_scale)
+            else:  # an empty slice (a batch smaller than the process count): no rows, no loss
+                loss_u = _zero(model)
+            at: tuple[Tensor, ...] = (hh, tt, nn_)
+        else:  # sampled softmax: only the movies this step touches are encoded
+            nr = drawn.rows.to(dev)
+            touched = torch.unique(torch.cat([target, hist.reshape(-1), nr, hh, tt, nn_]))
+            emb = model.embed_rows(tensors[0], tensors[1], tensors[2], tensors[3], touched)
+            if len(target):
+                u = model.embed_users(emb, torch.searchsorted(touched, hist), rat, mask, "pinsage")
+                loss_u = S.sampled_softmax_loss(
+                    u,
+                    emb[torch.searchsorted(touched, target)],
+                    target,
+                    emb[torch.searchsorted(touched, nr)],
+                    drawn,
+                    ex_rows,
+                    ex_items,
+                    self.logit_scale,
+                )
+            else:
+                loss_u = _zero(model)
+            at = tuple(torch.searchsorted(touched, x) for x in (hh, tt, nn_))
+        pos_s = (emb[at[0]] * emb[at[1]]).sum(1)
+        neg_s = (emb[at[0]] * emb[at[2]]).sum(1)
+        loss_i = F.relu(neg_s - pos_s + self.margin).mean() if len(hh) else torch.zeros((), device=dev)
+        return loss_u, loss_i
+
+
+def _zero(model: nn.Module) -> Tensor:
+    """A zero loss connected to every parameter (so a backward pass reaches all of them)."""
+    params = list(model.parameters())
+    return sum((p.sum() for p in params), torch.zeros((), device=params[0].device)) * 0.0
+
+
 def all_events(p: Prepared) -> Prepared:
     """``p`` with every event labelled TRAIN: the refit of the served model (no VALIDATION,
     no TEST; the settings and epoch count come from the run that had them)."""
@@ -143,7 +209,12 @@ def _validate(model: PinSageNet, tensors: tuple[Tensor, ...], p: Prepared, phase
 
 
 def train(
-    p: Prepared, cfg: TrainConfig, checkpoint: Path | None = None, log: Log = print, progress: bool = True
+    p: Prepared,
+    cfg: TrainConfig,
+    checkpoint: Path | None = None,
+    log: Log = print,
+    progress: bool = True,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Train on ``p``'s TRAIN events; early stopping on VALIDATION HR@10 (pinsage form).
 
@@ -152,6 +223,12 @@ def train(
 
     With ``checkpoint`` the state is saved there after every epoch and a run
     finding one resumes from it (same config and seed: same result).
+
+    With ``dist`` (a torchrun process, :mod:`.distributed`; its process group initialised) the
+    network is wrapped in DistributedDataParallel and each rank trains on its slice of every
+    global batch of ``cfg.batch_size``: the same updates as one process with that batch. Every
+    rank returns the same weights; only rank 0 writes the checkpoint, and a run resumes only
+    when every rank sees one.
     """
     if cfg.loss not in S.LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; expected one of {S.LOSSES}")
@@ -159,7 +236,7 @@ def train(
     cpu_start = time.process_time()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    dev = torch.device(cfg.device)
+    dev = torch.device(dist.device(cfg.device) if dist is not None else cfg.device)
     spec, dense, tokens = item_inputs(p, cfg.title_buckets)
     sel = p.split == TRAIN
     g = G.build_graph(p.u[sel], p.i[sel], p.n_users, p.n_items)
@@ -182,6 +259,8 @@ def train(
     tensors = tuple(
         torch.as_tensor(a).to(dev) for a in (dense, tokens, nbr_ids, nbr_w)
     )  # (dense, tokens, nbr_ids, nbr_w)
+    step_loss = _StepLoss(model, tensors, cfg)
+    step_fn: nn.Module = step_loss if dist is None else dist.wrap(step_loss, str(dev))
     nxt = _NextItem(p, cfg.user_window)
     counts = p.counts(TRAIN).astype(np.float64)
     heads_pool = np.flatnonzero(counts > 0)
@@ -198,7 +277,10 @@ def train(
     best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history: list[dict[str, float]] = []
     step_seconds: list[float] = []
-    if checkpoint is not None and checkpoint.exists():
+    resume = checkpoint is not None and checkpoint.exists()
+    if dist is not None:
+        resume = dist.all_agree(resume)
+    if checkpoint is not None and resume:
         ck = torch.load(checkpoint, weights_only=True, map_location=dev)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -229,7 +311,6 @@ def train(
         tot_u = tot_i = 0.0
         for step in bar:
             b = ev[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            hist, rat, mask, target, ex_rows, ex_items = (x.to(dev) for x in nxt.batch(b))
             # max-margin on random-walk pairs, uniform + popularity-weighted negatives
             s = step * cfg.item_batch_size
             hh = torch.as_tensor(ph[s : s + cfg.item_batch_size]).to(dev)
@@ -239,37 +320,29 @@ def train(
                 [rng.choice(p.n_items, size=n_hard, p=hard_p), rng.integers(0, p.n_items, len(hh) - n_hard)]
             )
             nn_ = torch.as_tensor(neg).to(dev)
-            if sampler is None:  # full softmax: every movie encoded and scored
-                emb = model.embed_items(*tensors)
-                u = model.embed_users(emb, hist, rat, mask, "pinsage")
-                loss_u = S.full_softmax_loss(u, emb, target, ex_rows, ex_items, cfg.logit_scale)
-                at: tuple[Tensor, ...] = (hh, tt, nn_)
-            else:  # sampled softmax: only the movies this step touches are encoded
-                drawn = sampler.draw(rng)
-                nr = drawn.rows.to(dev)
-                touched = torch.unique(torch.cat([target, hist.reshape(-1), nr, hh, tt, nn_]))
-                emb = model.embed_rows(tensors[0], tensors[1], tensors[2], tensors[3], touched)
-                u = model.embed_users(emb, torch.searchsorted(touched, hist), rat, mask, "pinsage")
-                loss_u = S.sampled_softmax_loss(
-                    u,
-                    emb[torch.searchsorted(touched, target)],
-                    target,
-                    emb[torch.searchsorted(touched, nr)],
-                    drawn,
-                    ex_rows,
-                    ex_items,
-                    cfg.logit_scale,
-                )
-                at = tuple(torch.searchsorted(touched, x) for x in (hh, tt, nn_))
-            pos_s = (emb[at[0]] * emb[at[1]]).sum(1)
-            neg_s = (emb[at[0]] * emb[at[2]]).sum(1)
-            loss_i = F.relu(neg_s - pos_s + cfg.margin).mean() if len(hh) else torch.zeros((), device=dev)
-            loss = loss_u + cfg.item_loss_weight * loss_i
+            drawn = sampler.draw(rng) if sampler is not None else None
+            if dist is not None:  # this rank's slice of the global batch (same rng draws everywhere)
+                su, si = dist.shard(len(b)), dist.shard(len(hh))
+                scale_u, scale_i = dist.loss_scale(len(b[su]), len(b)), dist.loss_scale(len(hh[si]), len(hh))
+                b, hh, tt, nn_ = b[su], hh[si], tt[si], nn_[si]
+            hist, rat, mask, target, ex_rows, ex_items = (x.to(dev) for x in nxt.batch(b))
+            loss_u, loss_i = step_fn(hist, rat, mask, target, ex_rows, ex_items, hh, tt, nn_, drawn)
+            if dist is None:
+                loss = loss_u + cfg.item_loss_weight * loss_i
+            else:  # DDP averages gradients over ranks: scaled, that is the global batch's mean
+                loss = scale_u * loss_u + cfg.item_loss_weight * scale_i * loss_i
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot_u += float(loss_u.detach())
-            tot_i += float(loss_i.detach())
+            if dist is None:
+                tot_u += float(loss_u.detach())
+                tot_i += float(loss_i.detach())
+            else:  # the global batch's mean losses (what one process would log)
+                lu, li = dist.all_reduce_sum(
+                    [scale_u * float(loss_u.detach()), scale_i * float(loss_i.detach())], dev.type
+                )
+                tot_u += lu / dist.world_size
+                tot_i += li / dist.world_size
             if step % 20 == 0:
                 rate = (step + 1) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(
@@ -296,7 +369,7 @@ def train(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-        if checkpoint is not None:
+        if checkpoint is not None and (dist is None or dist.is_main):
             tmp = checkpoint.with_suffix(".tmp")
             torch.save(
                 {
