@@ -9,20 +9,33 @@ user form. ``--loss sampled`` trains with the logQ-corrected sampled softmax (on
 step touches are encoded); ``--max-steps-per-epoch`` bounds an epoch for a quick events/s reading
 on a large data set (its metrics then mean little). The issue's target: ml-100k trains in < 10 min
 on a 2-core CPU.
+
+``--nproc 1,2`` (issue #19) runs the same training under ``torchrun --standalone
+--nproc_per_node N`` for each N (gloo, data-parallel: each process trains its slice of every
+global batch, :mod:`recsys_embedder.training.distributed`) and prints, per process count, the
+step loop's events/s, the peak RSS of each process and the TEST HR@10 / NDCG@10 (pinsage form):
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/train_bench.py --data ml-100k --epochs 1 --nproc 1,2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 from recsys_embedder.evaluation import evaluate as E
 from recsys_embedder.training import data as D
+from recsys_embedder.training import distributed as DP
 from recsys_embedder.training.sampled import LOSSES
 from recsys_embedder.training.train import TrainConfig, train
 
@@ -43,7 +56,18 @@ def main() -> None:
     ap.add_argument("--negative-alpha", type=float, default=d.negative_alpha)
     ap.add_argument("--max-steps-per-epoch", type=int, default=0)
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation of the user forms")
+    ap.add_argument("--nproc", help="comma-separated process counts, each run under torchrun (1,2)")
+    ap.add_argument("--json", help=argparse.SUPPRESS)  # a torchrun worker's report (rank 0)
     args = ap.parse_args()
+    if args.nproc:
+        compare(args)
+        return
+    ctx = DP.from_env()
+    if ctx is not None:
+        DP.init(ctx)
+        worker(args, ctx)
+        DP.close()
+        return
     t0 = time.perf_counter()
     p = D.load(args.data)
     t_load = time.perf_counter() - t0
@@ -94,6 +118,70 @@ def main() -> None:
     )
     for form, m in forms.items():
         print(f"  {form:8s} test hr@10 {m['test']['hr@10']:.4f} ndcg@10 {m['test']['ndcg@10']:.4f}")
+
+
+def worker(args: argparse.Namespace, ctx: DP.Distributed) -> None:
+    """One torchrun process: train, then rank 0 evaluates and writes the report."""
+    p = D.load(args.data)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        threads=args.threads,
+        loss=args.loss,
+        negatives=args.negatives,
+        negative_alpha=args.negative_alpha,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+    )
+    res = train(p, cfg, progress=False, log=lambda _m: None, dist=ctx)
+    rss: list[object] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(rss, peak_rss_gib())
+    if not ctx.is_main:
+        return
+    n_train = int((p.split == D.TRAIN).sum())
+    events = n_train - p.n_users
+    if args.max_steps_per_epoch:
+        events = min(events, args.max_steps_per_epoch * cfg.batch_size)
+    steps = sum(res.step_seconds) / max(len(res.step_seconds), 1)
+    report: dict[str, object] = {
+        "processes": ctx.world_size,
+        "epochs": len(res.history),
+        "training_s": res.training_time_s,
+        "step_loop_s": steps,
+        "events_per_s": events / max(steps, 1e-9),
+        "peak_rss_gib": rss,
+    }
+    if not args.no_eval:
+        phases = {n: E.make_phase(p, n) for n in E.PHASES}
+        forms = E.evaluate_pinsage(res.model, torch.from_numpy(res.item_embeddings), p, phases)
+        report["test"] = forms["pinsage"]["test"]
+    Path(args.json).write_text(json.dumps(report))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Run this script under torchrun for each process count and print one row each."""
+    passed = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+    if "--nproc" in sys.argv:
+        i = passed.index(args.nproc)
+        passed = passed[:i] + passed[i + 1 :]
+    print(f"data {args.data}, load average {os.getloadavg()[0]:.1f}; torchrun --standalone, gloo")
+    print(
+        "| processes | epochs | training s | step loop s/epoch | events/s | peak RSS GiB per process | TEST HR@10 | NDCG@10 |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n in (int(x) for x in args.nproc.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "report.json"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                   f"--nproc_per_node={n}", __file__, *passed, "--json", str(out)]  # fmt: skip
+            env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+            subprocess.run(cmd, check=True, env=env)
+            r = json.loads(out.read_text())
+        test = r.get("test") or {}
+        rss = ", ".join(f"{v:.2f}" for v in r["peak_rss_gib"])
+        print(
+            f"| {n} | {r['epochs']} | {r['training_s']:.1f} | {r['step_loop_s']:.1f} | {r['events_per_s']:.0f} | "
+            f"{rss} | {test.get('hr@10', float('nan')):.4f} | {test.get('ndcg@10', float('nan')):.4f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
