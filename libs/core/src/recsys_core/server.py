@@ -34,7 +34,7 @@ from .interceptors import HEALTH_SERVICE, KitServerInterceptor
 from .memory import MemoryReturner
 from .metrics import MetricsEndpoint
 from .reflection import enable_reflection
-from .settings import LoopSettings, ServerSettings, SettingsError, load_settings
+from .settings import EventLoop, LoopSettings, ServerSettings, SettingsError, load_settings
 
 log = logging.getLogger("recsys.server")
 
@@ -357,7 +357,7 @@ def loop_factory(service: str) -> Callable[[], asyncio.AbstractEventLoop] | None
         (LoopSettings,),
         {"model_config": SettingsConfigDict(env_prefix=f"RECSYS_{service.upper()}_", extra="ignore")},
     )
-    choice = load_settings(cls).event_loop
+    choice: EventLoop = load_settings(cls).event_loop
     if choice == "asyncio":
         return None
     try:
