@@ -77,14 +77,7 @@ def main() -> None:
         f"({n_train} TRAIN); load average {os.getloadavg()[0]:.1f}"
     )
     print(f"load + split: {t_load:.1f}s, peak RSS {peak_rss_gib():.2f} GiB")
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        threads=args.threads,
-        loss=args.loss,
-        negatives=args.negatives,
-        negative_alpha=args.negative_alpha,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-    )
+    cfg = _config(args)
     res = train(p, cfg, progress=False)
     epochs = len(res.history)
     loss = (
@@ -120,10 +113,9 @@ def main() -> None:
         print(f"  {form:8s} test hr@10 {m['test']['hr@10']:.4f} ndcg@10 {m['test']['ndcg@10']:.4f}")
 
 
-def worker(args: argparse.Namespace, ctx: DP.Distributed) -> None:
-    """One torchrun process: train, then rank 0 evaluates and writes the report."""
-    p = D.load(args.data)
-    cfg = TrainConfig(
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration the command line names (one process or each torchrun rank)."""
+    return TrainConfig(
         epochs=args.epochs,
         threads=args.threads,
         loss=args.loss,
@@ -131,6 +123,12 @@ def worker(args: argparse.Namespace, ctx: DP.Distributed) -> None:
         negative_alpha=args.negative_alpha,
         max_steps_per_epoch=args.max_steps_per_epoch,
     )
+
+
+def worker(args: argparse.Namespace, ctx: DP.Distributed) -> None:
+    """One torchrun process: train, then rank 0 evaluates and writes the report."""
+    p = D.load(args.data)
+    cfg = _config(args)
     res = train(p, cfg, progress=False, log=lambda _m: None, dist=ctx)
     rss: list[object] = [None] * ctx.world_size
     torch.distributed.all_gather_object(rss, peak_rss_gib())
